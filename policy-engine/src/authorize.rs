@@ -1,0 +1,107 @@
+//! One-off authorization requests as the Cedar CLI takes them: a request JSON file
+//! (`principal`, `action`, `resource`, `context`) or the parts given separately, plus an
+//! entities file.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use cedar_policy::{Context, Entities, EntityUid, Request, Schema};
+use serde_json::Value;
+
+use crate::problem::{Problem, SourceFile, chain};
+
+/// The parts of a request before they are checked against the schema.
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub context: Value,
+}
+
+fn uid_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => {
+            let o = o.get("__entity").and_then(Value::as_object).unwrap_or(o);
+            let ty = o.get("type")?.as_str()?;
+            let id = o.get("id")?.as_str()?;
+            Some(format!("{ty}::{}", Value::String(id.to_string())))
+        }
+        _ => None,
+    }
+}
+
+/// Reads a Cedar CLI request file.
+pub fn read_request_json(path: &Path) -> Result<RequestSpec, Problem> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Problem::error("cairn::io", format!("cannot read `{}`: {e}", path.display()))
+    })?;
+    let file = SourceFile::new(path, text);
+    let v: Value = serde_json::from_str(&file.text).map_err(|e| {
+        Problem::error("cairn::request", format!("invalid JSON: {e}"))
+            .at_line(&file, e.line())
+    })?;
+    let field = |name: &str| {
+        v.get(name).and_then(uid_text).ok_or_else(|| {
+            Problem::error("cairn::request", format!("`{name}` is missing or not an entity uid"))
+                .in_file(&file)
+                .with_help(format!("write `\"{name}\": \"Type::\\\"id\\\"\"`"))
+        })
+    };
+    Ok(RequestSpec {
+        principal: field("principal")?,
+        action: field("action")?,
+        resource: field("resource")?,
+        context: v.get("context").cloned().unwrap_or(Value::Object(Default::default())),
+    })
+}
+
+/// Reads a context JSON file.
+pub fn read_context(path: &Path) -> Result<Value, Problem> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Problem::error("cairn::io", format!("cannot read `{}`: {e}", path.display()))
+    })?;
+    let file = SourceFile::new(path, text);
+    serde_json::from_str(&file.text).map_err(|e| {
+        Problem::error("cairn::context", format!("invalid JSON: {e}")).at_line(&file, e.line())
+    })
+}
+
+/// Checks the parts against the schema (when given) and builds the request.
+pub fn build_request(spec: &RequestSpec, schema: Option<&Schema>) -> Result<Request, Problem> {
+    let uid = |text: &str, what: &str| {
+        EntityUid::from_str(text).map_err(|e| {
+            Problem::error("cairn::request", format!("{what} `{text}` is not an entity uid: {e}"))
+                .with_help("entity uids look like User::\"alice\"")
+        })
+    };
+    let principal = uid(&spec.principal, "principal")?;
+    let action = uid(&spec.action, "action")?;
+    let resource = uid(&spec.resource, "resource")?;
+    let context = Context::from_json_value(spec.context.clone(), schema.map(|s| (s, &action)))
+        .map_err(|e| {
+            Problem::error("cairn::context", format!("invalid context: {}", chain(&e)))
+                .with_help("the context must have the attributes the schema declares for the action")
+        })?;
+    Request::new(principal, action, resource, context, schema).map_err(|e| {
+        Problem::error("cairn::request", format!("invalid request: {}", chain(&e)))
+            .with_help("the principal and resource types must be ones the action applies to")
+    })
+}
+
+/// Reads and checks an entities file (Cedar entity JSON).
+pub fn read_entities(path: &Path, schema: Option<&Schema>) -> Result<Entities, Problem> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Problem::error("cairn::io", format!("cannot read `{}`: {e}", path.display()))
+    })?;
+    let file = SourceFile::new(path, text);
+    let value: Value = serde_json::from_str(&file.text).map_err(|e| {
+        Problem::error("cairn::entities", format!("invalid JSON: {e}")).at_line(&file, e.line())
+    })?;
+    Entities::from_json_value(value, schema).map_err(|e| {
+        Problem::error("cairn::entities", format!("invalid entities: {}", chain(&e)))
+            .in_file(&file)
+            .with_help("entities must use declared types and attributes with the declared types")
+    })
+}

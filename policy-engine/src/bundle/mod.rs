@@ -1,0 +1,533 @@
+//! Signed policy bundles: one deterministic tar file holding a DSSE envelope around the manifest,
+//! the schema and the policies. The format is specified in `docs/bundle.md`.
+//!
+//! Layout, in this order: `bundle.dsse.json` (the signed manifest), `schema.cedarschema`,
+//! `policies/<path>.cedar` sorted by path. Every tar header is normalised (mode 0644, uid/gid 0,
+//! no owner names, mtime = the manifest's creation time), so the same inputs give the same bytes.
+
+pub mod dsse;
+pub mod keys;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use miette::Diagnostic;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::load::LoadedPolicies;
+use crate::policy_tests::TestRun;
+use crate::problem::SourceFile;
+
+pub const ENVELOPE_MEMBER: &str = "bundle.dsse.json";
+pub const SCHEMA_MEMBER: &str = "schema.cedarschema";
+pub const POLICIES_PREFIX: &str = "policies/";
+pub const PAYLOAD_TYPE: &str = "application/vnd.cairn.policy-bundle.manifest+json";
+pub const FORMAT: &str = "cairn.policy-bundle/v1";
+/// Bundles are small; anything larger than this is refused before it is parsed.
+pub const MAX_BUNDLE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What the signature vouches for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub version: String,
+    pub source_commit: String,
+    /// RFC 3339, UTC, whole seconds.
+    pub created: String,
+    /// Every other member of the bundle, sorted by path.
+    pub files: Vec<FileEntry>,
+    /// Policy ids and the member each one is in.
+    pub policies: Vec<PolicyEntry>,
+    /// Evidence that the policy tests passed when the bundle was made.
+    pub tests: Option<TestEvidence>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    pub id: String,
+    pub file: String,
+    pub effect: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TestEvidence {
+    pub cases: usize,
+    pub passed: usize,
+    pub coverage_percent: u32,
+}
+
+/// Who made the bundle and from what, supplied by the caller (the CLI reads git).
+#[derive(Debug, Clone)]
+pub struct BundleMeta {
+    pub version: String,
+    pub source_commit: String,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum BundleError {
+    #[error("bundle is {size} bytes, over the {max}-byte limit")]
+    #[diagnostic(code(cairn::bundle::too_large))]
+    TooLarge { size: u64, max: u64 },
+
+    #[error("bundle is truncated or is not a tar archive: {reason}")]
+    #[diagnostic(
+        code(cairn::bundle::corrupt),
+        help("the file was cut short or altered; rebuild it with `cairn policy bundle`")
+    )]
+    Corrupt { reason: String },
+
+    #[error("bundle has no `{ENVELOPE_MEMBER}` member")]
+    #[diagnostic(code(cairn::bundle::no_envelope), help("this is not a Cairn policy bundle, or it was truncated"))]
+    NoEnvelope,
+
+    #[error("`{ENVELOPE_MEMBER}`: {reason}")]
+    #[diagnostic(code(cairn::bundle::envelope))]
+    Envelope { reason: String },
+
+    #[error("signature: {reason}")]
+    #[diagnostic(code(cairn::bundle::signature))]
+    Signature { reason: String, help: String },
+
+    #[error("manifest field `{field}`: {reason}")]
+    #[diagnostic(code(cairn::bundle::manifest))]
+    Manifest { field: String, reason: String },
+
+    #[error("member `{member}`: {reason}")]
+    #[diagnostic(code(cairn::bundle::member), help("the bundle was altered after it was signed; rebuild it from the reviewed policies"))]
+    Member { member: String, reason: String },
+
+    #[error("bundle bytes differ from the canonical layout at offset {offset} ({place})")]
+    #[diagnostic(code(cairn::bundle::layout), help("the bundle was altered after it was signed; rebuild it from the reviewed policies"))]
+    Layout { offset: usize, place: String },
+
+    #[error("policies did not pass review: {reason}")]
+    #[diagnostic(
+        code(cairn::bundle::refused),
+        help("run `cairn policy validate` and `cairn policy test` and fix what they report")
+    )]
+    NotReviewed { reason: String },
+}
+
+impl BundleError {
+    pub fn help_text(&self) -> Option<&str> {
+        match self {
+            Self::Signature { help, .. } => Some(help),
+            _ => None,
+        }
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A bundle that verified: its manifest, and its members as source files.
+#[derive(Debug, Clone)]
+pub struct VerifiedBundle {
+    pub manifest: Manifest,
+    /// `sha256:` and the hex SHA-256 of the signed manifest bytes; names this bundle everywhere.
+    pub digest: String,
+    pub key_id: String,
+    pub schema: SourceFile,
+    pub policies: Vec<SourceFile>,
+}
+
+/// Packs reviewed policies. Refuses when the policies have errors or a test run failed.
+pub fn create(
+    loaded: &LoadedPolicies,
+    tests: Option<&TestRun>,
+    meta: &BundleMeta,
+    key: &SigningKey,
+) -> Result<Vec<u8>, BundleError> {
+    let errors = loaded.problems.iter().filter(|p| p.is_error()).count();
+    if errors > 0 {
+        return Err(BundleError::NotReviewed {
+            reason: format!("{errors} validation error(s)"),
+        });
+    }
+    if let Some(run) = tests {
+        if !run.ok() {
+            return Err(BundleError::NotReviewed {
+                reason: format!("{} policy test(s) failed", run.failed),
+            });
+        }
+    }
+    let Some(schema) = &loaded.schema_file else {
+        return Err(BundleError::NotReviewed {
+            reason: "no schema".into(),
+        });
+    };
+    let root = loaded
+        .sources
+        .as_ref()
+        .map(|s| s.root.clone())
+        .unwrap_or_default();
+    let mut members: BTreeMap<String, &str> = BTreeMap::new();
+    let mut member_of_file: BTreeMap<&str, String> = BTreeMap::new();
+    for f in &loaded.files {
+        let path = Path::new(&*f.name);
+        let rel = path.strip_prefix(&root).unwrap_or(path);
+        let rel = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let member = format!("{POLICIES_PREFIX}{rel}");
+        member_of_file.insert(&f.name, member.clone());
+        members.insert(member, &f.text);
+    }
+    let mut files = vec![FileEntry {
+        path: SCHEMA_MEMBER.to_string(),
+        sha256: sha256_hex(schema.text.as_bytes()),
+        size: schema.text.len() as u64,
+    }];
+    files.extend(members.iter().map(|(path, text)| FileEntry {
+        path: path.clone(),
+        sha256: sha256_hex(text.as_bytes()),
+        size: text.len() as u64,
+    }));
+    let mut policies: Vec<PolicyEntry> = loaded
+        .policies
+        .iter()
+        .map(|p| PolicyEntry {
+            id: p.id.clone(),
+            file: member_of_file.get(&*p.file.name).cloned().unwrap_or_default(),
+            effect: match p.effect {
+                cedar_policy::Effect::Permit => "permit".into(),
+                cedar_policy::Effect::Forbid => "forbid".into(),
+            },
+        })
+        .collect();
+    policies.sort_by(|a, b| a.id.cmp(&b.id));
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        version: meta.version.clone(),
+        source_commit: meta.source_commit.clone(),
+        created: meta.created.to_rfc3339_opts(SecondsFormat::Secs, true),
+        files,
+        policies,
+        tests: tests.map(|r| TestEvidence {
+            cases: r.outcomes.len(),
+            passed: r.passed,
+            coverage_percent: r.coverage.percent().floor() as u32,
+        }),
+    };
+    let payload = serde_json::to_vec_pretty(&manifest).map_err(|e| BundleError::Envelope {
+        reason: e.to_string(),
+    })?;
+    let envelope = dsse::sign(PAYLOAD_TYPE, &payload, key);
+    let mut envelope_bytes =
+        serde_json::to_vec_pretty(&envelope).map_err(|e| BundleError::Envelope {
+            reason: e.to_string(),
+        })?;
+    envelope_bytes.push(b'\n');
+    let mut ordered: Vec<(String, Vec<u8>)> = vec![
+        (ENVELOPE_MEMBER.into(), envelope_bytes),
+        (SCHEMA_MEMBER.into(), schema.text.as_bytes().to_vec()),
+    ];
+    ordered.extend(
+        members
+            .into_iter()
+            .map(|(p, t)| (p, t.as_bytes().to_vec())),
+    );
+    pack(&ordered, meta.created.timestamp().max(0) as u64)
+}
+
+/// Writes members into a tar archive with normalised headers.
+fn pack(members: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u8>, BundleError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    for (path, data) in members {
+        let mut header = tar::Header::new_ustar();
+        header
+            .set_path(path)
+            .map_err(|e| BundleError::Member {
+                member: path.clone(),
+                reason: format!("cannot be stored: {e}"),
+            })?;
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder
+            .append(&header, data.as_slice())
+            .map_err(|e| BundleError::Corrupt {
+                reason: e.to_string(),
+            })?;
+    }
+    builder.into_inner().map_err(|e| BundleError::Corrupt {
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a bundle file (bounded by [`MAX_BUNDLE_BYTES`]) and verifies it.
+pub fn verify_file(path: &Path, key: &VerifyingKey) -> Result<VerifiedBundle, crate::PolicyError> {
+    let meta = std::fs::metadata(path).map_err(|source| crate::PolicyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.len() > MAX_BUNDLE_BYTES {
+        return Err(crate::PolicyError::Input(format!(
+            "`{}`: {}",
+            path.display(),
+            BundleError::TooLarge {
+                size: meta.len(),
+                max: MAX_BUNDLE_BYTES
+            }
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|source| crate::PolicyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    verify(&bytes, key).map_err(|e| crate::PolicyError::Bundle {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })
+}
+
+/// Verifies a bundle: the archive is whole, the envelope is signed by `key`, the manifest is
+/// well formed, every member matches its digest and size, there are no extra members, and the
+/// bytes are exactly the canonical layout (so no byte anywhere can change unnoticed).
+pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<VerifiedBundle, BundleError> {
+    if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+        return Err(BundleError::TooLarge {
+            size: bytes.len() as u64,
+            max: MAX_BUNDLE_BYTES,
+        });
+    }
+    let members = unpack(bytes)?;
+    let envelope_bytes = members
+        .iter()
+        .find(|(p, _)| p == ENVELOPE_MEMBER)
+        .map(|(_, d)| d)
+        .ok_or(BundleError::NoEnvelope)?;
+    let envelope: dsse::Envelope =
+        serde_json::from_slice(envelope_bytes).map_err(|e| BundleError::Envelope {
+            reason: format!("not a DSSE envelope: {e}"),
+        })?;
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(BundleError::Envelope {
+            reason: format!(
+                "`payloadType` is `{}`, expected `{PAYLOAD_TYPE}`",
+                envelope.payload_type
+            ),
+        });
+    }
+    let ours = keys::key_id(key);
+    let payload = dsse::verify(&envelope, key).map_err(|e| match e {
+        dsse::EnvelopeError::OtherKey(ids) => BundleError::Signature {
+            reason: format!(
+                "the bundle is signed by key {}, not by the given key {ours}",
+                ids.join(", ")
+            ),
+            help: "pass the public key that belongs to the signing key (`signing.pub` beside it)"
+                .into(),
+        },
+        dsse::EnvelopeError::BadSignature => BundleError::Signature {
+            reason: format!(
+                "the signature in `{ENVELOPE_MEMBER}` does not verify with key {ours}: the manifest or the signature was altered"
+            ),
+            help: "rebuild the bundle from the reviewed policies".into(),
+        },
+        other => BundleError::Envelope {
+            reason: other.to_string(),
+        },
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&payload).map_err(|e| BundleError::Manifest {
+            field: "(payload)".into(),
+            reason: e.to_string(),
+        })?;
+    if manifest.format != FORMAT {
+        return Err(BundleError::Manifest {
+            field: "format".into(),
+            reason: format!("is `{}`, expected `{FORMAT}`", manifest.format),
+        });
+    }
+    let created = DateTime::parse_from_rfc3339(&manifest.created).map_err(|e| {
+        BundleError::Manifest {
+            field: "created".into(),
+            reason: format!("`{}` is not RFC 3339: {e}", manifest.created),
+        }
+    })?;
+
+    let by_path: BTreeMap<&str, &Vec<u8>> =
+        members.iter().map(|(p, d)| (p.as_str(), d)).collect();
+    for entry in &manifest.files {
+        let data = by_path
+            .get(entry.path.as_str())
+            .ok_or_else(|| BundleError::Member {
+                member: entry.path.clone(),
+                reason: "listed in the manifest but missing from the bundle".into(),
+            })?;
+        if data.len() as u64 != entry.size {
+            return Err(BundleError::Member {
+                member: entry.path.clone(),
+                reason: format!("{} bytes, the manifest says {}", data.len(), entry.size),
+            });
+        }
+        let digest = sha256_hex(data);
+        if digest != entry.sha256 {
+            return Err(BundleError::Member {
+                member: entry.path.clone(),
+                reason: format!(
+                    "SHA-256 is {digest}, the manifest says {}",
+                    entry.sha256
+                ),
+            });
+        }
+    }
+    for (path, _) in &members {
+        if path != ENVELOPE_MEMBER && !manifest.files.iter().any(|f| &f.path == path) {
+            return Err(BundleError::Member {
+                member: path.clone(),
+                reason: "is not listed in the signed manifest".into(),
+            });
+        }
+    }
+    if !manifest.files.iter().any(|f| f.path == SCHEMA_MEMBER) {
+        return Err(BundleError::Manifest {
+            field: "files".into(),
+            reason: format!("does not list `{SCHEMA_MEMBER}`"),
+        });
+    }
+    // Headers, padding and the end-of-archive blocks are not covered by the digests above;
+    // rebuilding the canonical bytes and comparing covers them.
+    let canonical = pack(&members, created.timestamp().max(0) as u64)?;
+    if canonical != bytes {
+        let offset = canonical
+            .iter()
+            .zip(bytes.iter())
+            .position(|(a, b)| a != b)
+            .unwrap_or(canonical.len().min(bytes.len()));
+        let place = if bytes.len() < canonical.len() && offset == bytes.len() {
+            format!(
+                "the bundle is truncated: {} bytes, expected {}",
+                bytes.len(),
+                canonical.len()
+            )
+        } else {
+            describe_offset(&members, offset)
+        };
+        return Err(BundleError::Layout { offset, place });
+    }
+
+    let text = |path: &str, data: &[u8]| -> Result<SourceFile, BundleError> {
+        let t = std::str::from_utf8(data).map_err(|_| BundleError::Member {
+            member: path.to_string(),
+            reason: "is not UTF-8 text".into(),
+        })?;
+        Ok(SourceFile::new(Path::new(path), t))
+    };
+    let mut schema = None;
+    let mut policies = Vec::new();
+    for (path, data) in &members {
+        if path == SCHEMA_MEMBER {
+            schema = Some(text(path, data)?);
+        } else if path.starts_with(POLICIES_PREFIX) {
+            policies.push(text(path, data)?);
+        }
+    }
+    let schema = schema.ok_or_else(|| BundleError::Member {
+        member: SCHEMA_MEMBER.into(),
+        reason: "missing".into(),
+    })?;
+    Ok(VerifiedBundle {
+        digest: format!("sha256:{}", sha256_hex(&payload)),
+        key_id: ours,
+        manifest,
+        schema,
+        policies,
+    })
+}
+
+/// Names the member whose header or data holds a byte offset.
+fn describe_offset(members: &[(String, Vec<u8>)], offset: usize) -> String {
+    let mut pos = 0usize;
+    for (path, data) in members {
+        let header_end = pos + 512;
+        let data_end = header_end + data.len();
+        let padded_end = header_end + data.len().div_ceil(512) * 512;
+        if offset < header_end {
+            return format!("in the tar header of `{path}`");
+        }
+        if offset < data_end {
+            return format!("in the data of `{path}`");
+        }
+        if offset < padded_end {
+            return format!("in the padding after `{path}`");
+        }
+        pos = padded_end;
+    }
+    "after the last member".into()
+}
+
+fn unpack(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, BundleError> {
+    let corrupt = |e: std::io::Error| BundleError::Corrupt {
+        reason: e.to_string(),
+    };
+    let mut archive = tar::Archive::new(bytes);
+    let mut out = Vec::new();
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let path = entry
+            .path()
+            .map_err(corrupt)?
+            .to_string_lossy()
+            .into_owned();
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(BundleError::Member {
+                member: path,
+                reason: "is not a regular file".into(),
+            });
+        }
+        let size = entry.size();
+        if size > MAX_BUNDLE_BYTES {
+            return Err(BundleError::Member {
+                member: path,
+                reason: format!("declares {size} bytes"),
+            });
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        entry.read_to_end(&mut data).map_err(corrupt)?;
+        if data.len() as u64 != size {
+            return Err(BundleError::Corrupt {
+                reason: format!("member `{path}` is cut short"),
+            });
+        }
+        if out.iter().any(|(p, _): &(String, Vec<u8>)| p == &path) {
+            return Err(BundleError::Member {
+                member: path,
+                reason: "appears twice".into(),
+            });
+        }
+        out.push((path, data));
+    }
+    if out.is_empty() {
+        return Err(BundleError::Corrupt {
+            reason: "no members".into(),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,215 @@
+//! The command-line surface: clap types only. Command modules turn these into library calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Put large language models into the software lifecycle under real control",
+    long_about = "Cairn: reviewed Cedar policy -> signed bundle -> enforcing gateway -> signed decision record -> audit lake -> report.",
+    after_help = "Examples:\n  cairn demo                       run the whole chain on embedded defaults\n  cairn policy validate            check policies/ against its schema\n  cairn gateway serve              start the gateway on 127.0.0.1:8080"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log level for diagnostics on stderr (`error`, `warn`, `info`, `debug`, `trace`); `CAIRN_LOG`
+    /// overrides it with a full filter.
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+    /// Write logs as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate, format, test, bundle and verify Cedar policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Run the whole chain on embedded defaults: policies, bundle, gateway, records, lake, report.
+    #[command(after_help = "Example:\n  cairn demo --dir /tmp/cairn-demo")]
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ProblemFormat {
+    Human,
+    Json,
+    Github,
+    Sarif,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TestFormat {
+    Human,
+    Json,
+    Junit,
+    Github,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PolicyPaths {
+    /// Policy directory (searched recursively) or one `.cedar` file.
+    #[arg(long, default_value = "policies", value_name = "PATH")]
+    pub policies: PathBuf,
+    /// Cedar schema; defaults to the `schema.cedarschema` beside the policies.
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse and strictly validate every policy, test entity and test request against the schema.
+    #[command(after_help = "Examples:\n  cairn policy validate\n  cairn policy validate --policies policies/ --format github --deny-warnings")]
+    Validate(ValidateArgs),
+    /// Format policies with the Cedar formatter; `--check` shows a diff and fails instead.
+    #[command(after_help = "Examples:\n  cairn policy fmt\n  cairn policy fmt --check")]
+    Fmt(FmtArgs),
+    /// Run the policy test suites and report coverage.
+    #[command(after_help = "Examples:\n  cairn policy test\n  cairn policy test --format junit --min-coverage 100 > policy-tests.xml\n  cairn policy test --tests cedar-tests.json")]
+    Test(TestArgs),
+    /// Decide one request, with the Cedar CLI's flags and exit codes (0 ALLOW, 2 DENY, 1 error).
+    #[command(after_help = "Example:\n  cairn policy authorize --policies policies --entities policies/entities/directory.json \\\n    --principal 'User::\"alice\"' --action 'Action::\"invoke_model\"' --resource 'Model::\"claude-sonnet\"' --context ctx.json")]
+    Authorize(AuthorizeArgs),
+    /// Pack validated, tested policies into a deterministic signed bundle.
+    #[command(after_help = "Example:\n  cairn policy bundle --key .cairn/keys/signing.key --out bundle.tar")]
+    Bundle(BundleArgs),
+    /// Verify a bundle's signature and every member against its manifest.
+    #[command(after_help = "Example:\n  cairn policy verify bundle.tar --pubkey .cairn/keys/signing.pub")]
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub paths: PolicyPaths,
+    /// Test suites whose entities and requests are checked too; defaults to `tests/` beside the
+    /// policies when it exists.
+    #[arg(long, value_name = "PATH")]
+    pub tests: Option<PathBuf>,
+    /// Fail on warnings as well as errors.
+    #[arg(long)]
+    pub deny_warnings: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: ProblemFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct FmtArgs {
+    /// Policy directory or one `.cedar` file.
+    #[arg(long, default_value = "policies", value_name = "PATH")]
+    pub policies: PathBuf,
+    /// Change nothing; show a diff for each file that would change and exit 1 if any would.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub paths: PolicyPaths,
+    /// A suite file (Cairn YAML or Cedar CLI run-tests JSON) or a directory of them; defaults to
+    /// `tests/` beside the policies.
+    #[arg(long, value_name = "PATH")]
+    pub tests: Option<PathBuf>,
+    /// Fail when fewer than this percentage of policies determined a decision in some test.
+    #[arg(long, value_name = "PERCENT")]
+    pub min_coverage: Option<f64>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: TestFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// Policy directory or one `.cedar` file.
+    #[arg(long, value_name = "PATH")]
+    pub policies: PathBuf,
+    /// Cedar schema, for schema-based parsing and validation of the request.
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+    /// Entities (Cedar entity JSON).
+    #[arg(long, value_name = "FILE")]
+    pub entities: PathBuf,
+    /// The request as JSON: `principal`, `action`, `resource`, `context`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["principal", "action", "resource", "context"])]
+    pub request_json: Option<PathBuf>,
+    #[arg(long, short = 'l', value_name = "UID", required_unless_present = "request_json")]
+    pub principal: Option<String>,
+    #[arg(long, short = 'a', value_name = "UID", required_unless_present = "request_json")]
+    pub action: Option<String>,
+    #[arg(long, short = 'r', value_name = "UID", required_unless_present = "request_json")]
+    pub resource: Option<String>,
+    /// Context as a JSON file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub context: Option<PathBuf>,
+    /// Also say when no policy applied.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    #[command(flatten)]
+    pub paths: PolicyPaths,
+    /// Test suites that must pass; defaults to `tests/` beside the policies.
+    #[arg(long, value_name = "PATH")]
+    pub tests: Option<PathBuf>,
+    /// Ed25519 private key (PKCS#8 PEM), e.g. from `cairn keys generate`.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Version recorded in the manifest; defaults to the source commit's short id.
+    #[arg(long = "bundle-version", value_name = "VERSION")]
+    pub bundle_version: Option<String>,
+    /// Creation time (RFC 3339); defaults to SOURCE_DATE_EPOCH, then the commit time, then the
+    /// newest input file's modification time, so the same inputs give the same bytes.
+    #[arg(long, value_name = "TIME")]
+    pub created: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Ed25519 public key (SPKI PEM).
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate an Ed25519 key pair: DIR/signing.key (mode 0600) and DIR/signing.pub.
+    #[command(after_help = "Example:\n  cairn keys generate --out .cairn/keys")]
+    Generate {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its keys, bundle, records, lake and report.
+    #[arg(long, default_value = ".cairn/demo", value_name = "DIR")]
+    pub dir: PathBuf,
+}

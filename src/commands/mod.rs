@@ -1,0 +1,16 @@
+//! One module per command group; each turns arguments into library calls and prints results.
+
+mod demo;
+mod keys;
+mod policy;
+
+use crate::cli::{Cli, Command};
+use crate::exit::CliResult;
+
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Demo(args) => demo::run(&args),
+    }
+}

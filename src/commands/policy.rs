@@ -1,0 +1,582 @@
+//! `cairn policy validate | fmt | test | authorize | bundle | verify`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
+use policy_engine::bundle::{self, BundleMeta, keys};
+use policy_engine::load::{self, LoadedPolicies, PolicySources};
+use policy_engine::policy_tests::{self, CaseStatus, TestRun};
+use policy_engine::{PolicyError, Problem, authorize, format};
+
+use crate::cli::{
+    AuthorizeArgs, BundleArgs, FmtArgs, OutputFormat, PolicyCommand, ProblemFormat, TestArgs,
+    TestFormat, ValidateArgs, VerifyArgs,
+};
+use crate::exit::{CliError, CliResult, Outcome};
+use crate::output::eprint_problems;
+use crate::problem_formats;
+
+pub fn run(cmd: PolicyCommand) -> CliResult {
+    match cmd {
+        PolicyCommand::Validate(a) => validate(&a),
+        PolicyCommand::Fmt(a) => fmt(&a),
+        PolicyCommand::Test(a) => test(&a),
+        PolicyCommand::Authorize(a) => authorize_cmd(&a),
+        PolicyCommand::Bundle(a) => bundle_cmd(&a),
+        PolicyCommand::Verify(a) => verify(&a),
+    }
+}
+
+/// The tests path to use: the one given, or `tests/` beside the policies when it exists.
+fn tests_path(given: Option<&Path>, sources: &PolicySources) -> Option<PathBuf> {
+    given
+        .map(Path::to_path_buf)
+        .or_else(|| Some(sources.tests_dir()).filter(|p| p.exists()))
+}
+
+/// Everything `validate` checks, as one problem list.
+pub fn check_all(
+    sources: &PolicySources,
+    tests: Option<&Path>,
+) -> Result<(LoadedPolicies, Vec<Problem>), CliError> {
+    let loaded = load::load_and_validate(sources)?;
+    let mut problems = loaded.problems.clone();
+    if let Some(tests) = tests_path(tests, sources) {
+        let files = policy_tests::discover(&tests)?;
+        let suites = policy_tests::load(&files, loaded.schema.as_ref())?;
+        problems.extend(suites.problems);
+    }
+    let entities_dir = sources.root.join("entities");
+    if let Ok(entries) = std::fs::read_dir(&entities_dir) {
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            if let Err(p) = authorize::read_entities(&f, loaded.schema.as_ref()) {
+                problems.push(p);
+            }
+        }
+    }
+    sort_problems(&mut problems);
+    Ok((loaded, problems))
+}
+
+/// By file, then position, errors before warnings at the same place.
+pub fn sort_problems(problems: &mut [Problem]) {
+    problems.sort_by(|a, b| {
+        let key = |p: &Problem| {
+            (
+                p.file_name().map(str::to_string),
+                p.location.as_ref().and_then(|l| l.span).map(|s| s.offset()),
+                std::cmp::Reverse(p.severity),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
+fn validate(args: &ValidateArgs) -> CliResult {
+    let sources = PolicySources::discover(&args.paths.policies, args.paths.schema.as_deref())?;
+    let (loaded, problems) = check_all(&sources, args.tests.as_deref())?;
+    let (errors, warnings) = policy_engine::summary(&problems);
+    match args.format {
+        ProblemFormat::Human => {
+            eprint_problems(&problems);
+            if errors == 0 {
+                outln!(
+                    "ok: {} policies in {} file(s) valid against {}{}",
+                    loaded.policies.len(),
+                    loaded.files.len(),
+                    sources
+                        .schema
+                        .as_ref()
+                        .map_or_else(|| "(no schema)".into(), |p| p.display().to_string()),
+                    if warnings > 0 {
+                        format!(", {warnings} warning(s)")
+                    } else {
+                        String::new()
+                    }
+                );
+            } else {
+                eprintln!("{errors} error(s), {warnings} warning(s)");
+            }
+        }
+        ProblemFormat::Json => outln!("{}", problem_formats::json(&problems)),
+        ProblemFormat::Github => out!("{}", problem_formats::github(&problems)),
+        ProblemFormat::Sarif => outln!("{}", problem_formats::sarif(&problems)),
+    }
+    Ok(if errors > 0 || (args.deny_warnings && warnings > 0) {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
+}
+
+fn fmt(args: &FmtArgs) -> CliResult {
+    let sources = PolicySources::discover(&args.policies, None)?;
+    let mut files = Vec::new();
+    for p in &sources.policies {
+        let text = std::fs::read_to_string(p).map_err(|source| PolicyError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        files.push(policy_engine::SourceFile::new(p, text));
+    }
+    let (changed, problems) = format::format_files(&files);
+    if !problems.is_empty() {
+        eprint_problems(&problems);
+        return Ok(Outcome::CheckFailed);
+    }
+    if args.check {
+        for c in &changed {
+            out!("{}", c.diff());
+        }
+        if changed.is_empty() {
+            eprintln!("{} file(s) already formatted", files.len());
+            Ok(Outcome::Success)
+        } else {
+            eprintln!(
+                "{} of {} file(s) would be reformatted; run `cairn policy fmt`",
+                changed.len(),
+                files.len()
+            );
+            Ok(Outcome::CheckFailed)
+        }
+    } else {
+        for c in &changed {
+            let path = Path::new(&*c.file.name);
+            write_atomically(path, c.formatted.as_bytes())?;
+            eprintln!("formatted {}", path.display());
+        }
+        eprintln!(
+            "{} file(s) formatted, {} unchanged",
+            changed.len(),
+            files.len() - changed.len()
+        );
+        Ok(Outcome::Success)
+    }
+}
+
+/// Writes through a temporary file in the same directory and renames it into place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        CliError::input(PolicyError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// Loads, validates and runs the tests; prints policy problems when there are errors.
+fn run_tests(
+    paths: &crate::cli::PolicyPaths,
+    tests: Option<&Path>,
+) -> Result<Result<(LoadedPolicies, TestRun, PolicySources), Outcome>, CliError> {
+    let sources = PolicySources::discover(&paths.policies, paths.schema.as_deref())?;
+    let loaded = load::load_and_validate(&sources)?;
+    if loaded.has_errors() {
+        eprint_problems(&loaded.problems);
+        eprintln!("the policies have errors; fix them first (see `cairn policy validate`)");
+        return Ok(Err(Outcome::CheckFailed));
+    }
+    let Some(tests) = tests_path(tests, &sources) else {
+        return Err(CliError::failed(miette::miette!(
+            code = "cairn::no-tests",
+            help = "write suites in `tests/` beside the policies (see policies/README.md) or pass --tests PATH",
+            "no policy tests found at `{}`",
+            sources.tests_dir().display()
+        )));
+    };
+    let files = policy_tests::discover(&tests)?;
+    let suites = policy_tests::load(&files, loaded.schema.as_ref())?;
+    let run = policy_tests::run(&loaded, &suites);
+    Ok(Ok((loaded, run, sources)))
+}
+
+fn test(args: &TestArgs) -> CliResult {
+    let (_loaded, run, _) = match run_tests(&args.paths, args.tests.as_deref())? {
+        Ok(r) => r,
+        Err(outcome) => return Ok(outcome),
+    };
+    match args.format {
+        TestFormat::Human => print_human(&run),
+        TestFormat::Json => outln!("{}", policy_tests::report::json(&run)),
+        TestFormat::Junit => {
+            out!("{}", policy_tests::report::junit(&run));
+            eprintln!("{} passed, {} failed", run.passed, run.failed);
+        }
+        TestFormat::Github => out!("{}", policy_tests::report::github(&run)),
+    }
+    let coverage_ok = match args.min_coverage {
+        Some(min) if run.coverage.percent() + 1e-9 < min => {
+            eprintln!(
+                "coverage {:.1}% is below the required {min:.1}%",
+                run.coverage.percent()
+            );
+            false
+        }
+        _ => true,
+    };
+    Ok(if run.ok() && coverage_ok {
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+fn print_human(run: &TestRun) {
+    let mut current = "";
+    for o in &run.outcomes {
+        if o.file != current {
+            outln!("{}", o.file);
+            current = &o.file;
+        }
+        match o.status {
+            CaseStatus::Passed => outln!("  ok    {}", o.name),
+            CaseStatus::Failed | CaseStatus::Invalid => {
+                let tag = if o.status == CaseStatus::Invalid {
+                    "INVALID"
+                } else {
+                    "FAIL "
+                };
+                outln!("  {tag} {}:{}  {}", o.file, o.line, o.name);
+                for m in &o.mismatches {
+                    outln!("        {m}");
+                }
+                if o.status == CaseStatus::Failed {
+                    outln!(
+                        "        decision {} (expected {}), determined by [{}]",
+                        o.actual.unwrap_or("-"),
+                        o.expected.unwrap_or("-"),
+                        o.reasons.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    let c = &run.coverage;
+    outln!(
+        "coverage: {}/{} policies ({:.1}%) determined a decision in some test",
+        c.covered,
+        c.policies,
+        c.percent()
+    );
+    if !c.uncovered.is_empty() {
+        outln!("policies no test exercised:");
+        for (id, at) in &c.uncovered {
+            outln!("  {id}  ({at})");
+        }
+    }
+    outln!("{} passed, {} failed", run.passed, run.failed);
+}
+
+fn authorize_cmd(args: &AuthorizeArgs) -> CliResult {
+    // Cedar CLI exit codes: 0 ALLOW, 2 DENY, 1 any error.
+    let fail = |problems: Vec<Problem>| {
+        eprint_problems(&problems);
+        Ok(Outcome::Code(1))
+    };
+    let sources = match PolicySources::discover(&args.policies, args.schema.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::output::print_report(&miette::Report::new(e));
+            return Ok(Outcome::Code(1));
+        }
+    };
+    let loaded = match load::load(&sources) {
+        Ok(l) => l,
+        Err(e) => {
+            crate::output::print_report(&miette::Report::new(e));
+            return Ok(Outcome::Code(1));
+        }
+    };
+    // Like the Cedar CLI, deciding needs parseable policies, not `@id`s or a schema.
+    let blocking: Vec<Problem> = loaded
+        .problems
+        .iter()
+        .filter(|p| {
+            p.is_error()
+                && !matches!(
+                    p.code.as_str(),
+                    "cairn::missing-id" | "cairn::schema-missing" | "cairn::duplicate-id"
+                )
+        })
+        .cloned()
+        .collect();
+    if !blocking.is_empty() {
+        return fail(blocking);
+    }
+    let schema = loaded.schema.as_ref();
+    let spec = match &args.request_json {
+        Some(path) => match authorize::read_request_json(path) {
+            Ok(s) => s,
+            Err(p) => return fail(vec![p]),
+        },
+        None => {
+            let context = match &args.context {
+                Some(path) => match authorize::read_context(path) {
+                    Ok(c) => c,
+                    Err(p) => return fail(vec![p]),
+                },
+                None => serde_json::json!({}),
+            };
+            authorize::RequestSpec {
+                principal: args.principal.clone().unwrap_or_default(),
+                action: args.action.clone().unwrap_or_default(),
+                resource: args.resource.clone().unwrap_or_default(),
+                context,
+            }
+        }
+    };
+    let entities = match authorize::read_entities(&args.entities, schema) {
+        Ok(e) => e,
+        Err(p) => return fail(vec![p]),
+    };
+    let request = match authorize::build_request(&spec, schema) {
+        Ok(r) => r,
+        Err(p) => return fail(vec![p]),
+    };
+    let response = cedar_policy_authorizer().is_authorized(&request, &loaded.policy_set, &entities);
+    outln!();
+    let code = match response.decision() {
+        policy_engine::cedar_policy::Decision::Allow => {
+            outln!("ALLOW");
+            0
+        }
+        policy_engine::cedar_policy::Decision::Deny => {
+            outln!("DENY");
+            2
+        }
+    };
+    let errors: Vec<String> = response
+        .diagnostics()
+        .errors()
+        .map(ToString::to_string)
+        .collect();
+    if !errors.is_empty() {
+        outln!();
+        for e in errors {
+            outln!("{e}");
+        }
+    }
+    let reasons: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    outln!();
+    if reasons.is_empty() {
+        if args.verbose || code == 2 {
+            outln!("note: no policies applied to this request");
+        }
+    } else {
+        outln!("note: this decision was due to the following policies:");
+        for r in reasons {
+            outln!("  {r}");
+        }
+        outln!();
+    }
+    Ok(Outcome::Code(code))
+}
+
+fn cedar_policy_authorizer() -> policy_engine::cedar_policy::Authorizer {
+    policy_engine::cedar_policy::Authorizer::new()
+}
+
+/// Builds a bundle file from a policy directory: validate, test, sign, write, re-verify.
+pub fn build_bundle(
+    paths: &crate::cli::PolicyPaths,
+    tests: Option<&Path>,
+    key_path: &Path,
+    out: &Path,
+    version: Option<&str>,
+    created: Option<&str>,
+) -> Result<Result<bundle::VerifiedBundle, Outcome>, CliError> {
+    let (loaded, run, sources) = match run_tests(paths, tests)? {
+        Ok(r) => r,
+        Err(o) => return Ok(Err(o)),
+    };
+    if !run.ok() {
+        for o in run.outcomes.iter().filter(|o| o.status != CaseStatus::Passed) {
+            eprintln!("  FAIL {}:{}  {}", o.file, o.line, o.name);
+            for m in &o.mismatches {
+                eprintln!("        {m}");
+            }
+        }
+        eprintln!("{} passed, {} failed", run.passed, run.failed);
+        return Err(CliError::failed(bundle::BundleError::NotReviewed {
+            reason: format!("{} policy test(s) failed", run.failed),
+        }));
+    }
+    let key = keys::load_signing_key(key_path)?;
+    let mut inputs: Vec<PathBuf> = sources.policies.clone();
+    inputs.extend(sources.schema.clone());
+    let meta = source_meta(&sources.root, version, created, &inputs)?;
+    let bytes = bundle::create(&loaded, Some(&run), &meta, &key).map_err(CliError::failed)?;
+    write_atomically(out, &bytes)?;
+    let verified =
+        bundle::verify(&bytes, &key.verifying_key()).map_err(CliError::failed)?;
+    Ok(Ok(verified))
+}
+
+fn bundle_cmd(args: &BundleArgs) -> CliResult {
+    let verified = match build_bundle(
+        &args.paths,
+        args.tests.as_deref(),
+        &args.key,
+        &args.out,
+        args.bundle_version.as_deref(),
+        args.created.as_deref(),
+    )? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
+    let m = &verified.manifest;
+    outln!("wrote {}", args.out.display());
+    outln!("  digest:   {}", verified.digest);
+    outln!("  version:  {} (commit {}, created {})", m.version, m.source_commit, m.created);
+    outln!(
+        "  contents: {} policies in {} file(s) and the schema",
+        m.policies.len(),
+        m.files.len() - 1
+    );
+    if let Some(t) = &m.tests {
+        outln!(
+            "  tests:    {}/{} passed, {}% policy coverage",
+            t.passed, t.cases, t.coverage_percent
+        );
+    }
+    outln!("  signed:   {}", verified.key_id);
+    Ok(Outcome::Success)
+}
+
+fn verify(args: &VerifyArgs) -> CliResult {
+    let key = keys::load_verifying_key(&args.pubkey)?;
+    match bundle::verify_file(&args.bundle, &key) {
+        Ok(v) => {
+            match args.format {
+                OutputFormat::Human => {
+                    outln!("ok: {} verifies", args.bundle.display());
+                    outln!("  digest:   {}", v.digest);
+                    outln!("  signed:   {}", v.key_id);
+                    outln!(
+                        "  version:  {} (commit {}, created {})",
+                        v.manifest.version, v.manifest.source_commit, v.manifest.created
+                    );
+                    outln!(
+                        "  contents: {} policies, {} files",
+                        v.manifest.policies.len(),
+                        v.manifest.files.len()
+                    );
+                }
+                OutputFormat::Json => outln!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": true,
+                        "digest": v.digest,
+                        "key_id": v.key_id,
+                        "manifest": v.manifest,
+                    })
+                ),
+            }
+            Ok(Outcome::Success)
+        }
+        Err(e @ PolicyError::Bundle { .. }) => {
+            if args.format == OutputFormat::Json {
+                outln!("{}", serde_json::json!({"ok": false, "error": e.to_string()}));
+            }
+            Err(CliError::failed(e))
+        }
+        Err(e) => Err(CliError::input(e)),
+    }
+}
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Source commit, version and creation time, chosen so that the same inputs give the same bundle.
+fn source_meta(
+    root: &Path,
+    version: Option<&str>,
+    created: Option<&str>,
+    inputs: &[PathBuf],
+) -> Result<BundleMeta, CliError> {
+    let commit = git(root, &["rev-parse", "HEAD"]).filter(|c| !c.is_empty());
+    let dirty = git(root, &["status", "--porcelain", "--", "."]).is_some_and(|s| !s.is_empty());
+    let source_commit = match &commit {
+        Some(c) if dirty => format!("{c}-dirty"),
+        Some(c) => c.clone(),
+        None => "unknown".into(),
+    };
+    let created = if let Some(text) = created {
+        DateTime::parse_from_rfc3339(text)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| {
+                CliError::input(miette::miette!(
+                    help = "write it like 2026-11-25T12:00:00Z",
+                    "--created `{text}` is not an RFC 3339 time: {e}"
+                ))
+            })?
+    } else if let Some(epoch) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+    {
+        Utc.timestamp_opt(epoch, 0).single().unwrap_or_default()
+    } else if let Some(ts) = commit
+        .as_ref()
+        .filter(|_| !dirty)
+        .and_then(|_| git(root, &["log", "-1", "--format=%ct"]))
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        Utc.timestamp_opt(ts, 0).single().unwrap_or_default()
+    } else {
+        let newest = inputs
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok()?.modified().ok())
+            .max();
+        newest
+            .map(DateTime::<Utc>::from)
+            .map(|d| Utc.timestamp_opt(d.timestamp(), 0).single().unwrap_or(d))
+            .unwrap_or_default()
+    };
+    let version = version.map(str::to_string).unwrap_or_else(|| match &commit {
+        Some(c) => {
+            let short: String = c.chars().take(12).collect();
+            if dirty {
+                format!("{short}-dirty")
+            } else {
+                short
+            }
+        }
+        None => "dev".into(),
+    });
+    Ok(BundleMeta {
+        version,
+        source_commit,
+        created,
+    })
+}
