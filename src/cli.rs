@@ -72,22 +72,32 @@ pub struct PolicyPaths {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Parse and strictly validate every policy, test entity and test request against the schema.
-    #[command(after_help = "Examples:\n  cairn policy validate\n  cairn policy validate --policies policies/ --format github --deny-warnings")]
+    #[command(
+        after_help = "Examples:\n  cairn policy validate\n  cairn policy validate --policies policies/ --format github --deny-warnings"
+    )]
     Validate(ValidateArgs),
     /// Format policies with the Cedar formatter; `--check` shows a diff and fails instead.
     #[command(after_help = "Examples:\n  cairn policy fmt\n  cairn policy fmt --check")]
     Fmt(FmtArgs),
     /// Run the policy test suites and report coverage.
-    #[command(after_help = "Examples:\n  cairn policy test\n  cairn policy test --format junit --min-coverage 100 > policy-tests.xml\n  cairn policy test --tests cedar-tests.json")]
+    #[command(
+        after_help = "Examples:\n  cairn policy test\n  cairn policy test --format junit --min-coverage 100 > policy-tests.xml\n  cairn policy test --tests cedar-tests.json"
+    )]
     Test(TestArgs),
     /// Decide one request, with the Cedar CLI's flags and exit codes (0 ALLOW, 2 DENY, 1 error).
-    #[command(after_help = "Example:\n  cairn policy authorize --policies policies --entities policies/entities/directory.json \\\n    --principal 'User::\"alice\"' --action 'Action::\"invoke_model\"' --resource 'Model::\"claude-sonnet\"' --context ctx.json")]
+    #[command(
+        after_help = "Example:\n  cairn policy authorize --policies policies --entities policies/entities/directory.json \\\n    --principal 'User::\"alice\"' --action 'Action::\"invoke_model\"' --resource 'Model::\"claude-sonnet\"' --context ctx.json"
+    )]
     Authorize(AuthorizeArgs),
     /// Pack validated, tested policies into a deterministic signed bundle.
-    #[command(after_help = "Example:\n  cairn policy bundle --key .cairn/keys/signing.key --out bundle.tar")]
+    #[command(
+        after_help = "Example:\n  cairn policy bundle --key .cairn/keys/signing.key --out bundle.tar"
+    )]
     Bundle(BundleArgs),
     /// Verify a bundle's signature and every member against its manifest.
-    #[command(after_help = "Example:\n  cairn policy verify bundle.tar --pubkey .cairn/keys/signing.pub")]
+    #[command(
+        after_help = "Example:\n  cairn policy verify bundle.tar --pubkey .cairn/keys/signing.pub"
+    )]
     Verify(VerifyArgs),
 }
 
@@ -145,11 +155,26 @@ pub struct AuthorizeArgs {
     /// The request as JSON: `principal`, `action`, `resource`, `context`.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["principal", "action", "resource", "context"])]
     pub request_json: Option<PathBuf>,
-    #[arg(long, short = 'l', value_name = "UID", required_unless_present = "request_json")]
+    #[arg(
+        long,
+        short = 'l',
+        value_name = "UID",
+        required_unless_present = "request_json"
+    )]
     pub principal: Option<String>,
-    #[arg(long, short = 'a', value_name = "UID", required_unless_present = "request_json")]
+    #[arg(
+        long,
+        short = 'a',
+        value_name = "UID",
+        required_unless_present = "request_json"
+    )]
     pub action: Option<String>,
-    #[arg(long, short = 'r', value_name = "UID", required_unless_present = "request_json")]
+    #[arg(
+        long,
+        short = 'r',
+        value_name = "UID",
+        required_unless_present = "request_json"
+    )]
     pub resource: Option<String>,
     /// Context as a JSON file.
     #[arg(long, short = 'c', value_name = "FILE")]

@@ -5,15 +5,39 @@ use std::path::Path;
 
 /// Every file of the default bundle, by its path under `policies/`.
 pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
-    ("schema.cedarschema", include_str!("../policies/schema.cedarschema")),
+    (
+        "schema.cedarschema",
+        include_str!("../policies/schema.cedarschema"),
+    ),
     ("models.cedar", include_str!("../policies/models.cedar")),
-    ("tools_and_audit.cedar", include_str!("../policies/tools_and_audit.cedar")),
-    ("entities/directory.json", include_str!("../policies/entities/directory.json")),
-    ("entities/models.json", include_str!("../policies/entities/models.json")),
-    ("entities/tools.json", include_str!("../policies/entities/tools.json")),
-    ("tests/invoke_model.yaml", include_str!("../policies/tests/invoke_model.yaml")),
-    ("tests/tools_and_audit.yaml", include_str!("../policies/tests/tools_and_audit.yaml")),
-    ("tests/cedar_cli_format.json", include_str!("../policies/tests/cedar_cli_format.json")),
+    (
+        "tools_and_audit.cedar",
+        include_str!("../policies/tools_and_audit.cedar"),
+    ),
+    (
+        "entities/directory.json",
+        include_str!("../policies/entities/directory.json"),
+    ),
+    (
+        "entities/models.json",
+        include_str!("../policies/entities/models.json"),
+    ),
+    (
+        "entities/tools.json",
+        include_str!("../policies/entities/tools.json"),
+    ),
+    (
+        "tests/invoke_model.yaml",
+        include_str!("../policies/tests/invoke_model.yaml"),
+    ),
+    (
+        "tests/tools_and_audit.yaml",
+        include_str!("../policies/tests/tools_and_audit.yaml"),
+    ),
+    (
+        "tests/cedar_cli_format.json",
+        include_str!("../policies/tests/cedar_cli_format.json"),
+    ),
     ("README.md", include_str!("../policies/README.md")),
 ];
 
@@ -49,12 +73,20 @@ mod tests {
                 if p.is_dir() {
                     stack.push(p);
                 } else {
-                    on_disk.push(p.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/"));
+                    on_disk.push(
+                        p.strip_prefix(&root)
+                            .unwrap()
+                            .to_string_lossy()
+                            .replace('\\', "/"),
+                    );
                 }
             }
         }
         on_disk.sort();
-        let mut embedded: Vec<String> = DEFAULT_POLICIES.iter().map(|(p, _)| p.to_string()).collect();
+        let mut embedded: Vec<String> = DEFAULT_POLICIES
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
         embedded.sort();
         assert_eq!(on_disk, embedded);
     }

@@ -8,12 +8,6 @@ use policy_engine::Problem;
 
 use crate::cli::GlobalArgs;
 
-/// True when output should stay plain and quiet: not a terminal, or running in CI.
-pub fn quiet_terminal() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-        || !std::io::stderr().is_terminal()
-}
-
 fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }
@@ -100,6 +94,8 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("internal error: {msg}{at}\nthis is a bug in cairn; please report it with the command you ran");
+        eprintln!(
+            "internal error: {msg}{at}\nthis is a bug in cairn; please report it with the command you ran"
+        );
     }));
 }

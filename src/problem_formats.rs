@@ -4,7 +4,9 @@ use policy_engine::{Problem, Severity};
 use serde_json::{Value, json};
 
 fn problem_json(p: &Problem) -> Value {
-    let (line, column) = p.line_col().map_or((None, None), |(l, c)| (Some(l), Some(c)));
+    let (line, column) = p
+        .line_col()
+        .map_or((None, None), |(l, c)| (Some(l), Some(c)));
     let snippet = p
         .location
         .as_ref()
@@ -33,7 +35,9 @@ pub fn json(problems: &[Problem]) -> String {
 }
 
 fn gh_escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn gh_escape_property(s: &str) -> String {
@@ -59,7 +63,11 @@ pub fn github(problems: &[Problem]) -> String {
         if let Some(h) = &p.help {
             message.push_str(&format!("\nhelp: {h}"));
         }
-        out.push_str(&format!("::{kind} {}::{}\n", props.join(","), gh_escape_data(&message)));
+        out.push_str(&format!(
+            "::{kind} {}::{}\n",
+            props.join(","),
+            gh_escape_data(&message)
+        ));
     }
     out
 }

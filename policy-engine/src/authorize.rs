@@ -35,32 +35,43 @@ fn uid_text(v: &Value) -> Option<String> {
 /// Reads a Cedar CLI request file.
 pub fn read_request_json(path: &Path) -> Result<RequestSpec, Problem> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Problem::error("cairn::io", format!("cannot read `{}`: {e}", path.display()))
+        Problem::error(
+            "cairn::io",
+            format!("cannot read `{}`: {e}", path.display()),
+        )
     })?;
     let file = SourceFile::new(path, text);
     let v: Value = serde_json::from_str(&file.text).map_err(|e| {
-        Problem::error("cairn::request", format!("invalid JSON: {e}"))
-            .at_line(&file, e.line())
+        Problem::error("cairn::request", format!("invalid JSON: {e}")).at_line(&file, e.line())
     })?;
     let field = |name: &str| {
         v.get(name).and_then(uid_text).ok_or_else(|| {
-            Problem::error("cairn::request", format!("`{name}` is missing or not an entity uid"))
-                .in_file(&file)
-                .with_help(format!("write `\"{name}\": \"Type::\\\"id\\\"\"`"))
+            Problem::error(
+                "cairn::request",
+                format!("`{name}` is missing or not an entity uid"),
+            )
+            .in_file(&file)
+            .with_help(format!("write `\"{name}\": \"Type::\\\"id\\\"\"`"))
         })
     };
     Ok(RequestSpec {
         principal: field("principal")?,
         action: field("action")?,
         resource: field("resource")?,
-        context: v.get("context").cloned().unwrap_or(Value::Object(Default::default())),
+        context: v
+            .get("context")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default())),
     })
 }
 
 /// Reads a context JSON file.
 pub fn read_context(path: &Path) -> Result<Value, Problem> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Problem::error("cairn::io", format!("cannot read `{}`: {e}", path.display()))
+        Problem::error(
+            "cairn::io",
+            format!("cannot read `{}`: {e}", path.display()),
+        )
     })?;
     let file = SourceFile::new(path, text);
     serde_json::from_str(&file.text).map_err(|e| {
@@ -72,8 +83,11 @@ pub fn read_context(path: &Path) -> Result<Value, Problem> {
 pub fn build_request(spec: &RequestSpec, schema: Option<&Schema>) -> Result<Request, Problem> {
     let uid = |text: &str, what: &str| {
         EntityUid::from_str(text).map_err(|e| {
-            Problem::error("cairn::request", format!("{what} `{text}` is not an entity uid: {e}"))
-                .with_help("entity uids look like User::\"alice\"")
+            Problem::error(
+                "cairn::request",
+                format!("{what} `{text}` is not an entity uid: {e}"),
+            )
+            .with_help("entity uids look like User::\"alice\"")
         })
     };
     let principal = uid(&spec.principal, "principal")?;
@@ -81,8 +95,9 @@ pub fn build_request(spec: &RequestSpec, schema: Option<&Schema>) -> Result<Requ
     let resource = uid(&spec.resource, "resource")?;
     let context = Context::from_json_value(spec.context.clone(), schema.map(|s| (s, &action)))
         .map_err(|e| {
-            Problem::error("cairn::context", format!("invalid context: {}", chain(&e)))
-                .with_help("the context must have the attributes the schema declares for the action")
+            Problem::error("cairn::context", format!("invalid context: {}", chain(&e))).with_help(
+                "the context must have the attributes the schema declares for the action",
+            )
         })?;
     Request::new(principal, action, resource, context, schema).map_err(|e| {
         Problem::error("cairn::request", format!("invalid request: {}", chain(&e)))
@@ -93,15 +108,55 @@ pub fn build_request(spec: &RequestSpec, schema: Option<&Schema>) -> Result<Requ
 /// Reads and checks an entities file (Cedar entity JSON).
 pub fn read_entities(path: &Path, schema: Option<&Schema>) -> Result<Entities, Problem> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Problem::error("cairn::io", format!("cannot read `{}`: {e}", path.display()))
+        Problem::error(
+            "cairn::io",
+            format!("cannot read `{}`: {e}", path.display()),
+        )
     })?;
     let file = SourceFile::new(path, text);
     let value: Value = serde_json::from_str(&file.text).map_err(|e| {
         Problem::error("cairn::entities", format!("invalid JSON: {e}")).at_line(&file, e.line())
     })?;
     Entities::from_json_value(value, schema).map_err(|e| {
-        Problem::error("cairn::entities", format!("invalid entities: {}", chain(&e)))
-            .in_file(&file)
-            .with_help("entities must use declared types and attributes with the declared types")
+        let message = chain(&e);
+        let p = Problem::error("cairn::entities", format!("invalid entities: {message}"))
+            .with_help("entities must use declared types and attributes with the declared types");
+        match locate_entity_error(&file.text, &message) {
+            Some(offset) => p.at(&file, (offset, 1)),
+            None => p.in_file(&file),
+        }
     })
+}
+
+/// Finds where in an entities file an error about `Type::"id"` (and attribute `attr`) points:
+/// Cedar names the entity and attribute but gives no position.
+pub fn locate_entity_error(text: &str, message: &str) -> Option<usize> {
+    let uid_start = message.find("::\"")?;
+    let before = &message[..uid_start];
+    let ty = before
+        .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+        .next()?
+        .trim_matches(':');
+    let rest = &message[uid_start + 3..];
+    let id = &rest[..rest.find('"')?];
+    let needle = format!("\"{id}\"");
+    let mut search = 0;
+    let entity_at = loop {
+        let i = search + text.get(search..)?.find(&needle)?;
+        let window = &text[i.saturating_sub(120)..i];
+        if window.contains(&format!("\"{ty}\"")) {
+            break i;
+        }
+        search = i + needle.len();
+    };
+    let attr = message
+        .split("attribute `")
+        .nth(1)
+        .and_then(|s| s.split('`').next());
+    if let Some(attr) = attr
+        && let Some(j) = text[entity_at..].find(&format!("\"{attr}\""))
+    {
+        return Some(entity_at + j);
+    }
+    Some(entity_at)
 }

@@ -34,7 +34,10 @@ impl PolicyEngine {
             return Err(errors);
         }
         let Some(schema) = loaded.schema else {
-            return Err(vec![Problem::error("cairn::schema-missing", "bundle has no usable schema")]);
+            return Err(vec![Problem::error(
+                "cairn::schema-missing",
+                "bundle has no usable schema",
+            )]);
         };
         Ok(Self {
             schema,

@@ -27,7 +27,9 @@ pub enum PolicyError {
     #[error("`{path}` already exists")]
     #[diagnostic(
         code(cairn::keys::exists),
-        help("keys are never overwritten; choose another --out directory or remove the old key yourself")
+        help(
+            "keys are never overwritten; choose another --out directory or remove the old key yourself"
+        )
     )]
     KeyExists { path: PathBuf },
 

@@ -78,6 +78,10 @@ mod tests {
     fn formatted_file_is_unchanged() {
         let src = "@id(\"a\")\npermit (principal, action, resource);\n";
         let (changed, _) = format_files(&[SourceFile::new(Path::new("a.cedar"), src)]);
-        assert!(changed.is_empty(), "{:?}", changed.first().map(|c| c.diff()));
+        assert!(
+            changed.is_empty(),
+            "{:?}",
+            changed.first().map(|c| c.diff())
+        );
     }
 }

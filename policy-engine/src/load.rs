@@ -80,7 +80,11 @@ fn collect_cedar_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
                 collect_cedar_files(&path, out)?;
             }
         } else if name.ends_with(".cedar") {
-            out.push(path.strip_prefix(".").map(Path::to_path_buf).unwrap_or(path));
+            out.push(
+                path.strip_prefix(".")
+                    .map(Path::to_path_buf)
+                    .unwrap_or(path),
+            );
         }
     }
     Ok(())
@@ -315,7 +319,10 @@ fn read_schema(sources: &PolicySources, problems: &mut Vec<Problem>) -> Result<O
         problems.push(
             Problem::error(
                 "cairn::schema-missing",
-                format!("schema file `{}` not found", sources.schema_searched.display()),
+                format!(
+                    "schema file `{}` not found",
+                    sources.schema_searched.display()
+                ),
             )
             .with_help("create `schema.cedarschema` beside the policies or pass --schema FILE"),
         );
@@ -344,7 +351,12 @@ fn read_schema(sources: &PolicySources, problems: &mut Vec<Problem>) -> Result<O
 pub fn parse_schema(file: &SourceFile, problems: &mut Vec<Problem>) -> Option<Schema> {
     let is_json = file.name.ends_with(".json");
     let failed = |e: &dyn miette::Diagnostic, problems: &mut Vec<Problem>| {
-        problems.push(Problem::from_diagnostic(e, Some(file), Severity::Error, "cedar::schema"));
+        problems.push(Problem::from_diagnostic(
+            e,
+            Some(file),
+            Severity::Error,
+            "cedar::schema",
+        ));
         None
     };
     if is_json {
@@ -356,7 +368,12 @@ pub fn parse_schema(file: &SourceFile, problems: &mut Vec<Problem>) -> Option<Sc
     match Schema::from_cedarschema_str(&file.text) {
         Ok((schema, warnings)) => {
             for w in warnings {
-                problems.push(Problem::from_diagnostic(&w, Some(file), Severity::Warning, "cedar::schema"));
+                problems.push(Problem::from_diagnostic(
+                    &w,
+                    Some(file),
+                    Severity::Warning,
+                    "cedar::schema",
+                ));
             }
             Some(schema)
         }
@@ -371,26 +388,43 @@ pub fn validate(loaded: &mut LoadedPolicies) {
     let Some(schema) = &loaded.schema else {
         return;
     };
-    let result = Validator::new(schema.clone()).validate(&loaded.policy_set, ValidationMode::Strict);
+    let result =
+        Validator::new(schema.clone()).validate(&loaded.policy_set, ValidationMode::Strict);
     let by_id: HashMap<&str, &PolicyInfo> =
         loaded.policies.iter().map(|p| (p.id.as_str(), p)).collect();
     let mut found = Vec::new();
     for e in result.validation_errors() {
         let info = by_id.get(e.policy_id().to_string().as_str()).copied();
-        let mut p = Problem::from_diagnostic(e, info.map(|i| &i.file), Severity::Error, "cedar::validation");
-        name_policy(&mut p, &e.policy_id().to_string());
+        let mut p = Problem::from_diagnostic(
+            e,
+            info.map(|i| &i.file),
+            Severity::Error,
+            "cedar::validation",
+        );
+        name_policy(&mut p, e.policy_id().as_ref());
         found.push(with_hint(p));
     }
     for w in result.validation_warnings() {
         let info = by_id.get(w.policy_id().to_string().as_str()).copied();
-        let escalate = matches!(w, cedar_policy::ValidationWarning::InvalidActionApplication(_));
-        let severity = if escalate { Severity::Error } else { Severity::Warning };
-        let mut p = Problem::from_diagnostic(w, info.map(|i| &i.file), severity, "cedar::validation");
-        name_policy(&mut p, &w.policy_id().to_string());
-        if p.location.as_ref().is_some_and(|l| l.span.is_none()) {
-            if let Some(info) = info {
-                p = p.at(&info.file, span_of_first_line(&info.file, info.span.offset()));
-            }
+        let escalate = matches!(
+            w,
+            cedar_policy::ValidationWarning::InvalidActionApplication(_)
+        );
+        let severity = if escalate {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        let mut p =
+            Problem::from_diagnostic(w, info.map(|i| &i.file), severity, "cedar::validation");
+        name_policy(&mut p, w.policy_id().as_ref());
+        if p.location.as_ref().is_some_and(|l| l.span.is_none())
+            && let Some(info) = info
+        {
+            p = p.at(
+                &info.file,
+                span_of_first_line(&info.file, info.span.offset()),
+            );
         }
         found.push(with_hint(p));
     }
@@ -405,10 +439,10 @@ fn name_policy(p: &mut Problem, id: &str) {
     } else if !p.message.contains(&format!("`{id}`")) {
         p.message = format!("policy `{id}`: {}", p.message);
     }
-    if let Some(h) = &p.help {
-        if let Some(rest) = h.strip_prefix(&prefix) {
-            p.help = Some(rest.to_string());
-        }
+    if let Some(h) = &p.help
+        && let Some(rest) = h.strip_prefix(&prefix)
+    {
+        p.help = Some(rest.to_string());
     }
 }
 
@@ -419,8 +453,12 @@ fn with_hint(mut p: Problem) -> Problem {
     }
     let m = p.message.to_lowercase();
     let hint = if m.contains("unable to find an applicable action") || m.contains("applied to") {
-        Some("check the `appliesTo` of the action in the schema: the principal and resource types in the policy scope must be listed there")
-    } else if m.contains("does not have the attribute") || m.contains("attribute") && m.contains("not found") {
+        Some(
+            "check the `appliesTo` of the action in the schema: the principal and resource types in the policy scope must be listed there",
+        )
+    } else if m.contains("does not have the attribute")
+        || m.contains("attribute") && m.contains("not found")
+    {
         Some("use an attribute declared for this entity type in the schema, or declare it there")
     } else if m.contains("unexpected type") {
         Some("compare values of the same type; the schema says which type each attribute has")

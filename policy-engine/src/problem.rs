@@ -39,7 +39,9 @@ impl SourceFile {
         let before = self.text.get(..offset).unwrap_or(&self.text);
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before.get(line_start..).map_or(1, |s| s.chars().count() + 1);
+        let col = before
+            .get(line_start..)
+            .map_or(1, |s| s.chars().count() + 1);
         (line, col)
     }
 
@@ -75,7 +77,7 @@ pub struct Problem {
     pub code: String,
     pub message: String,
     pub help: Option<String>,
-    pub location: Option<Location>,
+    pub location: Option<Box<Location>>,
     /// Extra labelled spans in the same file.
     pub labels: Vec<(Option<String>, SourceSpan)>,
 }
@@ -105,18 +107,18 @@ impl Problem {
     }
 
     pub fn in_file(mut self, file: &SourceFile) -> Self {
-        self.location = Some(Location {
+        self.location = Some(Box::new(Location {
             file: file.clone(),
             span: None,
-        });
+        }));
         self
     }
 
     pub fn at(mut self, file: &SourceFile, span: impl Into<SourceSpan>) -> Self {
-        self.location = Some(Location {
+        self.location = Some(Box::new(Location {
             file: file.clone(),
             span: Some(span.into()),
-        });
+        }));
         self
     }
 
@@ -165,7 +167,9 @@ impl Problem {
             if let Some(first) = labels.next() {
                 problem = problem.at(file, *first.inner());
                 if let Some(label) = first.label() {
-                    problem.labels.push((Some(label.to_string()), *first.inner()));
+                    problem
+                        .labels
+                        .push((Some(label.to_string()), *first.inner()));
                 }
             } else {
                 problem = problem.in_file(file);
@@ -268,10 +272,10 @@ impl SourceCode for SourceFile {
         context_lines_after: usize,
     ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
         // The file name travels with the contents so miette prints `[file:line:col]`.
-        let contents = self
-            .text
-            .as_ref()
-            .read_span(span, context_lines_before, context_lines_after)?;
+        let contents =
+            self.text
+                .as_ref()
+                .read_span(span, context_lines_before, context_lines_after)?;
         Ok(Box::new(miette::MietteSpanContents::new_named(
             self.name.to_string(),
             contents.data(),

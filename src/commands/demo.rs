@@ -48,11 +48,16 @@ pub fn run(args: &DemoArgs) -> CliResult {
             source,
         })
     })?;
-    outln!("Cairn demo: reviewed policy -> signed bundle -> enforcing gateway -> signed record -> lake -> report");
+    outln!(
+        "Cairn demo: reviewed policy -> signed bundle -> enforcing gateway -> signed record -> lake -> report"
+    );
     outln!("working directory for this run: {}", dir.display());
 
     let policies = policy_dir(dir)?;
-    step(1, &format!("validating the Cedar policies in {}", policies.display()));
+    step(
+        1,
+        &format!("validating the Cedar policies in {}", policies.display()),
+    );
     let sources = PolicySources::discover(&policies, None)?;
     let (loaded, problems) = super::policy::check_all(&sources, None)?;
     crate::output::eprint_problems(&problems);
@@ -64,7 +69,10 @@ pub fn run(args: &DemoArgs) -> CliResult {
         "    {} policies in {} file(s) pass strict validation against {}",
         loaded.policies.len(),
         loaded.files.len(),
-        sources.schema.as_ref().map_or_else(String::new, |p| p.display().to_string())
+        sources
+            .schema
+            .as_ref()
+            .map_or_else(String::new, |p| p.display().to_string())
     );
 
     step(2, "generating (or reusing) the dev signing key");
@@ -78,14 +86,17 @@ pub fn run(args: &DemoArgs) -> CliResult {
         policies: policies.clone(),
         schema: None,
     };
-    let verified = match super::policy::build_bundle(&paths, None, &private, &bundle_path, None, None)? {
-        Ok(v) => v,
-        Err(o) => return Ok(o),
-    };
+    let verified =
+        match super::policy::build_bundle(&paths, None, &private, &bundle_path, None, None)? {
+            Ok(v) => v,
+            Err(o) => return Ok(o),
+        };
     if let Some(t) = &verified.manifest.tests {
         outln!(
             "    {}/{} test cases passed; {}% of policies determined a decision in some test",
-            t.passed, t.cases, t.coverage_percent
+            t.passed,
+            t.cases,
+            t.coverage_percent
         );
     }
     outln!("    wrote {} ({})", bundle_path.display(), verified.digest);
@@ -94,6 +105,8 @@ pub fn run(args: &DemoArgs) -> CliResult {
     policy_engine::bundle::verify_file(&bundle_path, &vk).map_err(CliError::failed)?;
     outln!("    signature and every member match the manifest");
 
-    outln!("\nNext: `cairn gateway serve` loads this kind of bundle and enforces it on every request.");
+    outln!(
+        "\nNext: `cairn gateway serve` loads this kind of bundle and enforces it on every request."
+    );
     Ok(Outcome::Success)
 }

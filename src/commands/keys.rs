@@ -10,7 +10,10 @@ pub fn run(cmd: KeysCommand) -> CliResult {
         KeysCommand::Generate { out } => {
             let (private, public, id) = keys::generate(&out)?;
             outln!("generated Ed25519 key {id}");
-            outln!("  private key: {} (mode 0600; keep it secret)", private.display());
+            outln!(
+                "  private key: {} (mode 0600; keep it secret)",
+                private.display()
+            );
             outln!("  public key:  {}", public.display());
             Ok(Outcome::Success)
         }

@@ -162,7 +162,10 @@ fn fmt(args: &FmtArgs) -> CliResult {
 
 /// Writes through a temporary file in the same directory and renames it into place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
@@ -411,7 +414,11 @@ pub fn build_bundle(
         Err(o) => return Ok(Err(o)),
     };
     if !run.ok() {
-        for o in run.outcomes.iter().filter(|o| o.status != CaseStatus::Passed) {
+        for o in run
+            .outcomes
+            .iter()
+            .filter(|o| o.status != CaseStatus::Passed)
+        {
             eprintln!("  FAIL {}:{}  {}", o.file, o.line, o.name);
             for m in &o.mismatches {
                 eprintln!("        {m}");
@@ -428,8 +435,7 @@ pub fn build_bundle(
     let meta = source_meta(&sources.root, version, created, &inputs)?;
     let bytes = bundle::create(&loaded, Some(&run), &meta, &key).map_err(CliError::failed)?;
     write_atomically(out, &bytes)?;
-    let verified =
-        bundle::verify(&bytes, &key.verifying_key()).map_err(CliError::failed)?;
+    let verified = bundle::verify(&bytes, &key.verifying_key()).map_err(CliError::failed)?;
     Ok(Ok(verified))
 }
 
@@ -448,7 +454,12 @@ fn bundle_cmd(args: &BundleArgs) -> CliResult {
     let m = &verified.manifest;
     outln!("wrote {}", args.out.display());
     outln!("  digest:   {}", verified.digest);
-    outln!("  version:  {} (commit {}, created {})", m.version, m.source_commit, m.created);
+    outln!(
+        "  version:  {} (commit {}, created {})",
+        m.version,
+        m.source_commit,
+        m.created
+    );
     outln!(
         "  contents: {} policies in {} file(s) and the schema",
         m.policies.len(),
@@ -457,7 +468,9 @@ fn bundle_cmd(args: &BundleArgs) -> CliResult {
     if let Some(t) = &m.tests {
         outln!(
             "  tests:    {}/{} passed, {}% policy coverage",
-            t.passed, t.cases, t.coverage_percent
+            t.passed,
+            t.cases,
+            t.coverage_percent
         );
     }
     outln!("  signed:   {}", verified.key_id);
@@ -475,7 +488,9 @@ fn verify(args: &VerifyArgs) -> CliResult {
                     outln!("  signed:   {}", v.key_id);
                     outln!(
                         "  version:  {} (commit {}, created {})",
-                        v.manifest.version, v.manifest.source_commit, v.manifest.created
+                        v.manifest.version,
+                        v.manifest.source_commit,
+                        v.manifest.created
                     );
                     outln!(
                         "  contents: {} policies, {} files",
@@ -497,7 +512,10 @@ fn verify(args: &VerifyArgs) -> CliResult {
         }
         Err(e @ PolicyError::Bundle { .. }) => {
             if args.format == OutputFormat::Json {
-                outln!("{}", serde_json::json!({"ok": false, "error": e.to_string()}));
+                outln!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string()})
+                );
             }
             Err(CliError::failed(e))
         }
@@ -563,17 +581,19 @@ fn source_meta(
             .map(|d| Utc.timestamp_opt(d.timestamp(), 0).single().unwrap_or(d))
             .unwrap_or_default()
     };
-    let version = version.map(str::to_string).unwrap_or_else(|| match &commit {
-        Some(c) => {
-            let short: String = c.chars().take(12).collect();
-            if dirty {
-                format!("{short}-dirty")
-            } else {
-                short
+    let version = version
+        .map(str::to_string)
+        .unwrap_or_else(|| match &commit {
+            Some(c) => {
+                let short: String = c.chars().take(12).collect();
+                if dirty {
+                    format!("{short}-dirty")
+                } else {
+                    short
+                }
             }
-        }
-        None => "dev".into(),
-    });
+            None => "dev".into(),
+        });
     Ok(BundleMeta {
         version,
         source_commit,

@@ -90,8 +90,12 @@ pub fn verify(envelope: &Envelope, key: &VerifyingKey) -> Result<Vec<u8>, Envelo
     let ours = key_id(key);
     let mut saw_ours = false;
     for s in &envelope.signatures {
-        let Some(bytes) = decode(&s.sig) else { continue };
-        let Ok(sig) = Signature::from_slice(&bytes) else { continue };
+        let Some(bytes) = decode(&s.sig) else {
+            continue;
+        };
+        let Ok(sig) = Signature::from_slice(&bytes) else {
+            continue;
+        };
         if key.verify(&message, &sig).is_ok() {
             return Ok(payload);
         }
@@ -103,7 +107,11 @@ pub fn verify(envelope: &Envelope, key: &VerifyingKey) -> Result<Vec<u8>, Envelo
         Err(EnvelopeError::BadSignature)
     } else {
         Err(EnvelopeError::OtherKey(
-            envelope.signatures.iter().map(|s| s.keyid.clone()).collect(),
+            envelope
+                .signatures
+                .iter()
+                .map(|s| s.keyid.clone())
+                .collect(),
         ))
     }
 }
@@ -130,12 +138,21 @@ mod tests {
         let k = key(1);
         let env = sign("t", b"{}", &k);
         assert_eq!(verify(&env, &k.verifying_key()).unwrap(), b"{}");
-        assert!(matches!(verify(&env, &key(2).verifying_key()), Err(EnvelopeError::OtherKey(_))));
+        assert!(matches!(
+            verify(&env, &key(2).verifying_key()),
+            Err(EnvelopeError::OtherKey(_))
+        ));
         let mut tampered = env.clone();
         tampered.payload = STANDARD.encode(b"{ }");
-        assert_eq!(verify(&tampered, &k.verifying_key()), Err(EnvelopeError::BadSignature));
+        assert_eq!(
+            verify(&tampered, &k.verifying_key()),
+            Err(EnvelopeError::BadSignature)
+        );
         let mut retyped = env;
         retyped.payload_type = "u".into();
-        assert_eq!(verify(&retyped, &k.verifying_key()), Err(EnvelopeError::BadSignature));
+        assert_eq!(
+            verify(&retyped, &k.verifying_key()),
+            Err(EnvelopeError::BadSignature)
+        );
     }
 }

@@ -134,7 +134,10 @@ mod tests {
             let mode = std::fs::metadata(&private).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(matches!(generate(dir.path()), Err(PolicyError::KeyExists { .. })));
+        assert!(matches!(
+            generate(dir.path()),
+            Err(PolicyError::KeyExists { .. })
+        ));
     }
 
     #[test]

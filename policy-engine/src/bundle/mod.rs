@@ -94,7 +94,10 @@ pub enum BundleError {
     Corrupt { reason: String },
 
     #[error("bundle has no `{ENVELOPE_MEMBER}` member")]
-    #[diagnostic(code(cairn::bundle::no_envelope), help("this is not a Cairn policy bundle, or it was truncated"))]
+    #[diagnostic(
+        code(cairn::bundle::no_envelope),
+        help("this is not a Cairn policy bundle, or it was truncated")
+    )]
     NoEnvelope,
 
     #[error("`{ENVELOPE_MEMBER}`: {reason}")]
@@ -110,11 +113,17 @@ pub enum BundleError {
     Manifest { field: String, reason: String },
 
     #[error("member `{member}`: {reason}")]
-    #[diagnostic(code(cairn::bundle::member), help("the bundle was altered after it was signed; rebuild it from the reviewed policies"))]
+    #[diagnostic(
+        code(cairn::bundle::member),
+        help("the bundle was altered after it was signed; rebuild it from the reviewed policies")
+    )]
     Member { member: String, reason: String },
 
     #[error("bundle bytes differ from the canonical layout at offset {offset} ({place})")]
-    #[diagnostic(code(cairn::bundle::layout), help("the bundle was altered after it was signed; rebuild it from the reviewed policies"))]
+    #[diagnostic(
+        code(cairn::bundle::layout),
+        help("the bundle was altered after it was signed; rebuild it from the reviewed policies")
+    )]
     Layout { offset: usize, place: String },
 
     #[error("policies did not pass review: {reason}")]
@@ -162,12 +171,12 @@ pub fn create(
             reason: format!("{errors} validation error(s)"),
         });
     }
-    if let Some(run) = tests {
-        if !run.ok() {
-            return Err(BundleError::NotReviewed {
-                reason: format!("{} policy test(s) failed", run.failed),
-            });
-        }
+    if let Some(run) = tests
+        && !run.ok()
+    {
+        return Err(BundleError::NotReviewed {
+            reason: format!("{} policy test(s) failed", run.failed),
+        });
     }
     let Some(schema) = &loaded.schema_file else {
         return Err(BundleError::NotReviewed {
@@ -208,7 +217,10 @@ pub fn create(
         .iter()
         .map(|p| PolicyEntry {
             id: p.id.clone(),
-            file: member_of_file.get(&*p.file.name).cloned().unwrap_or_default(),
+            file: member_of_file
+                .get(&*p.file.name)
+                .cloned()
+                .unwrap_or_default(),
             effect: match p.effect {
                 cedar_policy::Effect::Permit => "permit".into(),
                 cedar_policy::Effect::Forbid => "forbid".into(),
@@ -242,11 +254,7 @@ pub fn create(
         (ENVELOPE_MEMBER.into(), envelope_bytes),
         (SCHEMA_MEMBER.into(), schema.text.as_bytes().to_vec()),
     ];
-    ordered.extend(
-        members
-            .into_iter()
-            .map(|(p, t)| (p, t.as_bytes().to_vec())),
-    );
+    ordered.extend(members.into_iter().map(|(p, t)| (p, t.as_bytes().to_vec())));
     pack(&ordered, meta.created.timestamp().max(0) as u64)
 }
 
@@ -256,12 +264,10 @@ fn pack(members: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u8>, BundleErro
     builder.mode(tar::HeaderMode::Deterministic);
     for (path, data) in members {
         let mut header = tar::Header::new_ustar();
-        header
-            .set_path(path)
-            .map_err(|e| BundleError::Member {
-                member: path.clone(),
-                reason: format!("cannot be stored: {e}"),
-            })?;
+        header.set_path(path).map_err(|e| BundleError::Member {
+            member: path.clone(),
+            reason: format!("cannot be stored: {e}"),
+        })?;
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
         header.set_uid(0);
@@ -365,15 +371,13 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<VerifiedBundle, Bundle
             reason: format!("is `{}`, expected `{FORMAT}`", manifest.format),
         });
     }
-    let created = DateTime::parse_from_rfc3339(&manifest.created).map_err(|e| {
-        BundleError::Manifest {
+    let created =
+        DateTime::parse_from_rfc3339(&manifest.created).map_err(|e| BundleError::Manifest {
             field: "created".into(),
             reason: format!("`{}` is not RFC 3339: {e}", manifest.created),
-        }
-    })?;
+        })?;
 
-    let by_path: BTreeMap<&str, &Vec<u8>> =
-        members.iter().map(|(p, d)| (p.as_str(), d)).collect();
+    let by_path: BTreeMap<&str, &Vec<u8>> = members.iter().map(|(p, d)| (p.as_str(), d)).collect();
     for entry in &manifest.files {
         let data = by_path
             .get(entry.path.as_str())
@@ -391,10 +395,7 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<VerifiedBundle, Bundle
         if digest != entry.sha256 {
             return Err(BundleError::Member {
                 member: entry.path.clone(),
-                reason: format!(
-                    "SHA-256 is {digest}, the manifest says {}",
-                    entry.sha256
-                ),
+                reason: format!("SHA-256 is {digest}, the manifest says {}", entry.sha256),
             });
         }
     }

@@ -27,7 +27,10 @@ impl Marked {
     }
 
     pub fn field(&self, key: &str) -> Option<&Marked> {
-        self.fields.iter().find(|(k, _, _)| k == key).map(|(_, _, v)| v)
+        self.fields
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, v)| v)
     }
 
     /// The line of the node a serde path (`a.b[2].c`) points at, as deep as it resolves.
@@ -88,9 +91,12 @@ fn split_path(path: &str) -> Vec<PathPart> {
 pub fn parse(file: &SourceFile) -> Result<Marked, Problem> {
     let docs = MarkedYaml::load_from_str(&file.text).map_err(|e| {
         let m = e.marker();
-        Problem::error("cairn::test-syntax", format!("invalid YAML/JSON: {}", e.info()))
-            .at_line(file, m.line())
-            .with_help("suites are YAML (or JSON); check indentation and quoting near this line")
+        Problem::error(
+            "cairn::test-syntax",
+            format!("invalid YAML/JSON: {}", e.info()),
+        )
+        .at_line(file, m.line())
+        .with_help("suites are YAML (or JSON); check indentation and quoting near this line")
     })?;
     let mut docs = docs.into_iter();
     let Some(doc) = docs.next() else {
@@ -99,9 +105,12 @@ pub fn parse(file: &SourceFile) -> Result<Marked, Problem> {
             .with_help("a suite needs at least `cases:`"));
     };
     if docs.next().is_some() {
-        return Err(Problem::error("cairn::test-syntax", "more than one YAML document in one file")
-            .in_file(file)
-            .with_help("put one suite per file"));
+        return Err(Problem::error(
+            "cairn::test-syntax",
+            "more than one YAML document in one file",
+        )
+        .in_file(file)
+        .with_help("put one suite per file"));
     }
     convert(&doc, file)
 }
@@ -140,8 +149,11 @@ fn convert(node: &MarkedYaml<'_>, file: &SourceFile) -> Result<Marked, Problem> 
                         other => other.to_string(),
                     },
                     _ => {
-                        return Err(Problem::error("cairn::test-syntax", "mapping keys must be plain strings")
-                            .at_line(file, k.span.start.line()));
+                        return Err(Problem::error(
+                            "cairn::test-syntax",
+                            "mapping keys must be plain strings",
+                        )
+                        .at_line(file, k.span.start.line()));
                     }
                 };
                 let value = convert(v, file)?;
@@ -156,11 +168,15 @@ fn convert(node: &MarkedYaml<'_>, file: &SourceFile) -> Result<Marked, Problem> 
             })
         }
         YamlData::Tagged(_, inner) => convert(inner, file),
-        YamlData::Alias(_) => Err(Problem::error("cairn::test-syntax", "YAML aliases are not supported in test suites")
-            .at_line(file, line)
-            .with_help("write the value out, or move shared entities into an entities file")),
-        YamlData::BadValue => Err(Problem::error("cairn::test-syntax", "value cannot be read")
-            .at_line(file, line)),
+        YamlData::Alias(_) => Err(Problem::error(
+            "cairn::test-syntax",
+            "YAML aliases are not supported in test suites",
+        )
+        .at_line(file, line)
+        .with_help("write the value out, or move shared entities into an entities file")),
+        YamlData::BadValue => {
+            Err(Problem::error("cairn::test-syntax", "value cannot be read").at_line(file, line))
+        }
     }
 }
 
@@ -169,7 +185,9 @@ fn scalar(s: &Scalar<'_>) -> Value {
         Scalar::Null => Value::Null,
         Scalar::Boolean(b) => Value::Bool(*b),
         Scalar::Integer(i) => Value::Number((*i).into()),
-        Scalar::FloatingPoint(f) => Number::from_f64(f.into_inner()).map_or(Value::Null, Value::Number),
+        Scalar::FloatingPoint(f) => {
+            Number::from_f64(f.into_inner()).map_or(Value::Null, Value::Number)
+        }
         Scalar::String(s) => Value::String(s.to_string()),
     }
 }

@@ -76,7 +76,11 @@ pub fn junit(run: &TestRun) -> String {
 /// GitHub Actions workflow commands: one `::error` annotation per failing case.
 pub fn github(run: &TestRun) -> String {
     let mut out = String::new();
-    for c in run.outcomes.iter().filter(|o| o.status != CaseStatus::Passed) {
+    for c in run
+        .outcomes
+        .iter()
+        .filter(|o| o.status != CaseStatus::Passed)
+    {
         let _ = writeln!(
             out,
             "::error file={},line={},title={}::{}",
@@ -126,7 +130,9 @@ pub(crate) fn xml(s: &str) -> String {
 
 /// Escapes the message part of a workflow command.
 pub(crate) fn gh_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escapes a property value of a workflow command.

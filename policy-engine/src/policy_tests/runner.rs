@@ -102,14 +102,14 @@ pub fn run_case(authorizer: &Authorizer, policies: &PolicySet, case: &PreparedCa
             decision_name(response.decision())
         ));
     }
-    if let Some(expected) = &case.reasons {
-        if expected != &reasons {
-            mismatches.push(format!(
-                "expected determining policies [{}], got [{}]",
-                join(expected.iter()),
-                join(reasons.iter())
-            ));
-        }
+    if let Some(expected) = &case.reasons
+        && expected != &reasons
+    {
+        mismatches.push(format!(
+            "expected determining policies [{}], got [{}]",
+            join(expected.iter()),
+            join(reasons.iter())
+        ));
     }
     match &case.errors {
         Some(ExpectedErrors::Policies(expected)) => {
@@ -123,16 +123,14 @@ pub fn run_case(authorizer: &Authorizer, policies: &PolicySet, case: &PreparedCa
                 ));
             }
         }
-        Some(ExpectedErrors::Count(n)) => {
-            if *n != errors.len() {
-                mismatches.push(format!(
-                    "expected {n} error(s), got {}{}",
-                    errors.len(),
-                    error_detail(&errors)
-                ));
-            }
+        Some(ExpectedErrors::Count(n)) if *n != errors.len() => {
+            mismatches.push(format!(
+                "expected {n} error(s), got {}{}",
+                errors.len(),
+                error_detail(&errors)
+            ));
         }
-        None => {}
+        Some(ExpectedErrors::Count(_)) | None => {}
     }
     CaseOutcome {
         name: case.name.clone(),

@@ -124,16 +124,25 @@ pub fn load(files: &[PathBuf], schema: Option<&Schema>) -> Result<LoadedSuites> 
 #[serde(deny_unknown_fields)]
 struct RawSuite {
     #[serde(default)]
-    #[expect(dead_code, reason = "documentation for readers of the suite; not used when running")]
+    #[expect(
+        dead_code,
+        reason = "documentation for readers of the suite; not used when running"
+    )]
     name: Option<String>,
     #[serde(default)]
-    #[expect(dead_code, reason = "documentation for readers of the suite; not used when running")]
+    #[expect(
+        dead_code,
+        reason = "documentation for readers of the suite; not used when running"
+    )]
     description: Option<String>,
     #[serde(default)]
     entities: Vec<Value>,
     #[serde(default)]
     context: Map<String, Value>,
-    #[expect(dead_code, reason = "checked for presence and type here; the cases are read from the marked tree to keep their lines")]
+    #[expect(
+        dead_code,
+        reason = "checked for presence and type here; the cases are read from the marked tree to keep their lines"
+    )]
     cases: Vec<Value>,
 }
 
@@ -142,7 +151,10 @@ struct RawSuite {
 struct RawCase {
     name: String,
     #[serde(default)]
-    #[expect(dead_code, reason = "documentation for readers of the suite; not used when running")]
+    #[expect(
+        dead_code,
+        reason = "documentation for readers of the suite; not used when running"
+    )]
     description: Option<String>,
     principal: UidRef,
     action: UidRef,
@@ -298,20 +310,25 @@ impl SuiteLoader<'_> {
                 return;
             }
         };
+        // When the suite's entities are invalid its cases cannot run, but their requests are
+        // still checked so one run reports every problem.
         let shared = match self.build_entities(&suite_entities, suite_entities_line) {
-            Ok(e) => Arc::new(e),
+            Ok(e) => Some(Arc::new(e)),
             Err(p) => {
                 self.out.problems.push(p);
-                return;
+                None
             }
         };
         let Some(cases) = doc.field("cases") else {
             return;
         };
+        let empty = Arc::new(Entities::empty());
         for node in &cases.items {
             self.out.case_count += 1;
-            match self.prepare_cairn_case(node, &suite.context, &suite_entities, &shared) {
-                Ok(c) => self.out.cases.push(c),
+            let entities = shared.as_ref().unwrap_or(&empty);
+            match self.prepare_cairn_case(node, &suite.context, &suite_entities, entities) {
+                Ok(c) if shared.is_some() => self.out.cases.push(c),
+                Ok(_) => {}
                 Err(p) => self.out.problems.push(p),
             }
         }
@@ -335,7 +352,11 @@ impl SuiteLoader<'_> {
         })?;
         let uid = |r: &UidRef, field: &str| {
             r.parse().map_err(|m| {
-                self.problem(node.field_line(field), format!("`{field}`: {m}"), "entity uids look like User::\"alice\"")
+                self.problem(
+                    node.field_line(field),
+                    format!("`{field}`: {m}"),
+                    "entity uids look like User::\"alice\"",
+                )
             })
         };
         let principal = uid(&case.principal, "principal")?;
@@ -352,7 +373,8 @@ impl SuiteLoader<'_> {
             let merged = merge_entities(suite_entities, &own);
             Arc::new(self.build_entities(&merged, line)?)
         };
-        let request = self.build_request(principal, action, resource, Value::Object(context), node)?;
+        let request =
+            self.build_request(principal, action, resource, Value::Object(context), node)?;
         Ok(PreparedCase {
             suite: self.file.clone(),
             line: node.line,
@@ -361,7 +383,9 @@ impl SuiteLoader<'_> {
             entities,
             expect: case.expect.into(),
             reasons: case.reasons.map(|r| r.into_iter().collect()),
-            errors: case.errors.map(|e| ExpectedErrors::Policies(e.into_iter().collect())),
+            errors: case
+                .errors
+                .map(|e| ExpectedErrors::Policies(e.into_iter().collect())),
         })
     }
 
@@ -375,7 +399,10 @@ impl SuiteLoader<'_> {
         }
     }
 
-    fn prepare_cedar_cli_case(&mut self, node: &Marked) -> std::result::Result<PreparedCase, Problem> {
+    fn prepare_cedar_cli_case(
+        &mut self,
+        node: &Marked,
+    ) -> std::result::Result<PreparedCase, Problem> {
         let case: CedarCliCase = serde_path_to_error::deserialize(&node.value).map_err(|e| {
             let path = e.path().to_string();
             let line = error_line(node, &path, e.inner());
@@ -400,7 +427,9 @@ impl SuiteLoader<'_> {
         let resource = parse(&case.request.resource, "resource")?;
         let line = node.field_line("entities");
         let entity_values = match &case.entities {
-            Value::String(_) => self.resolve_entities(std::slice::from_ref(&case.entities), line)?,
+            Value::String(_) => {
+                self.resolve_entities(std::slice::from_ref(&case.entities), line)?
+            }
             Value::Array(items) => items.clone(),
             _ => {
                 return Err(self.problem(
@@ -420,7 +449,9 @@ impl SuiteLoader<'_> {
         Ok(PreparedCase {
             suite: self.file.clone(),
             line: node.line,
-            name: case.name.unwrap_or_else(|| format!("case at line {}", node.line)),
+            name: case
+                .name
+                .unwrap_or_else(|| format!("case at line {}", node.line)),
             request,
             entities,
             expect: case.decision.into(),
@@ -430,7 +461,11 @@ impl SuiteLoader<'_> {
     }
 
     /// Expands file references (strings, relative to the suite) into entity objects.
-    fn resolve_entities(&mut self, items: &[Value], line: usize) -> std::result::Result<Vec<Value>, Problem> {
+    fn resolve_entities(
+        &mut self,
+        items: &[Value],
+        line: usize,
+    ) -> std::result::Result<Vec<Value>, Problem> {
         let mut out = Vec::new();
         for item in items {
             match item {
@@ -454,11 +489,15 @@ impl SuiteLoader<'_> {
         Ok(out)
     }
 
-    fn build_entities(&self, values: &[Value], line: usize) -> std::result::Result<Entities, Problem> {
+    fn build_entities(
+        &self,
+        values: &[Value],
+        line: usize,
+    ) -> std::result::Result<Entities, Problem> {
         Entities::from_json_value(Value::Array(values.to_vec()), self.schema).map_err(|e| {
             let mut p = self.problem(
                 line,
-                format!("invalid entities: {}", crate::problem::chain(&e)),
+                format!("invalid entities (used here): {}", crate::problem::chain(&e)),
                 "entities must match the schema: declared types, declared attributes with the right types, and allowed parents",
             );
             p.code = "cairn::test-entities".into();
@@ -517,16 +556,11 @@ fn merge_entities(suite: &[Value], case: &[Value]) -> Vec<Value> {
 /// path, so the field's own line is looked up by name.
 fn error_line(node: &Marked, path: &str, e: &serde_json::Error) -> usize {
     let msg = e.to_string();
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        if let Some(name) = rest.split('`').next() {
-            let parent = node.line_of_path(path);
-            let target = if path.is_empty() || path == "." {
-                Some(node)
-            } else {
-                None
-            };
-            return target.map_or(parent, |n| n.field_line(name));
-        }
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some(name) = rest.split('`').next()
+        && (path.is_empty() || path == ".")
+    {
+        return node.field_line(name);
     }
     node.line_of_path(path)
 }

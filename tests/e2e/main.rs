@@ -1,0 +1,9 @@
+//! End-to-end tests of the real `cairn` binary. Each test works in its own temporary directory.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
+
+mod harness;
+mod policy;
