@@ -70,7 +70,10 @@ mod tests {
         assert!(problems.is_empty());
         let out = &changed[0].formatted;
         assert!(out.contains("// who may read"));
-        assert!(out.contains("permit (principal, action, resource)"), "{out}");
+        assert!(
+            out.contains("permit (principal, action, resource)"),
+            "{out}"
+        );
         assert!(changed[0].diff().contains("+++ a.cedar (formatted)"));
     }
 
