@@ -38,6 +38,12 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Run the enforcing gateway.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+    /// Check decision records.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run the whole chain on embedded defaults: policies, bundle, gateway, records, lake, report.
     #[command(after_help = "Example:\n  cairn demo --dir /tmp/cairn-demo")]
     Demo(DemoArgs),
@@ -237,4 +243,71 @@ pub struct DemoArgs {
     /// Where the demo writes its keys, bundle, records, lake and report.
     #[arg(long, default_value = ".cairn/demo", value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Serve the OpenAI-compatible API. With no --config: 127.0.0.1:8080, the mock provider,
+    /// ./policies bundled with a dev key under .cairn/, records in .cairn/records/, and a dev
+    /// API key printed and written to .cairn/dev-api-key.
+    #[command(
+        after_help = "Examples:\n  cairn gateway serve\n  cairn gateway serve --listen 127.0.0.1:0\n  cairn gateway serve --config cairn.toml\n  CAIRN_SERVER__MAX_BODY_BYTES=65536 cairn gateway serve"
+    )]
+    Serve(ServeArgs),
+    /// Serve the mock provider alone as an OpenAI-compatible API (no authentication, no
+    /// records): the baseline for benchmarks and an upstream for tests.
+    #[command(
+        name = "mock-upstream",
+        after_help = "Example:\n  cairn gateway mock-upstream --listen 127.0.0.1:9000 --latency-ms 20"
+    )]
+    MockUpstream(MockUpstreamArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration; every key can also be set as CAIRN_<SECTION>__<KEY>.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen address (port 0 picks a free port); overrides the configuration.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MockUpstreamArgs {
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub listen: String,
+    /// Delay before the first byte, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Delay between streamed chunks, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub chunk_delay_ms: u64,
+    /// Answer every request with this status (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub fail_status: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every record segment: hashes, signatures, the chain and the seals. Exits 1 naming
+    /// the first record that was altered, removed, reordered, inserted or truncated.
+    #[command(
+        after_help = "Example:\n  cairn audit verify .cairn/records --pubkey .cairn/keys/signing.pub"
+    )]
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// The record directory.
+    pub dir: PathBuf,
+    /// Public key(s) the records may be signed with (repeat for rotated keys).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub pubkey: Vec<PathBuf>,
+    /// Fail when the last segment is not sealed (the gateway is still running or crashed).
+    #[arg(long)]
+    pub require_sealed: bool,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
 }

@@ -1,6 +1,8 @@
 //! One module per command group; each turns arguments into library calls and prints results.
 
+mod audit;
 mod demo;
+mod gateway;
 mod keys;
 mod policy;
 
@@ -11,6 +13,8 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Gateway(cmd) => gateway::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Demo(args) => demo::run(&args),
     }
 }

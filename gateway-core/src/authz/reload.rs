@@ -1,0 +1,119 @@
+//! The bundle the gateway enforces, and replacing it. A candidate must verify against the
+//! configured key, validate strictly, and fit the gateway's requests (a probe request over the
+//! catalogue); otherwise it is rejected, logged and counted, and the current bundle stays.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use ed25519_dalek::VerifyingKey;
+use policy_engine::PolicyEngine;
+
+use crate::catalogue::Catalogue;
+use crate::telemetry::Metrics;
+
+pub struct PolicyState {
+    current: ArcSwapOption<PolicyEngine>,
+    bundle: PathBuf,
+    key: VerifyingKey,
+    catalogue: Catalogue,
+    probe_context: serde_json::Value,
+    principal_type: String,
+    metrics: Arc<Metrics>,
+    reload_lock: std::sync::Mutex<()>,
+}
+
+impl PolicyState {
+    pub fn new(
+        bundle: PathBuf,
+        key: VerifyingKey,
+        catalogue: Catalogue,
+        probe_context: serde_json::Value,
+        principal_type: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            bundle,
+            key,
+            catalogue,
+            probe_context,
+            principal_type,
+            metrics,
+            reload_lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<PolicyEngine>> {
+        self.current.load_full()
+    }
+
+    pub fn bundle_path(&self) -> &Path {
+        &self.bundle
+    }
+
+    /// Loads the bundle file again. On success the new bundle decides from the next request on.
+    pub fn reload(&self) -> Result<String, String> {
+        // One reload at a time, so an older candidate never replaces a newer one.
+        let _guard = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self.candidate();
+        match result {
+            Ok(engine) => {
+                let digest = engine.digest().to_string();
+                let unchanged = self.current().is_some_and(|c| c.digest() == digest);
+                if !unchanged {
+                    self.metrics.bundle_loaded(
+                        &digest,
+                        self.current().as_deref().map(PolicyEngine::digest),
+                    );
+                    self.current.store(Some(Arc::new(engine)));
+                    tracing::info!(bundle = %digest, "policy bundle loaded");
+                }
+                Ok(digest)
+            }
+            Err(e) => {
+                self.metrics.bundle_rejected();
+                tracing::error!(bundle = %self.bundle.display(), error = %e, "policy bundle rejected; the previous bundle keeps deciding");
+                Err(e)
+            }
+        }
+    }
+
+    fn candidate(&self) -> Result<PolicyEngine, String> {
+        let verified = policy_engine::bundle::verify_file(&self.bundle, &self.key)
+            .map_err(|e| e.to_string())?;
+        let engine = PolicyEngine::from_bundle(verified).map_err(|problems| {
+            format!(
+                "the bundle's policies do not validate: {}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        self.probe(&engine)?;
+        Ok(engine)
+    }
+
+    /// Checks one synthetic request per catalogue model, so a bundle whose schema does not
+    /// describe the gateway's entities and context is rejected before it decides anything.
+    fn probe(&self, engine: &PolicyEngine) -> Result<(), String> {
+        for m in self.catalogue.models() {
+            super::check_fit(
+                engine,
+                &self.principal_type,
+                &m.id,
+                &m.attrs,
+                &self.probe_context,
+            )
+            .map_err(|e| {
+                format!(
+                    "the bundle's schema does not fit the gateway's requests for model `{}`: {e}",
+                    m.id
+                )
+            })?;
+        }
+        Ok(())
+    }
+}

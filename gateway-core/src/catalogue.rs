@@ -1,0 +1,101 @@
+//! The model catalogue: what clients may name in `model`, which provider serves it, and the
+//! attributes Cedar sees on the `Model` entity.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::config::ModelConfig;
+
+#[derive(Debug, Clone)]
+pub struct CatalogueModel {
+    pub id: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+    /// Cedar attributes of the `Model` entity.
+    pub attrs: Value,
+}
+
+impl CatalogueModel {
+    /// `Model::"id"`.
+    pub fn uid(&self) -> String {
+        format!("Model::{}", Value::String(self.id.clone()))
+    }
+
+    pub fn cost_usd(&self, usage: &crate::decision_log::Usage) -> f64 {
+        let usd = (usage.input_tokens as f64 * self.input_usd_per_mtok
+            + usage.output_tokens as f64 * self.output_usd_per_mtok)
+            / 1_000_000.0;
+        (usd * 1e9).round() / 1e9
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    models: Vec<CatalogueModel>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Catalogue {
+    pub fn new(configs: &[ModelConfig]) -> Self {
+        let configs = if configs.is_empty() {
+            default_models()
+        } else {
+            configs.to_vec()
+        };
+        let models: Vec<CatalogueModel> = configs
+            .into_iter()
+            .map(|m| CatalogueModel {
+                attrs: json!({
+                    "provider": m.provider,
+                    "region": m.region,
+                    "max_data_level": m.max_data_level,
+                    "cost_tier": m.cost_tier,
+                }),
+                upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.id.clone()),
+                id: m.id,
+                provider: m.provider,
+                input_usd_per_mtok: m.input_usd_per_mtok,
+                output_usd_per_mtok: m.output_usd_per_mtok,
+            })
+            .collect();
+        let by_id = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.clone(), i))
+            .collect();
+        Self { models, by_id }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&CatalogueModel> {
+        self.by_id.get(id).map(|i| &self.models[*i])
+    }
+
+    pub fn models(&self) -> &[CatalogueModel] {
+        &self.models
+    }
+}
+
+/// The built-in catalogue, served by the mock provider. It mirrors the default policy bundle's
+/// test entities, with list prices of comparable hosted models.
+pub fn default_models() -> Vec<ModelConfig> {
+    let m = |id: &str, region: &str, level: i64, tier: &str, input: f64, output: f64| ModelConfig {
+        id: id.into(),
+        provider: "mock".into(),
+        upstream_model: None,
+        region: region.into(),
+        max_data_level: level,
+        cost_tier: tier.into(),
+        input_usd_per_mtok: input,
+        output_usd_per_mtok: output,
+    };
+    vec![
+        m("claude-haiku", "us-east-1", 1, "low", 0.8, 4.0),
+        m("claude-sonnet", "us-west-2", 2, "standard", 3.0, 15.0),
+        m("claude-opus", "us-east-1", 3, "premium", 15.0, 75.0),
+        m("llama-apac", "ap-northeast-1", 1, "low", 0.2, 0.2),
+        m("gpt-4o-mini", "us-east-1", 0, "low", 0.15, 0.6),
+    ]
+}

@@ -1,0 +1,283 @@
+//! Configuration: defaults, then the TOML file, then `CAIRN_<SECTION>__<KEY>` environment
+//! variables, then command-line flags. Loading collects every problem before failing, and each
+//! problem names the key.
+
+mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::*;
+
+use crate::error::ConfigError;
+
+/// Top-level sections that environment variables may set.
+const SECTIONS: &[&str] = &[
+    "server",
+    "policy",
+    "auth",
+    "records",
+    "classification",
+    "providers",
+];
+
+/// Reads the file (when given) and applies environment overrides from `env`.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<RawConfig, ConfigError> {
+    let mut problems = Vec::new();
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                file: Some(path.to_path_buf()),
+                problems: vec![format!("cannot read the config file: {e}")],
+            })?;
+            match text.parse::<toml::Table>() {
+                Ok(t) => t,
+                Err(e) => {
+                    return Err(ConfigError {
+                        file: Some(path.to_path_buf()),
+                        problems: vec![format!("invalid TOML: {e}")],
+                    });
+                }
+            }
+        }
+        None => toml::Table::new(),
+    };
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("CAIRN_") else {
+            continue;
+        };
+        if !rest.contains("__") {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if !SECTIONS.contains(&path[0].as_str()) {
+            continue;
+        }
+        if let Err(e) = set_path(&mut table, &path, parse_env_value(&value)) {
+            problems.push(format!("environment variable `{name}`: {e}"));
+        }
+    }
+    let raw: Result<RawConfig, _> = serde_path_to_error::deserialize(toml::Value::Table(table));
+    match raw {
+        Ok(raw) if problems.is_empty() => Ok(raw),
+        Ok(_) => Err(ConfigError {
+            file: file.map(Path::to_path_buf),
+            problems,
+        }),
+        Err(e) => {
+            problems.push(format!("`{}`: {}", e.path(), e.inner()));
+            Err(ConfigError {
+                file: file.map(Path::to_path_buf),
+                problems,
+            })
+        }
+    }
+}
+
+/// An environment value is TOML when it parses as a TOML value (numbers, booleans, arrays),
+/// otherwise a string.
+fn parse_env_value(v: &str) -> toml::Value {
+    format!("v = {v}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut t = table;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{p}` is not a section"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+/// A checked configuration with derived values.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub raw: RawConfig,
+    pub bundle: PathBuf,
+    pub public_key: PathBuf,
+    pub records_dir: PathBuf,
+    pub signing_key: PathBuf,
+    pub shutdown_grace: Duration,
+    pub request_timeout: Duration,
+}
+
+impl GatewayConfig {
+    /// Checks values the types cannot, collecting every problem.
+    pub fn resolve(raw: RawConfig) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        if raw.server.max_body_bytes == 0 {
+            problems.push("`server.max_body_bytes` must be positive".into());
+        }
+        if !raw
+            .classification
+            .levels
+            .contains_key(&raw.classification.default)
+        {
+            problems.push(format!(
+                "`classification.default` is `{}`, which is not one of `classification.levels` ({})",
+                raw.classification.default,
+                raw.classification.levels.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        for (i, k) in raw.auth.api_keys.iter().enumerate() {
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                problems.push(format!(
+                    "`auth.api_keys[{i}].sha256` must be 64 hex digits (the SHA-256 of the key, e.g. from `sha256sum`)"
+                ));
+            }
+            if k.principal
+                .parse::<policy_engine::cedar_policy::EntityUid>()
+                .is_err()
+            {
+                problems.push(format!(
+                    "`auth.api_keys[{i}].principal` `{}` is not a Cedar entity uid like ServiceAccount::\"ci-bot\"",
+                    k.principal
+                ));
+            }
+        }
+        let oidc = &raw.auth.oidc;
+        if !oidc.issuer.is_empty() {
+            if !(oidc.issuer.starts_with("https://") || oidc.issuer.starts_with("http://")) {
+                problems.push(format!(
+                    "`auth.oidc.issuer` `{}` must be an http(s) URL",
+                    oidc.issuer
+                ));
+            }
+            for a in &oidc.algorithms {
+                if !matches!(
+                    a.as_str(),
+                    "RS256"
+                        | "RS384"
+                        | "RS512"
+                        | "PS256"
+                        | "PS384"
+                        | "PS512"
+                        | "ES256"
+                        | "ES384"
+                        | "EdDSA"
+                ) {
+                    problems.push(format!(
+                        "`auth.oidc.algorithms`: `{a}` is not an accepted asymmetric algorithm (RS256, ES256, EdDSA, ...)"
+                    ));
+                }
+            }
+            for (name, m) in &oidc.claims.attributes {
+                if !matches!(m.kind.as_str(), "string" | "long" | "bool" | "set") {
+                    problems.push(format!(
+                        "`auth.oidc.claims.attributes.{name}.type` must be string, long, bool or set"
+                    ));
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, m) in raw.models.iter().enumerate() {
+            if !seen.insert(&m.id) {
+                problems.push(format!("`models[{i}].id` `{}` appears twice", m.id));
+            }
+            if !matches!(m.provider.as_str(), "mock" | "openai") {
+                problems.push(format!(
+                    "`models[{i}].provider` `{}` is not a provider (mock, openai)",
+                    m.provider
+                ));
+            }
+            if m.provider == "openai" && raw.providers.openai.base_url.is_empty() {
+                problems.push(format!(
+                    "`models[{i}]` uses the openai provider but `providers.openai.base_url` is not set"
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&raw.providers.mock.fail_rate) {
+            problems.push("`providers.mock.fail_rate` must be between 0.0 and 1.0".into());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError {
+                file: None,
+                problems,
+            });
+        }
+        Ok(Self {
+            bundle: PathBuf::from(&raw.policy.bundle),
+            public_key: PathBuf::from(&raw.policy.public_key),
+            records_dir: PathBuf::from(&raw.records.dir),
+            signing_key: PathBuf::from(&raw.records.signing_key),
+            shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
+            request_timeout: Duration::from_millis(raw.server.request_timeout_ms),
+            raw,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_file_is_a_working_default() {
+        let raw = load(None, env(&[])).unwrap();
+        let cfg = GatewayConfig::resolve(raw).unwrap();
+        assert_eq!(cfg.raw.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn env_overrides_with_types() {
+        let raw = load(
+            None,
+            env(&[
+                ("CAIRN_SERVER__LISTEN", "127.0.0.1:0"),
+                ("CAIRN_SERVER__MAX_BODY_BYTES", "2048"),
+                ("CAIRN_AUTH__OIDC__AUDIENCES", "[\"a\", \"b\"]"),
+                ("CAIRN_LOG", "debug"),
+                ("CAIRN_BIN", "/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(raw.server.listen, "127.0.0.1:0");
+        assert_eq!(raw.server.max_body_bytes, 2048);
+        assert_eq!(raw.auth.oidc.audiences, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load(None, env(&[("CAIRN_SERVER__LISTN", "x")])).unwrap_err();
+        assert!(err.problems[0].contains("listn"), "{err:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[server]\nmax_body_bytes = \"big\"\n").unwrap();
+        let err = load(Some(&f), env(&[])).unwrap_err();
+        assert!(err.problems[0].contains("server.max_body_bytes"), "{err:?}");
+    }
+
+    #[test]
+    fn resolve_collects_every_problem() {
+        let mut raw = RawConfig::default();
+        raw.classification.default = "secret".into();
+        raw.auth.api_keys.push(ApiKeyConfig {
+            id: "k".into(),
+            sha256: "xyz".into(),
+            principal: "not a uid".into(),
+            ..Default::default()
+        });
+        let err = GatewayConfig::resolve(raw).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err:?}");
+    }
+}

@@ -1,0 +1,425 @@
+//! The record writer: one thread owns the segment file and commits records in groups. Records
+//! that arrive while an fsync runs wait for the next one, so under load one fsync covers many
+//! records, and a record is acknowledged only after the fsync that covers it returned.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use tokio::sync::{mpsc, oneshot};
+
+use super::record::{FORMAT_VERSION, GENESIS, Record, RecordKind, seal_line};
+use super::segment::{recover_tail, segment_name, sync_dir};
+use crate::error::LogError;
+
+/// How records are written.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub dir: PathBuf,
+    /// Rotate after a segment reaches this size.
+    pub segment_max_bytes: u64,
+    /// Rotate after a segment has been open this long.
+    pub segment_max_age: Duration,
+    /// The most records in one group commit.
+    pub max_batch: usize,
+}
+
+/// Proof that a record is durable.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// What the writer reports about each commit, for metrics.
+pub trait LogObserver: Send + Sync + 'static {
+    fn committed(&self, records: usize, flush: Duration);
+    fn failed(&self, error: &str);
+}
+
+enum Msg {
+    Append(Box<Record>, oneshot::Sender<Result<Receipt, LogError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A handle to the writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct DecisionLog {
+    tx: mpsc::Sender<Msg>,
+    healthy: Arc<AtomicBool>,
+    pending: Arc<AtomicU64>,
+}
+
+impl DecisionLog {
+    /// Recovers the tail of the chain and starts the writer. A directory that cannot be used
+    /// does not stop the gateway: the log starts unhealthy, every append fails (and the
+    /// gateway answers 503), and it retries about once a second.
+    pub fn start(
+        settings: LogSettings,
+        key: SigningKey,
+        observer: Arc<dyn LogObserver>,
+    ) -> (Self, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(65_536);
+        let healthy = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer {
+            settings,
+            key_id: policy_engine::bundle::keys::key_id(&key.verifying_key()),
+            key,
+            file: None,
+            segment_path: None,
+            segment_bytes: 0,
+            segment_records: 0,
+            segment_opened: Instant::now(),
+            next_seq: 1,
+            prev: GENESIS.to_string(),
+            recovered: false,
+            retry_at: Instant::now(),
+            healthy: healthy.clone(),
+            pending: pending.clone(),
+            observer,
+        };
+        writer.try_open();
+        let handle = std::thread::Builder::new()
+            .name("cairn-record-writer".into())
+            .spawn(move || writer.run(rx))
+            .unwrap_or_else(|e| {
+                // Without a writer thread nothing can be recorded; the log stays unhealthy and
+                // every request is refused.
+                tracing::error!(error = %e, "cannot start the record writer thread");
+                std::thread::spawn(|| {})
+            });
+        (
+            Self {
+                tx,
+                healthy,
+                pending,
+            },
+            handle,
+        )
+    }
+
+    /// Queues a record and waits until it is on disk.
+    pub async fn append(&self, record: Record) -> Result<Receipt, LogError> {
+        let (ack, wait) = oneshot::channel();
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if self
+            .tx
+            .send(Msg::Append(Box::new(record), ack))
+            .await
+            .is_err()
+        {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            return Err(LogError::Closed);
+        }
+        wait.await.unwrap_or(Err(LogError::Closed))
+    }
+
+    /// Queues a record without waiting (outcome records); it is still written before `close`
+    /// returns.
+    pub fn append_detached(&self, record: Record) {
+        let log = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = log.append(record).await {
+                tracing::error!(error = %e, "an outcome record could not be written");
+            }
+        });
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records queued or being written.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything queued, seals the segment and stops the writer.
+    pub async fn close(&self) {
+        // Detached appends may still be on their way into the queue.
+        for _ in 0..200 {
+            if self.pending() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Writer {
+    settings: LogSettings,
+    key: SigningKey,
+    key_id: String,
+    file: Option<File>,
+    segment_path: Option<PathBuf>,
+    segment_bytes: u64,
+    segment_records: u64,
+    segment_opened: Instant,
+    next_seq: u64,
+    prev: String,
+    recovered: bool,
+    retry_at: Instant,
+    healthy: Arc<AtomicBool>,
+    pending: Arc<AtomicU64>,
+    observer: Arc<dyn LogObserver>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut batch: Vec<Msg> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.settings.max_batch {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let mut close = None;
+            let mut appends = Vec::with_capacity(batch.len());
+            for m in batch.drain(..) {
+                match m {
+                    Msg::Append(r, ack) => appends.push((r, ack)),
+                    Msg::Close(done) => close = Some(done),
+                }
+            }
+            if !appends.is_empty() {
+                let n = appends.len() as u64;
+                self.commit(appends);
+                self.pending.fetch_sub(n, Ordering::Relaxed);
+            }
+            if let Some(done) = close {
+                self.seal("shutdown");
+                let _ = done.send(());
+                self.healthy.store(false, Ordering::Relaxed);
+                return;
+            }
+            self.maybe_rotate();
+        }
+        self.seal("shutdown");
+    }
+
+    /// Opens (or reopens after a failure) the directory: recovers the tail once, then starts a
+    /// new segment.
+    fn try_open(&mut self) {
+        match self.open() {
+            Ok(()) => self.healthy.store(true, Ordering::Relaxed),
+            Err(e) => {
+                let msg = format!(
+                    "cannot write decision records in `{}`: {e}",
+                    self.settings.dir.display()
+                );
+                tracing::error!("{msg}");
+                self.observer.failed(&msg);
+                self.healthy.store(false, Ordering::Relaxed);
+                self.file = None;
+                self.retry_at = Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+
+    fn open(&mut self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.settings.dir)?;
+        if !self.recovered {
+            let tail = recover_tail(&self.settings.dir)?;
+            if let Some((seq, hash)) = &tail.last {
+                self.next_seq = seq + 1;
+                self.prev = hash.clone();
+            }
+            if let Some(seg) = &tail.segment {
+                if tail.records_in_segment == 0 {
+                    std::fs::remove_file(seg)?;
+                } else if !tail.sealed {
+                    // The last run ended without sealing (a crash): seal its segment now.
+                    let reason = if tail.torn_bytes > 0 {
+                        format!(
+                            "recovered after an unclean shutdown; {} bytes of an unacknowledged record removed",
+                            tail.torn_bytes
+                        )
+                    } else {
+                        "recovered after an unclean shutdown".to_string()
+                    };
+                    let mut f = std::fs::OpenOptions::new().append(true).open(seg)?;
+                    let (line, hash) = self.seal_record(&reason, tail.records_in_segment);
+                    f.write_all(&line)?;
+                    f.sync_data()?;
+                    self.advance(hash);
+                    tracing::warn!(segment = %seg.display(), "{reason}");
+                }
+            }
+            self.recovered = true;
+        }
+        self.new_segment()
+    }
+
+    fn new_segment(&mut self) -> std::io::Result<()> {
+        let path = self.settings.dir.join(segment_name(self.next_seq));
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        sync_dir(&self.settings.dir)?;
+        self.file = Some(file);
+        self.segment_path = Some(path);
+        self.segment_bytes = 0;
+        self.segment_records = 0;
+        self.segment_opened = Instant::now();
+        Ok(())
+    }
+
+    fn advance(&mut self, hash: String) {
+        self.prev = hash;
+        self.next_seq += 1;
+    }
+
+    fn seal_record(&self, reason: &str, records: u64) -> (Vec<u8>, String) {
+        let record = Record {
+            v: FORMAT_VERSION,
+            kind: RecordKind::Seal,
+            seq: self.next_seq,
+            id: uuid::Uuid::now_v7().to_string(),
+            ts: crate::clock::now_rfc3339(),
+            sealed_records: Some(records),
+            seal_reason: Some(reason.to_string()),
+            key_id: self.key_id.clone(),
+            prev: self.prev.clone(),
+            ..Default::default()
+        };
+        // A seal holds only plain fields, so serialising it cannot fail.
+        seal_line(&record, &self.key).unwrap_or_default()
+    }
+
+    fn commit(&mut self, appends: Vec<(Box<Record>, oneshot::Sender<Result<Receipt, LogError>>)>) {
+        if self.file.is_none() && Instant::now() >= self.retry_at {
+            self.try_open();
+        }
+        if self.file.is_none() {
+            for (_, ack) in appends {
+                let _ = ack.send(Err(LogError::Unavailable));
+            }
+            return;
+        }
+        let started = Instant::now();
+        let (start_seq, start_prev) = (self.next_seq, self.prev.clone());
+        let mut buf = Vec::with_capacity(appends.len() * 1024);
+        let mut acks = Vec::with_capacity(appends.len());
+        for (mut record, ack) in appends {
+            record.v = FORMAT_VERSION;
+            record.seq = self.next_seq;
+            record.prev = self.prev.clone();
+            record.key_id = self.key_id.clone();
+            match seal_line(&record, &self.key) {
+                Ok((line, hash)) => {
+                    buf.extend_from_slice(&line);
+                    acks.push((
+                        ack,
+                        Receipt {
+                            seq: record.seq,
+                            hash: hash.clone(),
+                        },
+                    ));
+                    self.advance(hash);
+                }
+                Err(e) => {
+                    let _ = ack.send(Err(LogError::Encode(e.to_string())));
+                }
+            }
+        }
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let result = file.write_all(&buf).and_then(|()| file.sync_data());
+        match result {
+            Ok(()) => {
+                self.segment_bytes += buf.len() as u64;
+                self.segment_records += acks.len() as u64;
+                self.observer.committed(acks.len(), started.elapsed());
+                for (ack, receipt) in acks {
+                    let _ = ack.send(Ok(receipt));
+                }
+            }
+            Err(e) => {
+                // Nothing of this batch is acknowledged: undo it on disk and in the chain.
+                let durable = self.segment_bytes;
+                let _ = file.set_len(durable);
+                let _ = file.sync_data();
+                self.next_seq = start_seq;
+                self.prev = start_prev;
+                let msg = format!("writing decision records failed: {e}");
+                tracing::error!("{msg}");
+                self.observer.failed(&msg);
+                for (ack, _) in acks {
+                    let _ = ack.send(Err(LogError::Unavailable));
+                }
+                self.healthy.store(false, Ordering::Relaxed);
+                self.file = None;
+                self.retry_at = Instant::now() + Duration::from_secs(1);
+                // The next attempt starts a fresh segment; seal this one if the disk allows.
+                if let Some(path) = self.segment_path.clone() {
+                    self.seal_path(&path, "closed after a write failure");
+                }
+            }
+        }
+    }
+
+    fn seal_path(&mut self, path: &Path, reason: &str) {
+        let (line, hash) = self.seal_record(reason, self.segment_records);
+        let ok = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(&line).and_then(|()| f.sync_data()));
+        if ok.is_ok() {
+            self.advance(hash);
+            self.segment_path = None;
+        }
+    }
+
+    /// Writes the closing seal of the current segment.
+    fn seal(&mut self, reason: &str) {
+        if self.file.is_none() {
+            return;
+        }
+        let (line, hash) = self.seal_record(reason, self.segment_records);
+        if let Some(file) = self.file.as_mut()
+            && file
+                .write_all(&line)
+                .and_then(|()| file.sync_data())
+                .is_ok()
+        {
+            self.advance(hash);
+        }
+        self.file = None;
+    }
+
+    fn maybe_rotate(&mut self) {
+        if self.file.is_none() {
+            return;
+        }
+        let too_big = self.segment_bytes >= self.settings.segment_max_bytes;
+        let too_old = self.segment_records > 0
+            && self.segment_opened.elapsed() >= self.settings.segment_max_age;
+        if too_big || too_old {
+            self.seal(if too_big {
+                "rotated by size"
+            } else {
+                "rotated by age"
+            });
+            if let Err(e) = self.new_segment() {
+                let msg = format!("cannot start a new record segment: {e}");
+                tracing::error!("{msg}");
+                self.observer.failed(&msg);
+                self.healthy.store(false, Ordering::Relaxed);
+                self.retry_at = Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The mock provider: deterministic completions from the prompt, usage counted in words,
+//! streaming in chunks, with configurable latency, chunk delay and failure injection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use super::{EventStream, ProviderError, StreamEvent};
+use crate::config::MockConfig;
+use crate::decision_log::Usage;
+use crate::openai::{ChatRequest, Completion};
+
+const WORDS: &[&str] = &[
+    "Cairn", "keeps", "a", "signed", "record", "of", "every", "decision", "so", "the", "audit",
+    "trail", "stays", "whole", "while", "policies", "decide", "which", "model", "answers", "and",
+    "who", "may", "ask",
+];
+
+/// Words in a completion when the request sets no limit.
+const DEFAULT_WORDS: u64 = 24;
+
+#[derive(Clone)]
+pub struct MockProvider {
+    config: Arc<MockConfig>,
+    counter: Arc<AtomicU64>,
+}
+
+/// FNV-1a: a stable hash, so the same prompt always gets the same answer.
+fn fnv(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Mock "tokens" are whitespace-separated words.
+pub fn count_tokens(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+impl MockProvider {
+    pub fn new(config: MockConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+            counter: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The answer to a request: its words, finish reason and usage.
+    pub fn answer(request: &ChatRequest, model: &str) -> (Vec<String>, &'static str, Usage) {
+        let prompt: String = request
+            .messages
+            .iter()
+            .map(|m| m.text())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let input_tokens = count_tokens(&prompt).max(1);
+        let start = (fnv(&prompt) % WORDS.len() as u64) as usize;
+        let limit = request.max_output_tokens();
+        let wanted = DEFAULT_WORDS;
+        let n = limit.map_or(wanted, |l| l.min(wanted)) as usize;
+        let mut words = vec![format!("[{model}]")];
+        words
+            .extend((0..n.saturating_sub(1)).map(|i| WORDS[(start + i) % WORDS.len()].to_string()));
+        words.truncate(n.max(1));
+        let finish = if limit.is_some_and(|l| l < wanted) {
+            "length"
+        } else {
+            "stop"
+        };
+        let usage = Usage {
+            input_tokens,
+            output_tokens: words.len() as u64,
+            ..Default::default()
+        };
+        (words, finish, usage)
+    }
+
+    fn injected_failure(&self) -> Option<ProviderError> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let c = &self.config;
+        let fail = if c.fail_status != 0 && c.fail_rate == 0.0 {
+            true
+        } else if c.fail_rate > 0.0 {
+            // Deterministic spread: request n fails when its fraction crosses the rate.
+            let bucket = (fnv(&n.to_string()) % 10_000) as f64 / 10_000.0;
+            bucket < c.fail_rate
+        } else {
+            false
+        };
+        fail.then(|| {
+            let status = if c.fail_status == 0 {
+                503
+            } else {
+                c.fail_status
+            };
+            ProviderError::Status {
+                status,
+                message: format!("mock provider injected a {status}"),
+                retry_after: (status == 429).then_some(1),
+            }
+        })
+    }
+
+    async fn wait(&self) {
+        if self.config.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
+        }
+    }
+
+    pub async fn complete(
+        &self,
+        request: &ChatRequest,
+        model: &str,
+    ) -> Result<Completion, ProviderError> {
+        self.wait().await;
+        if let Some(e) = self.injected_failure() {
+            return Err(e);
+        }
+        let (words, finish, usage) = Self::answer(request, model);
+        Ok(Completion {
+            id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+            model: model.to_string(),
+            content: words.join(" "),
+            finish_reason: finish.to_string(),
+            usage,
+            tool_calls: None,
+        })
+    }
+
+    pub async fn stream(
+        &self,
+        request: &ChatRequest,
+        model: &str,
+    ) -> Result<EventStream, ProviderError> {
+        self.wait().await;
+        if let Some(e) = self.injected_failure() {
+            return Err(e);
+        }
+        let (words, finish, usage) = Self::answer(request, model);
+        let per = self.config.chunk_words.max(1);
+        let chunks: Vec<String> = words
+            .chunks(per)
+            .enumerate()
+            .map(|(i, c)| {
+                let mut s = c.join(" ");
+                if (i + 1) * per < words.len() {
+                    s.push(' ');
+                }
+                s
+            })
+            .collect();
+        let delay = Duration::from_millis(self.config.chunk_delay_ms);
+        let break_after = self.config.fail_after_chunks;
+        let mut events: Vec<Result<StreamEvent, ProviderError>> = Vec::new();
+        for (i, c) in chunks.into_iter().enumerate() {
+            if break_after > 0 && i == break_after {
+                events.push(Err(ProviderError::Transport(
+                    "mock stream broken on purpose".into(),
+                )));
+                break;
+            }
+            events.push(Ok(StreamEvent::Delta(c)));
+        }
+        if !events.iter().any(Result::is_err) {
+            events.push(Ok(StreamEvent::Finish(finish.to_string())));
+            events.push(Ok(StreamEvent::Usage(usage)));
+        }
+        let stream = futures::stream::iter(events).then(move |e| async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            e
+        });
+        Ok(Box::pin(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(text: &str, max: Option<u64>) -> ChatRequest {
+        serde_json::from_value(json!({"model": "m", "max_tokens": max,
+            "messages": [{"role": "user", "content": text}]}))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn deterministic_and_counted() {
+        let p = MockProvider::new(MockConfig::default());
+        let a = p
+            .complete(&request("hello there world", None), "m")
+            .await
+            .unwrap();
+        let b = p
+            .complete(&request("hello there world", None), "m")
+            .await
+            .unwrap();
+        assert_eq!(a.content, b.content);
+        assert_eq!(a.usage.input_tokens, 3);
+        assert_eq!(a.usage.output_tokens, count_tokens(&a.content));
+        assert_eq!(a.finish_reason, "stop");
+    }
+
+    #[tokio::test]
+    async fn stream_concatenates_to_the_completion() {
+        let p = MockProvider::new(MockConfig {
+            chunk_words: 3,
+            ..MockConfig::default()
+        });
+        let full = p.complete(&request("a b", Some(10)), "m").await.unwrap();
+        let mut s = p.stream(&request("a b", Some(10)), "m").await.unwrap();
+        let mut text = String::new();
+        let mut usage = None;
+        while let Some(e) = s.next().await {
+            match e.unwrap() {
+                StreamEvent::Delta(d) => text.push_str(&d),
+                StreamEvent::Usage(u) => usage = Some(u),
+                StreamEvent::Finish(f) => assert_eq!(f, "length"),
+            }
+        }
+        assert_eq!(text, full.content);
+        assert_eq!(usage.unwrap(), full.usage);
+    }
+
+    #[tokio::test]
+    async fn failures_are_injected() {
+        let p = MockProvider::new(MockConfig {
+            fail_status: 429,
+            ..MockConfig::default()
+        });
+        let e = p.complete(&request("x", None), "m").await.unwrap_err();
+        assert!(matches!(
+            e,
+            ProviderError::Status {
+                status: 429,
+                retry_after: Some(1),
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,424 @@
+//! The HTTP server: state, routes, startup (bundle, log, keys), hot reload and graceful
+//! shutdown that drains in-flight requests and then seals the record log.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::json;
+
+use crate::authn::{ApiKeys, Authenticator, OidcVerifier};
+use crate::authz::{self, PolicyState};
+use crate::catalogue::Catalogue;
+use crate::config::GatewayConfig;
+use crate::decision_log::{DecisionLog, LogSettings};
+use crate::error::{GatewayError, StartError};
+use crate::pipeline::{self, RequestScope};
+use crate::providers::Provider;
+use crate::providers::mock::MockProvider;
+use crate::providers::openai_compat::OpenAiProvider;
+use crate::telemetry::Metrics;
+use crate::{clock, openai};
+
+pub struct AppState {
+    pub config: GatewayConfig,
+    pub catalogue: Catalogue,
+    pub authn: Authenticator,
+    pub policy: Arc<PolicyState>,
+    pub log: DecisionLog,
+    pub metrics: Arc<Metrics>,
+    mock: Provider,
+    openai: Option<Provider>,
+}
+
+impl AppState {
+    pub fn provider(&self, name: &str) -> &Provider {
+        match name {
+            "openai" => self.openai.as_ref().unwrap_or(&self.mock),
+            _ => &self.mock,
+        }
+    }
+}
+
+/// A gateway that is listening but not yet serving.
+pub struct BoundGateway {
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    writer: std::thread::JoinHandle<()>,
+    bundle_error: Option<String>,
+}
+
+impl BoundGateway {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The digest of the bundle in force, or why none is.
+    pub fn bundle(&self) -> Result<String, String> {
+        match self.state.policy.current() {
+            Some(e) => Ok(format!(
+                "{} ({} policies)",
+                e.digest(),
+                e.policy_ids().len()
+            )),
+            None => Err(self
+                .bundle_error
+                .clone()
+                .unwrap_or_else(|| "no bundle".into())),
+        }
+    }
+
+    pub fn records_healthy(&self) -> bool {
+        self.state.log.healthy()
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests (up to the configured
+    /// grace period) and seals the record log.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let state = self.state.clone();
+        let watcher = spawn_reload_watcher(state.clone());
+        if let Some(oidc) = state.authn.oidc() {
+            let _ = oidc.fetch().await.map_err(
+                |e| tracing::warn!(error = %e, "initial JWKS fetch failed; will retry on demand"),
+            );
+        }
+        let refresher = spawn_jwks_refresher(state.clone());
+        let app = router(state.clone());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = state.config.shutdown_grace;
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut stop = stop_rx.clone();
+        let served = tokio::select! {
+            r = server => r.map_err(|e| StartError::Other(format!("server error: {e}"))),
+            () = async move {
+                let _ = stop.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+                Ok(())
+            }
+        };
+        drop(watcher);
+        refresher.abort();
+        state.log.close().await;
+        let _ = tokio::task::spawn_blocking(move || self.writer.join()).await;
+        served
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn chat(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    pipeline::chat_completions(state, peer, headers, body).await
+}
+
+/// Lists the models the caller may invoke: one Cedar decision per catalogue model, with the
+/// default classification. The request gets one record, naming what was listed.
+async fn models(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let scope = RequestScope::new(&headers);
+    let mut record = scope.record("Action::\"list_models\"");
+    let principal = match state.authn.authenticate(&headers).await {
+        Ok(p) => p,
+        Err(e) => {
+            record.auth = Some(json!({ "error": e.reason() }));
+            return pipeline::refuse(&state, &scope, record, GatewayError::Unauthenticated(e))
+                .await;
+        }
+    };
+    pipeline::record_principal(&mut record, &principal);
+    let Some(engine) = state.policy.current() else {
+        return pipeline::refuse(&state, &scope, record, GatewayError::NoBundle).await;
+    };
+    record.bundle = Some(engine.digest().to_string());
+    let c = &state.config.raw.classification;
+    let level = c.levels.get(&c.default).copied().unwrap_or(0);
+    let context = pipeline::invoke_context(&c.default, level, false, 0, &peer);
+    let mut listed = Vec::new();
+    for m in state.catalogue.models() {
+        match authz::decide(
+            &engine,
+            &principal,
+            authz::INVOKE_MODEL,
+            "Model",
+            &m.id,
+            &m.attrs,
+            &context,
+        ) {
+            Ok(d) if d.allow => listed.push((m.id.clone(), m.provider.clone())),
+            Ok(_) => {}
+            Err(e) => {
+                return pipeline::refuse(&state, &scope, record, GatewayError::PolicyMismatch(e))
+                    .await;
+            }
+        }
+    }
+    record.decision = Some("allow".into());
+    record.status = Some(200);
+    record.reason = Some("list".into());
+    record.resource = Some("Model::\"*\"".into());
+    record.context = Some(context);
+    record.extra = Some(json!({ "listed": listed.iter().map(|(id, _)| id).collect::<Vec<_>>() }));
+    record.latency_ms = Some(scope.started.elapsed().as_millis() as u64);
+    if state.log.append(record).await.is_err() {
+        let mut resp = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(openai::error_json(
+                "the decision could not be recorded",
+                "service_unavailable",
+                None,
+            )),
+        )
+            .into_response();
+        scope.headers(&mut resp);
+        return resp;
+    }
+    state.metrics.request("allow", "*", 200, "list");
+    let mut resp =
+        axum::Json(openai::model_list_json(&listed, clock::unix_seconds())).into_response();
+    scope.headers(&mut resp);
+    resp
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+/// Ready only with a verified bundle loaded and a writable record log.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let bundle = state.policy.current().map(|e| e.digest().to_string());
+    let records = state.log.healthy();
+    let ready = bundle.is_some() && records;
+    let body = json!({
+        "ready": ready,
+        "bundle": bundle,
+        "records": if records { "ok".to_string() } else {
+            state.metrics.last_log_error().unwrap_or_else(|| "unavailable".into())
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(openai::error_json(
+            "unknown path",
+            "invalid_request_error",
+            Some("not_found"),
+        )),
+    )
+        .into_response()
+}
+
+/// Loads keys, the bundle and the catalogue, starts the record writer, and binds the listener.
+/// A missing or invalid bundle does not stop startup: the gateway answers 503 and `/readyz`
+/// says why until a valid bundle appears.
+pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let public_key = policy_engine::bundle::keys::load_verifying_key(&config.public_key)
+        .map_err(|e| StartError::PublicKey(e.to_string()))?;
+    let signing_key = policy_engine::bundle::keys::load_signing_key(&config.signing_key)
+        .map_err(|e| StartError::SigningKey(e.to_string()))?;
+    let catalogue = Catalogue::new(&config.raw.models);
+    let c = &config.raw.classification;
+    let probe_context = pipeline::invoke_context(
+        &c.default,
+        c.levels.get(&c.default).copied().unwrap_or(0),
+        false,
+        0,
+        &SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
+    let policy = Arc::new(PolicyState::new(
+        config.bundle.clone(),
+        public_key,
+        catalogue.clone(),
+        probe_context,
+        config.raw.auth.oidc.claims.principal_type.clone(),
+        metrics.clone(),
+    ));
+    let bundle_error = policy.reload().err();
+
+    let api_keys = ApiKeys::new(&config.raw.auth.api_keys).map_err(StartError::Other)?;
+    let oidc = if config.raw.auth.oidc.issuer.is_empty() {
+        None
+    } else {
+        Some(OidcVerifier::new(config.raw.auth.oidc.clone()).map_err(StartError::Other)?)
+    };
+    let authn = Authenticator::new(api_keys, oidc, config.raw.auth.oidc.max_token_bytes);
+
+    let openai = if config.raw.providers.openai.base_url.is_empty() {
+        None
+    } else {
+        let o = &config.raw.providers.openai;
+        let key = std::env::var(&o.api_key_env).ok().filter(|k| !k.is_empty());
+        Some(Provider::OpenAi(
+            OpenAiProvider::new(&o.base_url, key, Duration::from_millis(o.timeout_ms))
+                .map_err(StartError::Other)?,
+        ))
+    };
+    let mock = Provider::Mock(MockProvider::new(config.raw.providers.mock.clone()));
+
+    let listen = config.raw.server.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: listen.clone(),
+            source,
+        })?;
+
+    let settings = LogSettings {
+        dir: config.records_dir.clone(),
+        segment_max_bytes: config.raw.records.segment_max_bytes,
+        segment_max_age: Duration::from_secs(config.raw.records.segment_max_age_s),
+        max_batch: config.raw.records.max_batch.max(1),
+    };
+    let (log, writer) = DecisionLog::start(settings, signing_key, metrics.clone());
+    let state = Arc::new(AppState {
+        config,
+        catalogue,
+        authn,
+        policy,
+        log,
+        metrics,
+        mock,
+        openai,
+    });
+    Ok(BoundGateway {
+        listener,
+        state,
+        writer,
+        bundle_error,
+    })
+}
+
+/// Reloads the bundle when its file changes and on SIGHUP. Dropping the handle stops watching.
+fn spawn_reload_watcher(state: Arc<AppState>) -> Option<notify::RecommendedWatcher> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    #[cfg(unix)]
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the policy bundle");
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let policy = state.policy.clone();
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Let a burst of file events settle into one reload.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while rx.try_recv().is_ok() {}
+            let p = policy.clone();
+            let _ = tokio::task::spawn_blocking(move || p.reload()).await;
+        }
+    });
+    if !state.config.raw.policy.watch {
+        return None;
+    }
+    let bundle = state.policy.bundle_path().to_path_buf();
+    let name = bundle.file_name().map(|n| n.to_os_string());
+    let dir = bundle
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| tracing::warn!(error = %e, "cannot watch the bundle file; SIGHUP still reloads"))
+    .ok()?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the bundle directory; SIGHUP still reloads"))
+        .ok()?;
+    Some(watcher)
+}
+
+fn spawn_jwks_refresher(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(oidc) = state.authn.oidc() else {
+            return;
+        };
+        let every = Duration::from_secs(state.config.raw.auth.oidc.refresh_interval_s.max(10));
+        let mut next = Instant::now() + every;
+        loop {
+            tokio::time::sleep_until(next.into()).await;
+            next = Instant::now() + every;
+            if let Err(e) = oidc.fetch().await {
+                tracing::warn!(error = %e, "periodic JWKS refresh failed");
+            }
+        }
+    })
+}

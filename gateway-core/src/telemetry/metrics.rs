@@ -1,0 +1,245 @@
+//! Prometheus metrics, served at `GET /metrics` in the Prometheus text format. Names start with
+//! `cairn_`; labels are low-cardinality (decision, model from the catalogue, status, reason).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::decision_log::LogObserver;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub decision: String,
+    pub model: String,
+    pub status: u16,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BundleLabels {
+    pub digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub model: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub stage_seconds: Family<StageLabels, Histogram>,
+    pub bundle_reloads: Family<ResultLabels, Counter>,
+    pub bundle_info: Family<BundleLabels, Gauge>,
+    pub record_flush_seconds: Histogram,
+    pub record_batch_size: Histogram,
+    pub record_write_failures: Counter,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub spend_micro_usd: Family<ModelLabels, Counter>,
+    last_log_error: Mutex<Option<String>>,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+        0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
+    .into_iter()
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "cairn_requests",
+            "API requests by decision, model, HTTP status and reason",
+            requests.clone(),
+        );
+        let stage_seconds = Family::<StageLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "cairn_stage_duration_seconds",
+            "Time spent per request stage (authn, authz, record, upstream, total)",
+            stage_seconds.clone(),
+        );
+        let bundle_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "cairn_bundle_reloads",
+            "Policy bundle loads by result (loaded, rejected)",
+            bundle_reloads.clone(),
+        );
+        let bundle_info = Family::<BundleLabels, Gauge>::default();
+        registry.register(
+            "cairn_bundle_info",
+            "The policy bundle in force (value 1), by digest",
+            bundle_info.clone(),
+        );
+        let record_flush_seconds = Histogram::new(latency_buckets());
+        registry.register(
+            "cairn_record_flush_duration_seconds",
+            "Time to write and fsync one group of decision records",
+            record_flush_seconds.clone(),
+        );
+        let record_batch_size = Histogram::new(
+            [
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]
+            .into_iter(),
+        );
+        registry.register(
+            "cairn_record_batch_size",
+            "Decision records per group commit",
+            record_batch_size.clone(),
+        );
+        let record_write_failures = Counter::default();
+        registry.register(
+            "cairn_record_write_failures",
+            "Failures to write decision records",
+            record_write_failures.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "cairn_tokens",
+            "Tokens by model and kind (input, output)",
+            tokens.clone(),
+        );
+        let spend_micro_usd = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "cairn_spend_micro_usd",
+            "Spend in millionths of a US dollar, by model",
+            spend_micro_usd.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            stage_seconds,
+            bundle_reloads,
+            bundle_info,
+            record_flush_seconds,
+            record_batch_size,
+            record_write_failures,
+            tokens,
+            spend_micro_usd,
+            last_log_error: Mutex::new(None),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn request(&self, decision: &str, model: &str, status: u16, reason: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                decision: decision.into(),
+                model: model.into(),
+                status,
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn stage(&self, stage: &str, d: Duration) {
+        self.stage_seconds
+            .get_or_create(&StageLabels {
+                stage: stage.into(),
+            })
+            .observe(d.as_secs_f64());
+    }
+
+    pub fn bundle_loaded(&self, digest: &str, previous: Option<&str>) {
+        if let Some(p) = previous {
+            self.bundle_info.remove(&BundleLabels { digest: p.into() });
+        }
+        self.bundle_info
+            .get_or_create(&BundleLabels {
+                digest: digest.into(),
+            })
+            .set(1);
+        self.bundle_reloads
+            .get_or_create(&ResultLabels {
+                result: "loaded".into(),
+            })
+            .inc();
+    }
+
+    pub fn bundle_rejected(&self) {
+        self.bundle_reloads
+            .get_or_create(&ResultLabels {
+                result: "rejected".into(),
+            })
+            .inc();
+    }
+
+    pub fn usage(&self, model: &str, usage: &crate::decision_log::Usage, cost_usd: f64) {
+        self.tokens
+            .get_or_create(&TokenLabels {
+                model: model.into(),
+                kind: "input".into(),
+            })
+            .inc_by(usage.input_tokens);
+        self.tokens
+            .get_or_create(&TokenLabels {
+                model: model.into(),
+                kind: "output".into(),
+            })
+            .inc_by(usage.output_tokens);
+        self.spend_micro_usd
+            .get_or_create(&ModelLabels {
+                model: model.into(),
+            })
+            .inc_by((cost_usd * 1e6).round() as u64);
+    }
+
+    pub fn last_log_error(&self) -> Option<String> {
+        self.last_log_error.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+impl LogObserver for Metrics {
+    fn committed(&self, records: usize, flush: Duration) {
+        self.record_flush_seconds.observe(flush.as_secs_f64());
+        self.record_batch_size.observe(records as f64);
+    }
+
+    fn failed(&self, error: &str) {
+        self.record_write_failures.inc();
+        if let Ok(mut g) = self.last_log_error.lock() {
+            *g = Some(error.to_string());
+        }
+    }
+}

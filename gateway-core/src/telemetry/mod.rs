@@ -1,0 +1,7 @@
+//! Metric and trace names and the types that carry them.
+
+pub mod metrics;
+pub mod trace;
+
+pub use metrics::Metrics;
+pub use trace::TraceContext;
