@@ -55,7 +55,7 @@ impl std::fmt::Display for ChainFault {
             Self::Reordered { expected, found } => {
                 write!(
                     f,
-                    "record out of order: expected seq {expected}, found {found}"
+                    "record out of order, or inserted (a replayed copy): expected seq {expected}, found {found}"
                 )
             }
             Self::Inserted { seq } => write!(
@@ -289,5 +289,20 @@ pub fn verify_dir(dir: &Path, keys: Vec<(String, VerifyingKey)>) -> std::io::Res
             }
         }
     }
+    reclassify_reorders(&mut report.errors);
     Ok(report)
+}
+
+/// A jump forward whose missing record turns up later was a reordering, not a removal.
+fn reclassify_reorders(errors: &mut [ChainError]) {
+    for i in 0..errors.len() {
+        if let ChainFault::Removed { expected, found } = errors[i].fault {
+            let later = errors[i + 1..].iter().any(
+                |e| matches!(e.fault, ChainFault::Reordered { found: f, .. } if f == expected),
+            );
+            if later {
+                errors[i].fault = ChainFault::Reordered { expected, found };
+            }
+        }
+    }
 }

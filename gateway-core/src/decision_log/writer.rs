@@ -41,8 +41,10 @@ pub trait LogObserver: Send + Sync + 'static {
     fn failed(&self, error: &str);
 }
 
+type Ack = oneshot::Sender<Result<Receipt, LogError>>;
+
 enum Msg {
-    Append(Box<Record>, oneshot::Sender<Result<Receipt, LogError>>),
+    Append(Box<Record>, Ack),
     Close(oneshot::Sender<()>),
 }
 
@@ -298,7 +300,7 @@ impl Writer {
         seal_line(&record, &self.key).unwrap_or_default()
     }
 
-    fn commit(&mut self, appends: Vec<(Box<Record>, oneshot::Sender<Result<Receipt, LogError>>)>) {
+    fn commit(&mut self, appends: Vec<(Box<Record>, Ack)>) {
         if self.file.is_none() && Instant::now() >= self.retry_at {
             self.try_open();
         }

@@ -110,12 +110,9 @@ impl Metrics {
             "Time to write and fsync one group of decision records",
             record_flush_seconds.clone(),
         );
-        let record_batch_size = Histogram::new(
-            [
-                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-            ]
-            .into_iter(),
-        );
+        let record_batch_size = Histogram::new([
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+        ]);
         registry.register(
             "cairn_record_batch_size",
             "Decision records per group commit",
