@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use gateway_core::GatewayConfig;
+use gateway_core::config::ApiKeyConfig;
 use policy_engine::bundle::keys;
 use policy_engine::load::PolicySources;
 
@@ -10,23 +12,6 @@ use crate::exit::{CliError, CliResult, Outcome};
 
 fn step(n: usize, text: &str) {
     outln!("\n[{n}] {text}");
-}
-
-/// The policy directory the demo uses: `./policies` when it exists, else the embedded defaults
-/// written under the demo directory.
-fn policy_dir(dir: &Path) -> Result<PathBuf, CliError> {
-    let local = PathBuf::from("policies");
-    if local.join("schema.cedarschema").is_file() {
-        return Ok(local);
-    }
-    let target = dir.join("policies");
-    crate::embedded::write_default_policies(&target).map_err(|source| {
-        CliError::input(policy_engine::PolicyError::Write {
-            path: target.clone(),
-            source,
-        })
-    })?;
-    Ok(target)
 }
 
 /// The dev signing key under `dir/keys`, generated on first use.
@@ -40,6 +25,41 @@ pub fn dev_key(dir: &Path) -> Result<(PathBuf, PathBuf), CliError> {
     Ok((private, public))
 }
 
+/// A user the demo sends requests as, with an API key of its own.
+struct DemoUser {
+    name: &'static str,
+    key: String,
+    groups: &'static [&'static str],
+    department: &'static str,
+    clearance: i64,
+}
+
+fn demo_users() -> Vec<DemoUser> {
+    let u = |name, groups, department, clearance| DemoUser {
+        name,
+        key: format!("demo-{name}-{}", uuid::Uuid::new_v4().simple()),
+        groups,
+        department,
+        clearance,
+    };
+    vec![
+        u("alice", &["engineering"][..], "engineering", 2),
+        u("bob", &["sales"][..], "sales", 1),
+        u("ivan", &["interns", "engineering"][..], "engineering", 1),
+        u("carol", &["ml-platform", "engineering"][..], "research", 3),
+    ]
+}
+
+/// One scripted request and what came back.
+struct Exchange {
+    who: String,
+    model: String,
+    classification: &'static str,
+    stream: bool,
+    status: u16,
+    detail: String,
+}
+
 pub fn run(args: &DemoArgs) -> CliResult {
     let dir = &args.dir;
     std::fs::create_dir_all(dir).map_err(|source| {
@@ -48,16 +68,11 @@ pub fn run(args: &DemoArgs) -> CliResult {
             source,
         })
     })?;
-    outln!(
-        "Cairn demo: reviewed policy -> signed bundle -> enforcing gateway -> signed record -> lake -> report"
-    );
-    outln!("working directory for this run: {}", dir.display());
+    outln!("Cairn demo: reviewed policy -> signed bundle -> enforcing gateway -> signed record -> lake -> report");
+    outln!("everything this run writes goes under {}", dir.display());
 
-    let policies = policy_dir(dir)?;
-    step(
-        1,
-        &format!("validating the Cedar policies in {}", policies.display()),
-    );
+    let policies = super::gateway::dev_policies(dir)?;
+    step(1, &format!("validating the Cedar policies in {}", policies.display()));
     let sources = PolicySources::discover(&policies, None)?;
     let (loaded, problems) = super::policy::check_all(&sources, None)?;
     crate::output::eprint_problems(&problems);
@@ -69,10 +84,7 @@ pub fn run(args: &DemoArgs) -> CliResult {
         "    {} policies in {} file(s) pass strict validation against {}",
         loaded.policies.len(),
         loaded.files.len(),
-        sources
-            .schema
-            .as_ref()
-            .map_or_else(String::new, |p| p.display().to_string())
+        sources.schema.as_ref().map_or_else(String::new, |p| p.display().to_string())
     );
 
     step(2, "generating (or reusing) the dev signing key");
@@ -86,11 +98,10 @@ pub fn run(args: &DemoArgs) -> CliResult {
         policies: policies.clone(),
         schema: None,
     };
-    let verified =
-        match super::policy::build_bundle(&paths, None, &private, &bundle_path, None, None)? {
-            Ok(v) => v,
-            Err(o) => return Ok(o),
-        };
+    let verified = match super::policy::build_bundle(&paths, None, &private, &bundle_path, None, None)? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
     if let Some(t) = &verified.manifest.tests {
         outln!(
             "    {}/{} test cases passed; {}% of policies determined a decision in some test",
@@ -100,13 +111,140 @@ pub fn run(args: &DemoArgs) -> CliResult {
         );
     }
     outln!("    wrote {} ({})", bundle_path.display(), verified.digest);
-
-    step(4, "verifying the bundle as the gateway will");
     policy_engine::bundle::verify_file(&bundle_path, &vk).map_err(CliError::failed)?;
-    outln!("    signature and every member match the manifest");
+    outln!("    verified as the gateway will: signature and every member match the manifest");
 
+    step(4, "starting the gateway on embedded defaults (mock provider, dev key, records under the demo directory)");
+    let records = dir.join("records");
+    let users = demo_users();
+    let exchanges = run_gateway(dir, &users)?;
+    outln!("    {:<8} {:<14} {:<13} {:<7} {:<6} what the gateway said", "who", "model", "data", "stream", "status");
+    for e in &exchanges {
+        outln!(
+            "    {:<8} {:<14} {:<13} {:<7} {:<6} {}",
+            e.who,
+            e.model,
+            e.classification,
+            if e.stream { "yes" } else { "no" },
+            e.status,
+            e.detail
+        );
+    }
+
+    step(5, "verifying the decision records: hashes, signatures, chain and seals");
+    let report = gateway_core::decision_log::verify::verify_dir(&records, vec![(keys::key_id(&vk), vk)])
+        .map_err(|source| CliError::input(policy_engine::PolicyError::Read { path: records.clone(), source }))?;
+    if !report.ok() {
+        for e in &report.errors {
+            eprintln!("    {e}");
+        }
+        return Ok(Outcome::CheckFailed);
+    }
     outln!(
-        "\nNext: `cairn gateway serve` loads this kind of bundle and enforces it on every request."
+        "    {} records ({} decisions, {} outcomes) in {} segment(s) under {}: chain intact",
+        report.records,
+        report.decisions,
+        report.outcomes,
+        report.segments,
+        records.display()
     );
+    outln!("    check them yourself: cairn audit verify {} --pubkey {}", records.display(), public.display());
     Ok(Outcome::Success)
+}
+
+/// Starts the gateway in this process, sends the scripted requests, and shuts it down cleanly.
+fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError> {
+    let mut raw = gateway_core::config::load(None, std::iter::empty())?;
+    raw.server.listen = "127.0.0.1:0".into();
+    let dev = super::gateway::dev_setup(&mut raw, dir)?;
+    for u in users {
+        raw.auth.api_keys.push(ApiKeyConfig {
+            id: format!("demo-{}", u.name),
+            sha256: gateway_core::authn::hash_key(&u.key),
+            principal: format!("User::\"{}\"", u.name),
+            groups: u.groups.iter().map(|g| g.to_string()).collect(),
+            attributes: [
+                ("department".to_string(), toml::Value::String(u.department.into())),
+                ("clearance".to_string(), toml::Value::Integer(u.clearance)),
+            ]
+            .into(),
+        });
+    }
+    let config = GatewayConfig::resolve(raw)?;
+    let rt = super::gateway::runtime()?;
+    rt.block_on(async move {
+        let gateway = gateway_core::bind(config).await?;
+        let addr = gateway
+            .local_addr()
+            .map_err(|e| CliError::input(miette::miette!("cannot read the bound address: {e}")))?;
+        outln!("    gateway listening on http://{addr}");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(gateway.run(async move {
+            let _ = stop_rx.await;
+        }));
+        let key = |name: &str| {
+            users
+                .iter()
+                .find(|u| u.name == name)
+                .map_or_else(|| dev.api_key.clone(), |u| u.key.clone())
+        };
+        let script: Vec<(&str, String, &str, &str, bool)> = vec![
+            ("alice", key("alice"), "claude-sonnet", "internal", false),
+            ("alice", key("alice"), "claude-sonnet", "confidential", true),
+            ("alice", key("alice"), "claude-opus", "internal", false),
+            ("bob", key("bob"), "claude-sonnet", "confidential", false),
+            ("ivan", key("ivan"), "claude-haiku", "internal", false),
+            ("ivan", key("ivan"), "claude-sonnet", "internal", false),
+            ("carol", key("carol"), "claude-opus", "restricted", false),
+            ("dev-key", dev.api_key.clone(), "llama-apac", "internal", false),
+            ("dev-key", dev.api_key.clone(), "claude-haiku", "public", true),
+            ("stranger", "not-a-key".to_string(), "claude-haiku", "internal", false),
+        ];
+        let client = reqwest::Client::new();
+        let mut out = Vec::new();
+        for (who, api_key, model, classification, stream) in script {
+            let body = serde_json::json!({
+                "model": model,
+                "stream": stream,
+                "messages": [{"role": "user", "content": "Summarise our incident review in two sentences."}],
+            });
+            let resp = client
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .bearer_auth(&api_key)
+                .header("x-cairn-data-classification", classification)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| CliError::input(miette::miette!("demo request failed: {e}")))?;
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            let detail = if status == 200 && stream {
+                let n = text.matches("data: {").count();
+                format!("allowed; {n} streamed chunks")
+            } else if status == 200 {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                format!(
+                    "allowed; {} tokens in, {} out",
+                    v["usage"]["prompt_tokens"], v["usage"]["completion_tokens"]
+                )
+            } else {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                v["error"]["message"].as_str().unwrap_or("").to_string()
+            };
+            out.push(Exchange {
+                who: who.to_string(),
+                model: model.to_string(),
+                classification,
+                stream,
+                status,
+                detail,
+            });
+        }
+        let _ = stop_tx.send(());
+        server
+            .await
+            .map_err(|e| CliError::input(miette::miette!("gateway task failed: {e}")))??;
+        outln!("    gateway stopped; records flushed and sealed");
+        Ok(out)
+    })
 }
