@@ -44,6 +44,9 @@ pub enum Command {
     /// Check decision records.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Turn CloudTrail logs, OpenTelemetry exports and decision records into the Parquet lake.
+    #[command(subcommand)]
+    Ingest(IngestCommand),
     /// Run the whole chain on embedded defaults: policies, bundle, gateway, records, lake, report.
     #[command(after_help = "Example:\n  cairn demo --dir /tmp/cairn-demo")]
     Demo(DemoArgs),
@@ -310,4 +313,75 @@ pub struct AuditVerifyArgs {
     pub require_sealed: bool,
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct IngestCommon {
+    /// The lake: a directory or s3://bucket/prefix.
+    #[arg(long, default_value = "lake", value_name = "LAKE")]
+    pub lake: String,
+    /// Only objects whose delivery path (YYYY/MM/DD) is on or after this date.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub since: Option<String>,
+    /// Only objects whose delivery path is on or before this date.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub until: Option<String>,
+    /// Exit 1 when anything was quarantined.
+    #[arg(long)]
+    pub strict: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
+    /// Rows per Parquet file written (default 131072); smaller means less memory and more files.
+    #[arg(long, default_value_t = 0, value_name = "ROWS")]
+    pub flush_rows: usize,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngestCommand {
+    /// CloudTrail events: a file, a directory, `-`, s3://bucket/prefix in the delivery layout
+    /// (AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/*.json.gz), or --lookup.
+    #[command(
+        after_help = "Examples:\n  cairn ingest cloudtrail trail/ --lake lake\n  cairn ingest cloudtrail s3://trail-bucket/AWSLogs/ --lake s3://audit/lake --since 2026-11-01\n  cairn ingest cloudtrail --lookup --since 2026-11-24 --lake lake"
+    )]
+    Cloudtrail {
+        /// Where the events are.
+        #[arg(required_unless_present = "lookup")]
+        src: Option<String>,
+        /// Read events from the CloudTrail LookupEvents API instead (AWS credentials from the environment).
+        #[arg(long, conflicts_with = "src")]
+        lookup: bool,
+        #[command(flatten)]
+        common: IngestCommon,
+    },
+    /// OpenTelemetry spans as OTLP JSON (the collector file exporter's JSON Lines, or one export per file).
+    #[command(after_help = "Example:\n  cairn ingest otel traces.jsonl --lake lake")]
+    Otel {
+        src: String,
+        #[command(flatten)]
+        common: IngestCommon,
+    },
+    /// The gateway's decision record segments, verified (chain and signatures) on the way in.
+    #[command(
+        after_help = "Example:\n  cairn ingest decisions .cairn/records --pubkey .cairn/keys/signing.pub --lake lake"
+    )]
+    Decisions {
+        src: String,
+        /// Public key(s) the records may be signed with.
+        #[arg(long, value_name = "FILE", required = true)]
+        pubkey: Vec<PathBuf>,
+        #[command(flatten)]
+        common: IngestCommon,
+    },
+    /// Merge the small files of each partition.
+    #[command(after_help = "Example:\n  cairn ingest compact --lake lake")]
+    Compact {
+        #[arg(long, default_value = "lake", value_name = "LAKE")]
+        lake: String,
+        /// One table (default: all).
+        #[arg(long)]
+        table: Option<String>,
+    },
 }

@@ -8,6 +8,12 @@ use policy_engine::Problem;
 
 use crate::cli::GlobalArgs;
 
+/// True when output should stay plain and quiet: not a terminal, or running in CI.
+pub fn quiet_terminal() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+        || !std::io::stderr().is_terminal()
+}
+
 fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }

@@ -1,1 +1,31 @@
-//! placeholder
+//! Ingest into the audit lake: CloudTrail logs, OpenTelemetry exports and the gateway's decision
+//! records become Hive-partitioned zstd Parquet, locally or on S3.
+//!
+//! - [`ingest::cloudtrail`], [`ingest::otel`], [`decisions::run`], [`lookup::run`]: the three
+//!   sources (and CloudTrail's LookupEvents API), each giving an [`ingest::IngestSummary`].
+//! - [`lake::Lake`]: the store, layout, manifest and partition writer.
+//! - [`schema`]: the tables (`cloudtrail`, `genai_spans`, `decisions`, `outcomes`, `_quarantine`).
+//! - [`compact::compact`]: merges small files.
+//!
+//! Bad input never stops a run and is never dropped: it goes to `_quarantine` with its source,
+//! record number and reason, and is counted in the summary.
+//!
+//! Architecture invariant: the lake is only ever added to through [`lake::writer::TableWriter`];
+//! audit-ingest never changes a row once written.
+
+pub mod cloudtrail;
+pub mod compact;
+pub mod decisions;
+mod error;
+pub mod ingest;
+pub mod json;
+pub mod lake;
+pub mod lookup;
+pub mod otel;
+mod reject;
+pub mod schema;
+pub mod source;
+pub mod split;
+
+pub use error::IngestError;
+pub use reject::Reject;

@@ -68,11 +68,16 @@ pub fn run(args: &DemoArgs) -> CliResult {
             source,
         })
     })?;
-    outln!("Cairn demo: reviewed policy -> signed bundle -> enforcing gateway -> signed record -> lake -> report");
+    outln!(
+        "Cairn demo: reviewed policy -> signed bundle -> enforcing gateway -> signed record -> lake -> report"
+    );
     outln!("everything this run writes goes under {}", dir.display());
 
     let policies = super::gateway::dev_policies(dir)?;
-    step(1, &format!("validating the Cedar policies in {}", policies.display()));
+    step(
+        1,
+        &format!("validating the Cedar policies in {}", policies.display()),
+    );
     let sources = PolicySources::discover(&policies, None)?;
     let (loaded, problems) = super::policy::check_all(&sources, None)?;
     crate::output::eprint_problems(&problems);
@@ -84,7 +89,10 @@ pub fn run(args: &DemoArgs) -> CliResult {
         "    {} policies in {} file(s) pass strict validation against {}",
         loaded.policies.len(),
         loaded.files.len(),
-        sources.schema.as_ref().map_or_else(String::new, |p| p.display().to_string())
+        sources
+            .schema
+            .as_ref()
+            .map_or_else(String::new, |p| p.display().to_string())
     );
 
     step(2, "generating (or reusing) the dev signing key");
@@ -98,10 +106,11 @@ pub fn run(args: &DemoArgs) -> CliResult {
         policies: policies.clone(),
         schema: None,
     };
-    let verified = match super::policy::build_bundle(&paths, None, &private, &bundle_path, None, None)? {
-        Ok(v) => v,
-        Err(o) => return Ok(o),
-    };
+    let verified =
+        match super::policy::build_bundle(&paths, None, &private, &bundle_path, None, None)? {
+            Ok(v) => v,
+            Err(o) => return Ok(o),
+        };
     if let Some(t) = &verified.manifest.tests {
         outln!(
             "    {}/{} test cases passed; {}% of policies determined a decision in some test",
@@ -114,11 +123,21 @@ pub fn run(args: &DemoArgs) -> CliResult {
     policy_engine::bundle::verify_file(&bundle_path, &vk).map_err(CliError::failed)?;
     outln!("    verified as the gateway will: signature and every member match the manifest");
 
-    step(4, "starting the gateway on embedded defaults (mock provider, dev key, records under the demo directory)");
+    step(
+        4,
+        "starting the gateway on embedded defaults (mock provider, dev key, records under the demo directory)",
+    );
     let records = dir.join("records");
     let users = demo_users();
     let exchanges = run_gateway(dir, &users)?;
-    outln!("    {:<8} {:<14} {:<13} {:<7} {:<6} what the gateway said", "who", "model", "data", "stream", "status");
+    outln!(
+        "    {:<8} {:<14} {:<13} {:<7} {:<6} what the gateway said",
+        "who",
+        "model",
+        "data",
+        "stream",
+        "status"
+    );
     for e in &exchanges {
         outln!(
             "    {:<8} {:<14} {:<13} {:<7} {:<6} {}",
@@ -131,9 +150,18 @@ pub fn run(args: &DemoArgs) -> CliResult {
         );
     }
 
-    step(5, "verifying the decision records: hashes, signatures, chain and seals");
-    let report = gateway_core::decision_log::verify::verify_dir(&records, vec![(keys::key_id(&vk), vk)])
-        .map_err(|source| CliError::input(policy_engine::PolicyError::Read { path: records.clone(), source }))?;
+    step(
+        5,
+        "verifying the decision records: hashes, signatures, chain and seals",
+    );
+    let report =
+        gateway_core::decision_log::verify::verify_dir(&records, vec![(keys::key_id(&vk), vk)])
+            .map_err(|source| {
+                CliError::input(policy_engine::PolicyError::Read {
+                    path: records.clone(),
+                    source,
+                })
+            })?;
     if !report.ok() {
         for e in &report.errors {
             eprintln!("    {e}");
@@ -148,7 +176,11 @@ pub fn run(args: &DemoArgs) -> CliResult {
         report.segments,
         records.display()
     );
-    outln!("    check them yourself: cairn audit verify {} --pubkey {}", records.display(), public.display());
+    outln!(
+        "    check them yourself: cairn audit verify {} --pubkey {}",
+        records.display(),
+        public.display()
+    );
     Ok(Outcome::Success)
 }
 
@@ -164,7 +196,10 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
             principal: format!("User::\"{}\"", u.name),
             groups: u.groups.iter().map(|g| g.to_string()).collect(),
             attributes: [
-                ("department".to_string(), toml::Value::String(u.department.into())),
+                (
+                    "department".to_string(),
+                    toml::Value::String(u.department.into()),
+                ),
                 ("clearance".to_string(), toml::Value::Integer(u.clearance)),
             ]
             .into(),

@@ -3,6 +3,7 @@
 mod audit;
 mod demo;
 mod gateway;
+mod ingest;
 mod keys;
 mod policy;
 
@@ -15,6 +16,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Gateway(cmd) => gateway::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Ingest(cmd) => ingest::run(cmd),
         Command::Demo(args) => demo::run(&args),
     }
 }

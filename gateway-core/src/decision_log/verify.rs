@@ -126,8 +126,8 @@ impl ChainChecker {
         self.in_segment = 0;
     }
 
-    /// Checks one line. On success returns the record.
-    pub fn check(&mut self, line: &str) -> Result<Record, (Option<u64>, ChainFault)> {
+    /// Checks one line. On success returns the record and its hash.
+    pub fn check(&mut self, line: &str) -> Result<(Record, String), (Option<u64>, ChainFault)> {
         let (record, hash) = match check_line(line, &self.keys) {
             Ok(r) => r,
             Err(e) => {
@@ -185,12 +185,12 @@ impl ChainChecker {
                 )),
             ));
         }
-        self.prev_hash = Some(hash);
+        self.prev_hash = Some(hash.clone());
         self.prev_seq = Some(record.seq);
         self.in_segment += 1;
         match fault {
             Some(f) => Err((Some(record.seq), f)),
-            None => Ok(record),
+            None => Ok((record, hash)),
         }
     }
 }
@@ -246,7 +246,7 @@ pub fn verify_dir(dir: &Path, keys: Vec<(String, VerifyingKey)>) -> std::io::Res
                 continue;
             }
             match checker.check(line) {
-                Ok(record) => {
+                Ok((record, _)) => {
                     report.records += 1;
                     report.last_seq = Some(record.seq);
                     match record.kind {

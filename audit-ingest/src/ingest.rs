@@ -1,0 +1,549 @@
+//! Running an ingest: list sources, skip those already ingested, parse the rest on worker
+//! threads (one per core), and write on this thread: de-duplicate, buffer per partition, write
+//! Parquet, quarantine what could not be read, then record each source in the manifest.
+//!
+//! Memory stays bounded: sources are streamed, workers hand over rows in chunks through a
+//! bounded channel, and the writer flushes partitions at a fixed row count.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::Serialize;
+
+use crate::error::IngestError;
+use crate::json::date_of;
+use crate::lake::writer::TableWriter;
+use crate::lake::{Lake, manifest};
+use crate::reject::Reject;
+use crate::schema::{CloudTrailColumns, QuarantineColumns, SpanColumns};
+use crate::source::{self, Filter, SourceObject};
+use crate::split::Splitter;
+use crate::{cloudtrail, otel};
+
+const DAY_MS: i64 = 86_400_000;
+/// Rows a worker collects before handing them to the writer.
+const CHUNK_ROWS: usize = 16_384;
+/// Raw bytes kept of a quarantined record.
+pub const MAX_QUARANTINE_RAW: usize = 64 * 1024;
+
+/// Reports progress to whoever shows it (the CLI draws a bar on a terminal).
+pub trait Progress: Send + Sync {
+    fn start(&self, _sources: usize, _bytes: Option<u64>) {}
+    fn advance(&self, _records: u64, _bytes: u64) {}
+    fn finish(&self) {}
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What happened to one source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceSummary {
+    pub source: String,
+    pub read: u64,
+    pub written: u64,
+    pub duplicates: u64,
+    pub quarantined: BTreeMap<String, u64>,
+    /// Why the source was not read (already ingested).
+    pub skipped: Option<String>,
+    /// Why reading stopped early, if it did.
+    pub error: Option<String>,
+}
+
+impl SourceSummary {
+    pub fn quarantined_total(&self) -> u64 {
+        self.quarantined.values().sum()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestSummary {
+    pub table: String,
+    pub lake: String,
+    pub sources: Vec<SourceSummary>,
+    pub files_written: Vec<String>,
+    pub bytes_read: u64,
+    pub elapsed_s: f64,
+}
+
+impl IngestSummary {
+    pub fn read(&self) -> u64 {
+        self.sources.iter().map(|s| s.read).sum()
+    }
+    pub fn written(&self) -> u64 {
+        self.sources.iter().map(|s| s.written).sum()
+    }
+    pub fn duplicates(&self) -> u64 {
+        self.sources.iter().map(|s| s.duplicates).sum()
+    }
+    pub fn quarantined(&self) -> u64 {
+        self.sources
+            .iter()
+            .map(SourceSummary::quarantined_total)
+            .sum()
+    }
+    pub fn quarantined_by_reason(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for s in &self.sources {
+            for (r, n) in &s.quarantined {
+                *out.entry(r.clone()).or_default() += n;
+            }
+        }
+        out
+    }
+}
+
+pub struct Options {
+    pub lake: Lake,
+    pub filter: Filter,
+    /// Worker threads; 0 means one per core.
+    pub jobs: usize,
+    /// Rows per written file (0: the default, `writer::FLUSH_ROWS`).
+    pub flush_rows: usize,
+    pub progress: Arc<dyn Progress>,
+}
+
+/// A kind of record file and the table it fills.
+pub(crate) trait Kind: Send + Sync + 'static {
+    type Cols: Send;
+    const TABLE: &'static str;
+    fn cols() -> Self::Cols;
+    fn len(c: &Self::Cols) -> usize;
+    fn finish(c: &mut Self::Cols) -> Result<RecordBatch, ArrowError>;
+    /// Parses one record, appending rows to the builder of their day; returns what it rejected.
+    fn add(bytes: &[u8], days: &mut Days<Self::Cols>, source: &str, number: u64) -> Vec<Reject>;
+}
+
+/// Column builders by day (days since the epoch).
+pub(crate) struct Days<C> {
+    map: HashMap<i64, C>,
+    new: fn() -> C,
+}
+
+impl<C> Days<C> {
+    fn get(&mut self, time_ms: i64) -> (&mut C, i64) {
+        let day = time_ms.div_euclid(DAY_MS);
+        let new = self.new;
+        (self.map.entry(day).or_insert_with(new), day)
+    }
+}
+
+pub(crate) struct CloudTrail;
+
+impl Kind for CloudTrail {
+    type Cols = CloudTrailColumns;
+    const TABLE: &'static str = "cloudtrail";
+    fn cols() -> Self::Cols {
+        CloudTrailColumns::new(CHUNK_ROWS)
+    }
+    fn len(c: &Self::Cols) -> usize {
+        c.len()
+    }
+    fn finish(c: &mut Self::Cols) -> Result<RecordBatch, ArrowError> {
+        c.finish()
+    }
+    fn add(bytes: &[u8], days: &mut Days<Self::Cols>, source: &str, number: u64) -> Vec<Reject> {
+        match cloudtrail::parse(bytes) {
+            Ok(c) => {
+                let (cols, _) = days.get(c.time_ms);
+                cloudtrail::append(cols, &c, source, number);
+                Vec::new()
+            }
+            Err(r) => vec![r],
+        }
+    }
+}
+
+pub(crate) struct Otel;
+
+impl Kind for Otel {
+    type Cols = SpanColumns;
+    const TABLE: &'static str = "genai_spans";
+    fn cols() -> Self::Cols {
+        SpanColumns::new(1024)
+    }
+    fn len(c: &Self::Cols) -> usize {
+        c.len()
+    }
+    fn finish(c: &mut Self::Cols) -> Result<RecordBatch, ArrowError> {
+        c.finish()
+    }
+    fn add(bytes: &[u8], days: &mut Days<Self::Cols>, source: &str, number: u64) -> Vec<Reject> {
+        match otel::parse(bytes) {
+            Ok(spans) => {
+                let mut rejects = Vec::new();
+                for s in spans {
+                    match s {
+                        Ok(p) => {
+                            let (cols, _) = days.get(p.start_ms);
+                            otel::append(cols, p, source, number);
+                        }
+                        Err((i, mut r)) => {
+                            r.detail = format!("span {i}: {}", r.detail);
+                            rejects.push(r);
+                        }
+                    }
+                }
+                rejects
+            }
+            Err(r) => vec![r],
+        }
+    }
+}
+
+enum Msg {
+    Rows {
+        source: usize,
+        day: i64,
+        batch: RecordBatch,
+    },
+    Quarantine {
+        batch: RecordBatch,
+    },
+    Done {
+        source: usize,
+        read: u64,
+        quarantined: BTreeMap<String, u64>,
+        checksum: (String, u64),
+        error: Option<String>,
+    },
+    Failed(IngestError),
+}
+
+/// Builds quarantine rows.
+pub struct QuarantineSink {
+    cols: QuarantineColumns,
+    now_ms: i64,
+    pub counts: BTreeMap<String, u64>,
+    table: &'static str,
+}
+
+impl QuarantineSink {
+    pub fn new(table: &'static str) -> Self {
+        Self {
+            cols: QuarantineColumns::new(64),
+            now_ms: chrono::Utc::now().timestamp_millis(),
+            counts: BTreeMap::new(),
+            table,
+        }
+    }
+
+    pub fn add(&mut self, source: &str, number: u64, reason: &str, detail: &str, raw: &[u8]) {
+        *self.counts.entry(reason.to_string()).or_default() += 1;
+        let c = &mut self.cols;
+        c.ingested_at.append_value(self.now_ms);
+        c.quarantine_key.append_value(format!(
+            "{}|{source}|{number}|{reason}|{detail}",
+            self.table
+        ));
+        c.target_table.append_value(self.table);
+        c.source.append_value(source);
+        c.record_number.append_value(number as i64);
+        c.reason.append_value(reason);
+        c.detail.append_value(detail);
+        let raw = &raw[..raw.len().min(MAX_QUARANTINE_RAW)];
+        c.raw.append_value(String::from_utf8_lossy(raw));
+        c.row_done();
+    }
+
+    pub fn len(&self) -> usize {
+        self.cols.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cols.is_empty()
+    }
+
+    pub fn take(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.cols.finish()
+    }
+
+    pub fn date(&self) -> String {
+        date_of(self.now_ms)
+    }
+}
+
+fn work<K: Kind>(
+    index: usize,
+    obj: &SourceObject,
+    tx: &mpsc::SyncSender<Msg>,
+    rt: &tokio::runtime::Handle,
+    progress: &dyn Progress,
+) {
+    let mut q = QuarantineSink::new(K::TABLE);
+    let (reader, sum) = match source::open(obj, rt) {
+        Ok(r) => r,
+        Err(e) => {
+            q.add(&obj.uri, 0, "unreadable_input", &e.to_string(), b"");
+            if let Ok(b) = q.take() {
+                let _ = tx.send(Msg::Quarantine { batch: b });
+            }
+            let _ = tx.send(Msg::Done {
+                source: index,
+                read: 0,
+                quarantined: q.counts,
+                checksum: (String::new(), 0),
+                error: Some(e.to_string()),
+            });
+            return;
+        }
+    };
+    let mut days = Days {
+        map: HashMap::new(),
+        new: K::cols,
+    };
+    let mut read = 0u64;
+    let mut error = None;
+    let mut last_bytes = 0;
+    // Hands one day's rows to the writer; false when the run is over.
+    let send_day = |days: &mut Days<K::Cols>, day: i64, tx: &mpsc::SyncSender<Msg>| -> bool {
+        let Some(cols) = days.map.get_mut(&day) else {
+            return true;
+        };
+        match K::finish(cols) {
+            Ok(batch) => tx
+                .send(Msg::Rows {
+                    source: index,
+                    day,
+                    batch,
+                })
+                .is_ok(),
+            Err(e) => {
+                let _ = tx.send(Msg::Failed(IngestError::arrow(e)));
+                false
+            }
+        }
+    };
+    for item in Splitter::new(reader) {
+        read += 1;
+        match item {
+            Ok(el) => {
+                for r in K::add(&el.bytes, &mut days, &obj.uri, el.number) {
+                    q.add(&obj.uri, el.number, r.reason, &r.detail, &el.bytes);
+                }
+            }
+            Err(e) => {
+                let reason = if e.reason.contains("truncated") {
+                    "truncated_input"
+                } else if e.reason.contains("larger than") {
+                    "record_too_large"
+                } else if e.reason.contains("cannot be read") {
+                    "unreadable_input"
+                } else {
+                    "wrong_shape"
+                };
+                if e.raw.is_empty() && e.fatal && reason == "truncated_input" {
+                    // The input ended between records: nothing of a record was lost, but the
+                    // source is incomplete; say so without inventing a record.
+                    read -= 1;
+                    error = Some(e.reason.clone());
+                } else {
+                    q.add(&obj.uri, e.number, reason, &e.reason, &e.raw);
+                }
+                if e.fatal {
+                    error = Some(e.reason);
+                }
+            }
+        }
+        if read.is_multiple_of(4096) {
+            let bytes = sum.bytes();
+            progress.advance(4096, bytes - last_bytes);
+            last_bytes = bytes;
+            let full: Vec<i64> = days
+                .map
+                .iter()
+                .filter(|(_, c)| K::len(c) >= CHUNK_ROWS)
+                .map(|(d, _)| *d)
+                .collect();
+            for day in full {
+                if !send_day(&mut days, day, tx) {
+                    return;
+                }
+            }
+        }
+    }
+    let bytes = sum.bytes();
+    progress.advance(read % 4096, bytes.saturating_sub(last_bytes));
+    let all: Vec<i64> = days.map.keys().copied().collect();
+    for day in all {
+        if !send_day(&mut days, day, tx) {
+            return;
+        }
+    }
+    if !q.is_empty()
+        && let Ok(b) = q.take()
+    {
+        let _ = tx.send(Msg::Quarantine { batch: b });
+    }
+    let _ = tx.send(Msg::Done {
+        source: index,
+        read,
+        quarantined: q.counts,
+        checksum: sum.finish(),
+        error,
+    });
+}
+
+/// Ingests every object of `spec` into the kind's table.
+pub(crate) fn run<K: Kind>(
+    spec: &str,
+    opts: &Options,
+    rt: &tokio::runtime::Handle,
+) -> Result<IngestSummary, IngestError> {
+    let started = Instant::now();
+    let objects = rt.block_on(source::list(spec, &opts.filter))?;
+    let mut summary = IngestSummary {
+        table: K::TABLE.into(),
+        lake: opts.lake.display.clone(),
+        sources: objects
+            .iter()
+            .map(|o| SourceSummary {
+                source: o.uri.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut todo = VecDeque::new();
+    let mut known = Vec::with_capacity(objects.len());
+    for (i, o) in objects.iter().enumerate() {
+        let entry = if matches!(o.location, source::Location::Stdin) {
+            None
+        } else {
+            rt.block_on(manifest::load(&opts.lake, K::TABLE, &o.uri))?
+        };
+        if let Some(e) = &entry
+            && Some(e.size) == o.size
+            && e.version.is_some()
+            && e.version == o.version
+        {
+            summary.sources[i].skipped = Some("already ingested (unchanged since)".into());
+            known.push(entry);
+            continue;
+        }
+        known.push(entry);
+        todo.push_back((i, o.clone()));
+    }
+    let total_bytes: Option<u64> = todo.iter().map(|(_, o)| o.size).sum();
+    opts.progress.start(todo.len(), total_bytes);
+
+    let jobs = if opts.jobs == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.jobs
+    };
+    let mut data =
+        TableWriter::new(opts.lake.clone(), K::TABLE, rt.clone())?.with_flush_rows(opts.flush_rows);
+    let mut quarantine = TableWriter::new(opts.lake.clone(), "_quarantine", rt.clone())?;
+    let q_date = QuarantineSink::new(K::TABLE).date();
+    let mut checksums: HashMap<usize, (String, u64)> = HashMap::new();
+    let queue = Arc::new(Mutex::new(todo));
+    let (tx, rx) = mpsc::sync_channel::<Msg>(jobs * 4);
+    let mut failure = None;
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let queue = queue.clone();
+            let tx = tx.clone();
+            let rt = rt.clone();
+            let progress = opts.progress.clone();
+            scope.spawn(move || {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                    let Some((i, obj)) = next else { break };
+                    work::<K>(i, &obj, &tx, &rt, progress.as_ref());
+                }
+            });
+        }
+        drop(tx);
+        for msg in rx {
+            if failure.is_some() {
+                continue; // drain so workers can finish
+            }
+            let r: Result<(), IngestError> = (|| {
+                match msg {
+                    Msg::Rows { source, day, batch } => {
+                        let added = data.add(&date_of(day * DAY_MS), batch)?;
+                        summary.sources[source].written += added.new as u64;
+                        summary.sources[source].duplicates += added.duplicates as u64;
+                    }
+                    Msg::Quarantine { batch } => {
+                        quarantine.add(&q_date, batch)?;
+                    }
+                    Msg::Done {
+                        source,
+                        read,
+                        quarantined,
+                        checksum,
+                        error,
+                    } => {
+                        let s = &mut summary.sources[source];
+                        s.read = read;
+                        s.quarantined = quarantined;
+                        s.error = error;
+                        summary.bytes_read += checksum.1;
+                        checksums.insert(source, checksum);
+                    }
+                    Msg::Failed(e) => return Err(e),
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                failure = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    data.finish()?;
+    quarantine.finish()?;
+    // Only now, with the rows committed, are sources recorded as ingested.
+    for (i, o) in objects.iter().enumerate() {
+        let Some((sha, size)) = checksums.get(&i) else {
+            continue;
+        };
+        let s = &summary.sources[i];
+        if sha.is_empty() || matches!(o.location, source::Location::Stdin) {
+            continue;
+        }
+        let entry = manifest::Entry {
+            uri: o.uri.clone(),
+            size: o.size.unwrap_or(*size),
+            version: o.version.clone(),
+            sha256: sha.clone(),
+            records_read: s.read,
+            rows_written: s.written,
+            duplicates: s.duplicates,
+            quarantined: s.quarantined_total(),
+            ingested_at: chrono::Utc::now().to_rfc3339(),
+            tail: None,
+        };
+        rt.block_on(manifest::store(&opts.lake, K::TABLE, &entry))?;
+    }
+    opts.progress.finish();
+    summary.files_written = data.files_written.clone();
+    summary
+        .files_written
+        .extend(quarantine.files_written.iter().cloned());
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+pub fn cloudtrail(
+    spec: &str,
+    opts: &Options,
+    rt: &tokio::runtime::Handle,
+) -> Result<IngestSummary, IngestError> {
+    run::<CloudTrail>(spec, opts, rt)
+}
+
+pub fn otel(
+    spec: &str,
+    opts: &Options,
+    rt: &tokio::runtime::Handle,
+) -> Result<IngestSummary, IngestError> {
+    run::<Otel>(spec, opts, rt)
+}

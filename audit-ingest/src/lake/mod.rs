@@ -1,0 +1,185 @@
+//! The lake: a local directory or `s3://bucket/prefix`, through the `object_store` DataFusion
+//! re-exports. Layout: `<table>/date=YYYY-MM-DD/part-<uuidv7>.parquet`, `_manifest/<table>/`
+//! for ingested sources, `_quarantine/date=.../` for records that could not be ingested.
+//!
+//! Every file appears whole or not at all: S3 puts are atomic, and the local store writes to a
+//! staging name and renames.
+
+pub mod manifest;
+pub mod writer;
+
+use std::sync::Arc;
+
+use datafusion::object_store::local::LocalFileSystem;
+use datafusion::object_store::path::Path;
+use datafusion::object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use futures::TryStreamExt;
+
+use crate::error::IngestError;
+
+#[derive(Clone, Debug)]
+pub struct Lake {
+    pub store: Arc<dyn ObjectStore>,
+    /// The lake's root inside the store.
+    pub root: Path,
+    /// How the user named the lake, for messages.
+    pub display: String,
+    /// `s3://bucket` or `file:///abs/dir`, for registering the store with DataFusion.
+    pub url: String,
+}
+
+/// Splits `s3://bucket/prefix` into bucket and prefix.
+pub fn parse_s3(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    (!bucket.is_empty()).then(|| (bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+/// An S3 store for `bucket`, configured from the standard `AWS_*` environment (credentials,
+/// region, and `AWS_ENDPOINT_URL` for S3-compatible servers; plain http is allowed for those).
+pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, IngestError> {
+    let mut b = datafusion::object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok();
+    if let Some(e) = endpoint {
+        if e.starts_with("http://") {
+            b = b.with_allow_http(true);
+        }
+        b = b.with_endpoint(e);
+    }
+    if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+        b = b.with_region("us-east-1");
+    }
+    Ok(Arc::new(b.build().map_err(|e| IngestError::Store {
+        what: format!("s3://{bucket}"),
+        source: e,
+    })?))
+}
+
+impl Lake {
+    /// Opens (creating a local directory if needed) the lake at `uri`.
+    pub fn open(uri: &str) -> Result<Self, IngestError> {
+        if let Some((bucket, prefix)) = parse_s3(uri) {
+            return Ok(Self {
+                store: s3_store(&bucket)?,
+                root: Path::from(prefix),
+                display: uri.to_string(),
+                url: format!("s3://{bucket}"),
+            });
+        }
+        let dir = std::path::Path::new(uri);
+        std::fs::create_dir_all(dir).map_err(|source| IngestError::Io {
+            what: format!("create the lake directory `{uri}`"),
+            source,
+        })?;
+        let abs = dir.canonicalize().map_err(|source| IngestError::Io {
+            what: format!("resolve the lake directory `{uri}`"),
+            source,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| IngestError::Store {
+            what: uri.to_string(),
+            source: e,
+        })?;
+        Ok(Self {
+            store: Arc::new(store),
+            root: Path::from(""),
+            display: uri.to_string(),
+            url: format!("file://{}", abs.display()),
+        })
+    }
+
+    pub fn path(&self, rel: &str) -> Path {
+        if self.root.as_ref().is_empty() {
+            Path::from(rel)
+        } else {
+            Path::from(format!("{}/{rel}", self.root.as_ref()))
+        }
+    }
+
+    /// Where a table's partition lives.
+    pub fn partition(&self, table: &str, date: &str) -> Path {
+        self.path(&format!("{table}/date={date}"))
+    }
+
+    /// Data files of a table (all partitions), or of one partition.
+    pub async fn data_files(
+        &self,
+        table: &str,
+        date: Option<&str>,
+    ) -> Result<Vec<ObjectMeta>, IngestError> {
+        let prefix = match date {
+            Some(d) => self.partition(table, d),
+            None => self.path(table),
+        };
+        let mut files: Vec<ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_filter(|m| {
+                let name = m.location.filename().unwrap_or("");
+                futures::future::ready(
+                    name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.'),
+                )
+            })
+            .try_collect()
+            .await
+            .map_err(|e| IngestError::Store {
+                what: format!("list {}", prefix),
+                source: e,
+            })?;
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(files)
+    }
+
+    pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), IngestError> {
+        self.store
+            .put(path, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| IngestError::Store {
+                what: format!("write {path}"),
+                source: e,
+            })
+    }
+
+    pub async fn get(&self, path: &Path) -> Result<Option<bytes::Bytes>, IngestError> {
+        match self.store.get(path).await {
+            Ok(r) => r.bytes().await.map(Some).map_err(|e| IngestError::Store {
+                what: format!("read {path}"),
+                source: e,
+            }),
+            Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(IngestError::Store {
+                what: format!("read {path}"),
+                source: e,
+            }),
+        }
+    }
+
+    pub async fn delete(&self, path: &Path) -> Result<(), IngestError> {
+        self.store
+            .delete(path)
+            .await
+            .map_err(|e| IngestError::Store {
+                what: format!("delete {path}"),
+                source: e,
+            })
+    }
+
+    /// The `date=` partitions of a table.
+    pub async fn partitions(&self, table: &str) -> Result<Vec<String>, IngestError> {
+        let mut dates: Vec<String> = self
+            .data_files(table, None)
+            .await?
+            .iter()
+            .filter_map(|m| {
+                m.location
+                    .parts()
+                    .find_map(|p| p.as_ref().strip_prefix("date=").map(str::to_string))
+            })
+            .collect();
+        dates.sort();
+        dates.dedup();
+        Ok(dates)
+    }
+}

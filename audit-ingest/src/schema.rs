@@ -1,0 +1,363 @@
+//! The lake's tables as Arrow schemas, and typed column builders for each. Column names are
+//! lower snake_case; times are UTC millisecond timestamps; polymorphic JSON stays JSON text.
+//! The `date` partition is a directory (`date=YYYY-MM-DD/`), not a column in the files.
+//!
+//! Version 1 of the lake layout. Adding nullable columns at the end is compatible; anything
+//! else needs a new version.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+
+pub const LAYOUT_VERSION: u32 = 1;
+
+pub type TsBuilder = TimestampMillisecondBuilder;
+
+pub fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+macro_rules! kind_type {
+    (Str) => {
+        DataType::Utf8
+    };
+    (Ts) => {
+        ts_type()
+    };
+    (I64) => {
+        DataType::Int64
+    };
+    (F64) => {
+        DataType::Float64
+    };
+    (Bool) => {
+        DataType::Boolean
+    };
+}
+
+macro_rules! kind_builder {
+    (Str) => {
+        StringBuilder
+    };
+    (Ts) => {
+        TsBuilder
+    };
+    (I64) => {
+        Int64Builder
+    };
+    (F64) => {
+        Float64Builder
+    };
+    (Bool) => {
+        BooleanBuilder
+    };
+}
+
+macro_rules! kind_new {
+    (Str, $cap:expr) => {
+        StringBuilder::with_capacity($cap, $cap * 16)
+    };
+    (Ts, $cap:expr) => {
+        TsBuilder::with_capacity($cap).with_timezone("UTC")
+    };
+    (I64, $cap:expr) => {
+        Int64Builder::with_capacity($cap)
+    };
+    (F64, $cap:expr) => {
+        Float64Builder::with_capacity($cap)
+    };
+    (Bool, $cap:expr) => {
+        BooleanBuilder::with_capacity($cap)
+    };
+}
+
+/// Declares a table: its schema, and a struct of typed builders filled row by row.
+macro_rules! table {
+    ($(#[$meta:meta])* $name:ident, $table:literal, key = [$($key:literal),+], time = $time:literal, { $($col:ident : $kind:ident),* $(,)? }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $(pub $col: kind_builder!($kind),)*
+            rows: usize,
+        }
+
+        impl $name {
+            pub const TABLE: &'static str = $table;
+            /// The columns that together identify a row for de-duplication.
+            pub const KEY: &'static [&'static str] = &[$($key),+];
+            /// The time column rows are sorted and partitioned by.
+            pub const TIME: &'static str = $time;
+
+            pub fn new(capacity: usize) -> Self {
+                Self { $($col: kind_new!($kind, capacity),)* rows: 0 }
+            }
+
+            pub fn schema() -> SchemaRef {
+                Arc::new(Schema::new(vec![
+                    $(Field::new(stringify!($col), kind_type!($kind), true),)*
+                ]))
+            }
+
+            /// Call once per appended row, after appending to every column.
+            pub fn row_done(&mut self) {
+                self.rows += 1;
+            }
+
+            pub fn len(&self) -> usize {
+                self.rows
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.rows == 0
+            }
+
+            pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+                self.rows = 0;
+                RecordBatch::try_new(
+                    Self::schema(),
+                    vec![$(Arc::new(self.$col.finish()) as ArrayRef,)*],
+                )
+            }
+        }
+    };
+}
+
+table!(
+    /// One CloudTrail event.
+    CloudTrailColumns, "cloudtrail", key = ["event_id", "event_time", "event_name"], time = "event_time", {
+    event_time: Ts,
+    event_version: Str,
+    event_source: Str,
+    event_name: Str,
+    aws_region: Str,
+    source_ip_address: Str,
+    user_agent: Str,
+    request_id: Str,
+    event_id: Str,
+    read_only: Bool,
+    event_type: Str,
+    event_category: Str,
+    management_event: Bool,
+    recipient_account_id: Str,
+    shared_event_id: Str,
+    error_code: Str,
+    error_message: Str,
+    vpc_endpoint_id: Str,
+    vpc_endpoint_account_id: Str,
+    session_credential_from_console: Bool,
+    tls_version: Str,
+    tls_cipher_suite: Str,
+    tls_client_provided_host_header: Str,
+    user_type: Str,
+    user_arn: Str,
+    user_account_id: Str,
+    user_principal_id: Str,
+    user_access_key_id: Str,
+    user_name: Str,
+    user_invoked_by: Str,
+    user_session_issuer_type: Str,
+    user_session_issuer_arn: Str,
+    user_session_issuer_account_id: Str,
+    user_session_issuer_principal_id: Str,
+    user_session_issuer_user_name: Str,
+    user_session_name: Str,
+    user_mfa_authenticated: Bool,
+    user_session_creation_date: Ts,
+    user_source_identity: Str,
+    user_session_tags: Str,
+    user_identity_store_user_id: Str,
+    user_on_behalf_of: Str,
+    user_credential_id: Str,
+    user_identity_provider: Str,
+    user_identity: Str,
+    request_parameters: Str,
+    response_elements: Str,
+    additional_event_data: Str,
+    service_event_details: Str,
+    resources: Str,
+    ingest_source: Str,
+    ingest_record: I64,
+});
+
+table!(
+    /// One OpenTelemetry span, GenAI semantic-convention attributes as columns.
+    SpanColumns, "genai_spans", key = ["span_key"], time = "start_time", {
+    start_time: Ts,
+    end_time: Ts,
+    duration_ns: I64,
+    trace_id: Str,
+    span_id: Str,
+    parent_span_id: Str,
+    span_key: Str,
+    name: Str,
+    kind: Str,
+    status_code: Str,
+    status_message: Str,
+    service_name: Str,
+    scope_name: Str,
+    scope_version: Str,
+    gen_ai_operation_name: Str,
+    gen_ai_provider_name: Str,
+    gen_ai_request_model: Str,
+    gen_ai_request_max_tokens: I64,
+    gen_ai_request_temperature: F64,
+    gen_ai_request_top_p: F64,
+    gen_ai_request_top_k: F64,
+    gen_ai_request_frequency_penalty: F64,
+    gen_ai_request_presence_penalty: F64,
+    gen_ai_request_seed: I64,
+    gen_ai_request_stop_sequences: Str,
+    gen_ai_request_choice_count: I64,
+    gen_ai_request_encoding_formats: Str,
+    gen_ai_response_id: Str,
+    gen_ai_response_model: Str,
+    gen_ai_response_finish_reasons: Str,
+    gen_ai_usage_input_tokens: I64,
+    gen_ai_usage_output_tokens: I64,
+    gen_ai_usage_cache_read_input_tokens: I64,
+    gen_ai_usage_cache_creation_input_tokens: I64,
+    gen_ai_conversation_id: Str,
+    gen_ai_output_type: Str,
+    gen_ai_agent_id: Str,
+    gen_ai_agent_name: Str,
+    gen_ai_agent_description: Str,
+    gen_ai_tool_name: Str,
+    gen_ai_tool_call_id: Str,
+    gen_ai_tool_description: Str,
+    gen_ai_tool_type: Str,
+    gen_ai_data_source_id: Str,
+    gen_ai_embeddings_dimension_count: I64,
+    gen_ai_input_messages: Str,
+    gen_ai_output_messages: Str,
+    gen_ai_system_instructions: Str,
+    gen_ai_tool_definitions: Str,
+    error_type: Str,
+    server_address: Str,
+    server_port: I64,
+    cairn_decision_id: Str,
+    attributes: Str,
+    resource_attributes: Str,
+    events: Str,
+    ingest_source: Str,
+    ingest_record: I64,
+});
+
+table!(
+    /// One gateway decision record, verified on the way in.
+    DecisionColumns, "decisions", key = ["id"], time = "ts", {
+    ts: Ts,
+    id: Str,
+    seq: I64,
+    principal: Str,
+    principal_type: Str,
+    principal_id: Str,
+    principal_parents: Str,
+    principal_attrs: Str,
+    action: Str,
+    resource: Str,
+    resource_attrs: Str,
+    model: Str,
+    provider: Str,
+    decision: Str,
+    reasons: Str,
+    errors: Str,
+    status: I64,
+    reason: Str,
+    bundle: Str,
+    context: Str,
+    data_classification: Str,
+    stream: Bool,
+    trace_id: Str,
+    auth_method: Str,
+    auth_subject: Str,
+    auth_issuer: Str,
+    auth_error: Str,
+    guardrails: Str,
+    assumed_role_arn: Str,
+    role_session_name: Str,
+    source_identity: Str,
+    extra: Str,
+    key_id: Str,
+    hash: Str,
+    prev: Str,
+    ingest_source: Str,
+    ingest_record: I64,
+});
+
+table!(
+    /// What happened after an allowed decision.
+    OutcomeColumns, "outcomes", key = ["id"], time = "ts", {
+    ts: Ts,
+    id: Str,
+    seq: I64,
+    decision_id: Str,
+    model: Str,
+    provider: Str,
+    status: I64,
+    input_tokens: I64,
+    output_tokens: I64,
+    cache_read_tokens: I64,
+    cache_write_tokens: I64,
+    cost_usd: F64,
+    latency_ms: I64,
+    finish_reason: Str,
+    error: Str,
+    stream: Bool,
+    usage_estimated: Bool,
+    extra: Str,
+    trace_id: Str,
+    key_id: Str,
+    hash: Str,
+    ingest_source: Str,
+    ingest_record: I64,
+});
+
+table!(
+    /// A record that could not be ingested, kept with why and where it came from.
+    QuarantineColumns, "_quarantine", key = ["quarantine_key"], time = "ingested_at", {
+    ingested_at: Ts,
+    quarantine_key: Str,
+    target_table: Str,
+    source: Str,
+    record_number: I64,
+    reason: Str,
+    detail: Str,
+    raw: Str,
+});
+
+/// Every table, by name.
+pub fn schema_of(table: &str) -> Option<SchemaRef> {
+    Some(match table {
+        "cloudtrail" => CloudTrailColumns::schema(),
+        "genai_spans" => SpanColumns::schema(),
+        "decisions" => DecisionColumns::schema(),
+        "outcomes" => OutcomeColumns::schema(),
+        "_quarantine" => QuarantineColumns::schema(),
+        _ => return None,
+    })
+}
+
+pub const TABLES: &[&str] = &[
+    "cloudtrail",
+    "genai_spans",
+    "decisions",
+    "outcomes",
+    "_quarantine",
+];
+
+/// The key and time columns of a table.
+pub fn key_and_time(table: &str) -> Option<(&'static [&'static str], &'static str)> {
+    Some(match table {
+        "cloudtrail" => (CloudTrailColumns::KEY, CloudTrailColumns::TIME),
+        "genai_spans" => (SpanColumns::KEY, SpanColumns::TIME),
+        "decisions" => (DecisionColumns::KEY, DecisionColumns::TIME),
+        "outcomes" => (OutcomeColumns::KEY, OutcomeColumns::TIME),
+        "_quarantine" => (QuarantineColumns::KEY, QuarantineColumns::TIME),
+        _ => return None,
+    })
+}

@@ -1,0 +1,510 @@
+//! Splitting a byte stream into JSON records without parsing it, so memory stays bounded by the
+//! largest record, not the file, and one bad record does not lose its neighbours.
+//!
+//! Accepted shapes: CloudTrail's delivery `{"Records": [ ... ]}`, a JSON array of records, one
+//! object, and JSON Lines (or any concatenation of objects). A record is found by matching
+//! braces outside strings; what it contains is the parser's business.
+
+use std::io::{BufRead, ErrorKind};
+
+/// The largest single record accepted; larger ones are quarantined unread.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// One record's bytes and where it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// 1-based position of the record in its source.
+    pub number: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// What went wrong with a stretch of input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitError {
+    pub number: u64,
+    pub reason: String,
+    /// The raw bytes concerned (possibly cut short), for quarantine.
+    pub raw: Vec<u8>,
+    /// After this error nothing more can be read from the source.
+    pub fatal: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Before the first value: the shape is not known yet.
+    Start,
+    /// Inside an array of records (top-level, or the `Records` member).
+    Array,
+    /// Top-level objects one after another, matched by braces (pretty-printed or concatenated).
+    Objects,
+    /// JSON Lines: one record per line, so a broken line stays one bad record.
+    Lines,
+    Done,
+}
+
+pub struct Splitter<R> {
+    reader: R,
+    mode: Mode,
+    number: u64,
+    failed: bool,
+}
+
+impl<R: BufRead> Splitter<R> {
+    pub fn new(reader: R) -> Self {
+        Self {
+            reader,
+            mode: Mode::Start,
+            number: 0,
+            failed: false,
+        }
+    }
+
+    fn peek(&mut self) -> std::io::Result<Option<u8>> {
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            return Ok(buf.first().copied());
+        }
+    }
+
+    fn bump(&mut self) {
+        self.reader.consume(1);
+    }
+
+    /// Skips whitespace (and a UTF-8 byte order mark) and returns the next byte, not consumed.
+    fn skip_ws(&mut self) -> std::io::Result<Option<u8>> {
+        loop {
+            match self.peek()? {
+                Some(b' ' | b'\n' | b'\r' | b'\t') => self.bump(),
+                Some(0xEF) => {
+                    // A byte order mark is three bytes; skip them all.
+                    self.bump();
+                    for _ in 0..2 {
+                        if matches!(self.peek()?, Some(0xBB | 0xBF)) {
+                            self.bump();
+                        }
+                    }
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Reads one balanced JSON value starting at the current `{` or `[`.
+    fn read_value(&mut self) -> Result<Vec<u8>, (String, Vec<u8>, bool)> {
+        let mut out = Vec::with_capacity(2048);
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut escaped = false;
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                    return Err((
+                        format!("the input ends inside a record (truncated: {e})"),
+                        out,
+                        true,
+                    ));
+                }
+                Err(e) => return Err((format!("the input cannot be read: {e}"), out, true)),
+            };
+            if buf.is_empty() {
+                return Err((
+                    "the input ends inside a record (truncated)".into(),
+                    out,
+                    true,
+                ));
+            }
+            let mut used = 0;
+            let mut done = false;
+            for &b in buf {
+                used += 1;
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            done = true;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            out.extend_from_slice(&buf[..used]);
+            self.reader.consume(used);
+            if done {
+                return Ok(out);
+            }
+            if out.len() > MAX_RECORD_BYTES {
+                // Skip the rest of this record so the following ones can still be read.
+                let reason = format!("the record is larger than {MAX_RECORD_BYTES} bytes");
+                out.truncate(4096);
+                return self.skip_rest(depth, in_string, escaped).map_or_else(
+                    |e| Err((format!("the input cannot be read: {e}"), out.clone(), true)),
+                    |()| Err((reason.clone(), out.clone(), false)),
+                );
+            }
+        }
+    }
+
+    fn skip_rest(
+        &mut self,
+        mut depth: usize,
+        mut in_string: bool,
+        mut escaped: bool,
+    ) -> std::io::Result<()> {
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(());
+            }
+            let mut used = 0;
+            for &b in buf {
+                used += 1;
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            self.reader.consume(used);
+                            return Ok(());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.reader.consume(used);
+        }
+    }
+
+    /// Reads one line (without its newline), bounded by [`MAX_RECORD_BYTES`].
+    fn read_line(&mut self) -> Result<Option<Vec<u8>>, (String, Vec<u8>, bool)> {
+        let mut out = Vec::new();
+        let mut too_big = false;
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                    return Err((
+                        format!("the input ends inside a record (truncated: {e})"),
+                        out,
+                        true,
+                    ));
+                }
+                Err(e) => return Err((format!("the input cannot be read: {e}"), out, true)),
+            };
+            if buf.is_empty() {
+                return Ok((!out.is_empty()).then_some(out));
+            }
+            let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (&buf[..=i], true),
+                None => (buf, false),
+            };
+            let n = chunk.len();
+            if !too_big {
+                out.extend_from_slice(chunk);
+                if out.len() > MAX_RECORD_BYTES {
+                    too_big = true;
+                    out.truncate(4096);
+                }
+            }
+            self.reader.consume(n);
+            if done {
+                if too_big {
+                    return Err((
+                        format!("the record is larger than {MAX_RECORD_BYTES} bytes"),
+                        out,
+                        false,
+                    ));
+                }
+                return Ok(Some(out));
+            }
+        }
+    }
+
+    /// Reads a scalar or unexpected token up to the next separator, for quarantine.
+    fn read_junk(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(b) = self.peek()? {
+            if matches!(b, b',' | b'\n' | b'{' | b'[' | b']') || out.len() > 4096 {
+                break;
+            }
+            out.push(b);
+            self.bump();
+        }
+        Ok(out)
+    }
+
+    fn element(&mut self) -> Option<Result<Element, SplitError>> {
+        self.number += 1;
+        let number = self.number;
+        Some(match self.read_value() {
+            Ok(bytes) => Ok(Element { number, bytes }),
+            Err((reason, raw, fatal)) => {
+                self.failed = fatal;
+                Err(SplitError {
+                    number,
+                    reason,
+                    raw,
+                    fatal,
+                })
+            }
+        })
+    }
+
+    fn io_error(&mut self, e: std::io::Error) -> Option<Result<Element, SplitError>> {
+        self.failed = true;
+        Some(Err(SplitError {
+            number: self.number + 1,
+            reason: format!("the input cannot be read: {e}"),
+            raw: Vec::new(),
+            fatal: true,
+        }))
+    }
+
+    /// Decides the shape from the first value.
+    fn start(&mut self) -> std::io::Result<()> {
+        match self.skip_ws()? {
+            None => self.mode = Mode::Done,
+            Some(b'[') => {
+                self.bump();
+                self.mode = Mode::Array;
+            }
+            Some(b'{') => {
+                // `{"Records": [` is the delivery wrapper; anything else is a record.
+                let probe = self.reader.fill_buf()?;
+                let head: Vec<u8> = probe.iter().take(64).copied().collect();
+                let text = String::from_utf8_lossy(&head);
+                let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+                if compact.starts_with("{\"Records\":[") {
+                    let skip = head.iter().position(|b| *b == b'[').map_or(0, |i| i + 1);
+                    self.reader.consume(skip);
+                    self.mode = Mode::Array;
+                } else {
+                    // A first line that is a whole object on its own means JSON Lines.
+                    let buf = self.reader.fill_buf()?;
+                    let line = buf.split(|b| *b == b'\n').next().unwrap_or(buf);
+                    let complete_line = line.len() < buf.len();
+                    let trimmed = line.trim_ascii();
+                    self.mode =
+                        if complete_line && trimmed.starts_with(b"{") && trimmed.ends_with(b"}") {
+                            Mode::Lines
+                        } else {
+                            Mode::Objects
+                        };
+                }
+            }
+            Some(_) => self.mode = Mode::Objects,
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> Iterator for Splitter<R> {
+    type Item = Result<Element, SplitError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            match self.mode {
+                Mode::Done => return None,
+                Mode::Start => {
+                    if let Err(e) = self.start() {
+                        return self.io_error(e);
+                    }
+                }
+                Mode::Array => {
+                    let next = match self.skip_ws() {
+                        Ok(b) => b,
+                        Err(e) => return self.io_error(e),
+                    };
+                    match next {
+                        Some(b',') => self.bump(),
+                        Some(b']') => {
+                            // The end of the records (and of the wrapper's object, if any).
+                            self.bump();
+                            self.mode = Mode::Done;
+                        }
+                        Some(b'{' | b'[') => return self.element(),
+                        Some(_) => {
+                            self.number += 1;
+                            let raw = self.read_junk().unwrap_or_default();
+                            return Some(Err(SplitError {
+                                number: self.number,
+                                reason: "an array item is not a JSON object".into(),
+                                raw,
+                                fatal: false,
+                            }));
+                        }
+                        None => {
+                            self.failed = true;
+                            return Some(Err(SplitError {
+                                number: self.number + 1,
+                                reason: "the input ends inside the record array (truncated)".into(),
+                                raw: Vec::new(),
+                                fatal: true,
+                            }));
+                        }
+                    }
+                }
+                Mode::Lines => {
+                    let line = match self.read_line() {
+                        Ok(Some(l)) => l,
+                        Ok(None) => {
+                            self.mode = Mode::Done;
+                            return None;
+                        }
+                        Err((reason, raw, fatal)) => {
+                            self.number += 1;
+                            self.failed = fatal;
+                            return Some(Err(SplitError {
+                                number: self.number,
+                                reason,
+                                raw,
+                                fatal,
+                            }));
+                        }
+                    };
+                    let trimmed = line.trim_ascii();
+                    if trimmed.is_empty() {
+                        continue;
+                    }
+                    self.number += 1;
+                    return Some(Ok(Element {
+                        number: self.number,
+                        bytes: trimmed.to_vec(),
+                    }));
+                }
+                Mode::Objects => {
+                    let next = match self.skip_ws() {
+                        Ok(b) => b,
+                        Err(e) => return self.io_error(e),
+                    };
+                    match next {
+                        None => {
+                            self.mode = Mode::Done;
+                            return None;
+                        }
+                        Some(b'{' | b'[') => return self.element(),
+                        Some(_) => {
+                            self.number += 1;
+                            let raw = match self.read_junk() {
+                                Ok(r) => r,
+                                Err(e) => return self.io_error(e),
+                            };
+                            if raw.is_empty() {
+                                // A stray separator: skip it.
+                                self.number -= 1;
+                                self.bump();
+                                continue;
+                            }
+                            return Some(Err(SplitError {
+                                number: self.number,
+                                reason: "not a JSON object".into(),
+                                raw,
+                                fatal: false,
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(text: &str) -> Vec<Result<String, String>> {
+        Splitter::new(std::io::Cursor::new(text.as_bytes().to_vec()))
+            .map(|r| {
+                r.map(|e| String::from_utf8(e.bytes).unwrap())
+                    .map_err(|e| e.reason)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn all_shapes() {
+        let want = vec![Ok(r#"{"a":1}"#.to_string()), Ok(r#"{"b":"}"}"#.to_string())];
+        assert_eq!(split(r#"{"Records":[{"a":1},{"b":"}"}]}"#), want);
+        assert_eq!(
+            split(" {\"Records\" : [ {\"a\":1},\n {\"b\":\"}\"} ] }\n"),
+            want
+        );
+        assert_eq!(split(r#"[{"a":1}, {"b":"}"}]"#), want);
+        assert_eq!(split("{\"a\":1}\n{\"b\":\"}\"}\n"), want);
+        assert_eq!(split(r#"{"a":1}"#), vec![Ok(r#"{"a":1}"#.to_string())]);
+        assert_eq!(split(""), vec![]);
+        assert_eq!(split("[]"), vec![]);
+    }
+
+    #[test]
+    fn escapes_and_nesting() {
+        let got = split(r#"[{"s":"a\"}b","n":{"x":[1,{"y":2}]}}]"#);
+        assert_eq!(
+            got,
+            vec![Ok(r#"{"s":"a\"}b","n":{"x":[1,{"y":2}]}}"#.to_string())]
+        );
+    }
+
+    #[test]
+    fn a_truncated_input_keeps_what_came_before() {
+        let got = split(r#"{"Records":[{"a":1},{"b":2},{"c":"#);
+        assert_eq!(got.len(), 3);
+        assert!(got[0].is_ok() && got[1].is_ok());
+        assert!(got[2].as_ref().unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn a_broken_json_line_is_one_bad_record() {
+        let got = split("{\"a\":1}\n{\"b\": \n{\"c\":3}\n\n{not json\n");
+        assert_eq!(got[0], Ok(r#"{"a":1}"#.to_string()));
+        assert_eq!(got[1], Ok(r#"{"b":"#.to_string()));
+        assert_eq!(got[2], Ok(r#"{"c":3}"#.to_string()));
+        assert_eq!(got[3], Ok("{not json".to_string()));
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn junk_between_records_is_reported_not_fatal() {
+        let got = split("[{\"a\":1}, 7, {\"b\":2}]");
+        assert!(got[0].is_ok());
+        assert!(got[1].is_err());
+        assert_eq!(got[2], Ok(r#"{"b":2}"#.to_string()));
+        // In JSON Lines the junk line is handed on whole; the parser rejects it.
+        let got = split("{\"a\":1}\nnot json\n{\"b\":2}\n");
+        assert_eq!(got[1], Ok("not json".to_string()));
+    }
+}

@@ -1,0 +1,248 @@
+//! `cairn ingest cloudtrail | otel | decisions | compact`.
+
+use std::sync::Arc;
+
+use audit_ingest::ingest::{IngestSummary, Options, Progress};
+use audit_ingest::lake::Lake;
+use audit_ingest::source::Filter;
+use chrono::NaiveDate;
+use indicatif::{ProgressBar, ProgressStyle};
+use policy_engine::bundle::keys;
+
+use crate::cli::{IngestCommand, IngestCommon, OutputFormat};
+use crate::exit::{CliError, CliResult, Outcome};
+
+/// A progress bar on stderr: records and bytes per second. Hidden in CI or without a terminal.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, sources: usize, bytes: Option<u64>) {
+        if let Some(b) = bytes {
+            self.0.set_length(b);
+        }
+        self.0.set_message(format!("{sources} source(s)"));
+    }
+    fn advance(&self, records: u64, bytes: u64) {
+        self.0.inc(bytes);
+        let pos = self.0.position();
+        let _ = records;
+        let elapsed = self.0.elapsed().as_secs_f64().max(1e-3);
+        self.0
+            .set_message(format!("{:.1} MB/s", pos as f64 / 1e6 / elapsed));
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn progress() -> Arc<dyn Progress> {
+    if crate::output::quiet_terminal() {
+        return Arc::new(audit_ingest::ingest::NoProgress);
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} [{elapsed_precise}] {wide_bar} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Arc::new(Bar(bar))
+}
+
+fn date(flag: &str, v: &Option<String>) -> Result<Option<NaiveDate>, CliError> {
+    v.as_ref()
+        .map(|s| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| {
+                CliError::input(miette::miette!(
+                    help = "write it as YYYY-MM-DD",
+                    "--{flag} `{s}` is not a date: {e}"
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn options(common: &IngestCommon) -> Result<Options, CliError> {
+    Ok(Options {
+        lake: Lake::open(&common.lake)?,
+        filter: Filter {
+            since: date("since", &common.since)?,
+            until: date("until", &common.until)?,
+        },
+        jobs: common.jobs,
+        flush_rows: common.flush_rows,
+        progress: progress(),
+    })
+}
+
+pub fn run(cmd: IngestCommand) -> CliResult {
+    let rt = super::gateway::runtime()?;
+    let handle = rt.handle().clone();
+    match cmd {
+        IngestCommand::Cloudtrail {
+            src,
+            lookup,
+            common,
+        } => {
+            let opts = options(&common)?;
+            let summary = if lookup {
+                let to_time = |d: Option<NaiveDate>, end: bool| {
+                    d.and_then(|d| {
+                        if end {
+                            d.and_hms_opt(23, 59, 59)
+                        } else {
+                            d.and_hms_opt(0, 0, 0)
+                        }
+                    })
+                    .map(|t| t.and_utc())
+                };
+                let run = move || {
+                    audit_ingest::lookup::run(
+                        to_time(opts.filter.since, false),
+                        to_time(opts.filter.until, true),
+                        &opts,
+                        &handle,
+                    )
+                };
+                rt.block_on(async { tokio::task::spawn_blocking(run).await })
+            } else {
+                let src = src.unwrap_or_default();
+                let run = move || audit_ingest::ingest::cloudtrail(&src, &opts, &handle);
+                rt.block_on(async { tokio::task::spawn_blocking(run).await })
+            };
+            report(flatten(summary)?, &common)
+        }
+        IngestCommand::Otel { src, common } => {
+            let opts = options(&common)?;
+            let run = move || audit_ingest::ingest::otel(&src, &opts, &handle);
+            let summary = rt.block_on(async { tokio::task::spawn_blocking(run).await });
+            report(flatten(summary)?, &common)
+        }
+        IngestCommand::Decisions {
+            src,
+            pubkey,
+            common,
+        } => {
+            let mut ks = Vec::new();
+            for p in &pubkey {
+                let k = keys::load_verifying_key(p)?;
+                ks.push((keys::key_id(&k), k));
+            }
+            let opts = options(&common)?;
+            let run = move || audit_ingest::decisions::run(&src, ks, &opts, &handle);
+            let summary = rt.block_on(async { tokio::task::spawn_blocking(run).await });
+            report(flatten(summary)?, &common)
+        }
+        IngestCommand::Compact { lake, table } => {
+            let lake = Lake::open(&lake)?;
+            let tables: Vec<String> = match table {
+                Some(t) => vec![t],
+                None => audit_ingest::schema::TABLES
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect(),
+            };
+            for t in tables {
+                let lake = lake.clone();
+                let h = handle.clone();
+                let t2 = t.clone();
+                let s = rt
+                    .block_on(async {
+                        tokio::task::spawn_blocking(move || {
+                            audit_ingest::compact::compact(&lake, &t2, &h)
+                        })
+                        .await
+                    })
+                    .map_err(|e| CliError::input(miette::miette!("compaction failed: {e}")))??;
+                outln!(
+                    "{t}: {} partition(s) compacted, {} file(s) -> {}, {} rows",
+                    s.partitions,
+                    s.files_before,
+                    s.files_after,
+                    s.rows
+                );
+            }
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+fn flatten(
+    r: Result<Result<IngestSummary, audit_ingest::IngestError>, tokio::task::JoinError>,
+) -> Result<IngestSummary, CliError> {
+    r.map_err(|e| CliError::input(miette::miette!("ingest failed: {e}")))?
+        .map_err(CliError::from)
+}
+
+fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
+    match common.format {
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&s).unwrap_or_default()),
+        OutputFormat::Human => {
+            let rate = s.read() as f64 / s.elapsed_s.max(1e-6);
+            outln!(
+                "{}: {} source(s), {} records read, {} written, {} duplicates skipped, {} quarantined into {} in {:.2} s ({:.0} records/s, {:.1} MB)",
+                s.table,
+                s.sources.len(),
+                s.read(),
+                s.written(),
+                s.duplicates(),
+                s.quarantined(),
+                s.lake,
+                s.elapsed_s,
+                rate,
+                s.bytes_read as f64 / 1e6
+            );
+            let width = s
+                .sources
+                .iter()
+                .map(|x| x.source.len())
+                .max()
+                .unwrap_or(6)
+                .clamp(6, 90);
+            outln!(
+                "  {:<width$} {:>9} {:>9} {:>10} {:>11}",
+                "source",
+                "read",
+                "written",
+                "duplicates",
+                "quarantined"
+            );
+            for x in &s.sources {
+                let name = if x.source.len() > width {
+                    format!("...{}", &x.source[x.source.len() - width + 3..])
+                } else {
+                    x.source.clone()
+                };
+                let note = match (&x.skipped, &x.error) {
+                    (Some(sk), _) => format!("  ({sk})"),
+                    (_, Some(e)) => format!("  (stopped: {e})"),
+                    _ => String::new(),
+                };
+                outln!(
+                    "  {:<width$} {:>9} {:>9} {:>10} {:>11}{note}",
+                    name,
+                    x.read,
+                    x.written,
+                    x.duplicates,
+                    x.quarantined_total()
+                );
+            }
+            let by_reason = s.quarantined_by_reason();
+            if !by_reason.is_empty() {
+                outln!(
+                    "  quarantined by reason: {} (see the `_quarantine` table)",
+                    by_reason
+                        .iter()
+                        .map(|(r, n)| format!("{r} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+    }
+    Ok(if common.strict && s.quarantined() > 0 {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
+}

@@ -1,0 +1,139 @@
+"""Decision records into the lake (verified on the way, tampering quarantined) and CloudTrail's
+LookupEvents API from a fake endpoint that checks SigV4 with botocore."""
+
+import json
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import duckdb
+import httpx
+
+import ct_fixtures as ct
+import sigv4
+from conftest import run
+from gateway_harness import ALICE_KEY, CI_KEY, Gateway, base_config, chat_body, make_signed_bundle
+
+
+def ingest(args, cwd, env=None, check=True):
+    r = run(["ingest", *args, "--format", "json"], cwd=cwd, env=env, check=check)
+    return json.loads(r.stdout)
+
+
+def q(lake, sql):
+    con = duckdb.connect()
+    for t in ["decisions", "outcomes", "_quarantine", "cloudtrail"]:
+        import glob
+        if glob.glob(f"{lake}/{t}/*/*.parquet"):
+            con.execute(f"create view \"{t}\" as select * from read_parquet('{lake}/{t}/*/*.parquet', hive_partitioning=true)")
+    return con.execute(sql).fetchall()
+
+
+def test_decision_records_are_verified_into_the_lake(workdir):
+    make_signed_bundle(workdir)
+    gw = Gateway(workdir, base_config(workdir)).start()
+    sent = []
+    for i in range(12):
+        key = ALICE_KEY if i % 3 else CI_KEY
+        model = ["claude-haiku", "claude-sonnet", "claude-opus"][i % 3]
+        r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(model=model, stream=i % 4 == 0),
+                       headers={"authorization": f"Bearer {key}"})
+        r.read()
+        sent.append((r.headers["x-cairn-decision-id"], r.status_code))
+    gw.stop()
+    s = ingest(["decisions", "records", "--pubkey", "keys/signing.pub", "--lake", "lake"], cwd=workdir)
+    assert not any(x["quarantined"] for x in s["sources"])
+    rows = dict(q(workdir / "lake", "select id, status from decisions"))
+    assert set(rows) == {i for i, _ in sent}
+    allowed = {i for i, st in sent if st == 200}
+    joined = q(workdir / "lake", "select d.id, o.output_tokens, o.cost_usd from decisions d join outcomes o on o.decision_id = d.id")
+    assert {j[0] for j in joined} == allowed
+    assert all(j[1] > 0 and j[2] > 0 for j in joined)
+    assert q(workdir / "lake", "select count(*) from decisions where decision = 'deny' and reasons like '%premium-models-ml-platform%'")[0][0] > 0
+    # Again: nothing new.
+    s = ingest(["decisions", "records", "--pubkey", "keys/signing.pub", "--lake", "lake"], cwd=workdir)
+    assert sum(x["written"] for x in s["sources"]) == 0
+
+    # A copy with one record altered: that record is quarantined, named by segment and line.
+    shutil.copytree(workdir / "records", workdir / "tampered")
+    seg = sorted((workdir / "tampered").glob("segment-*.jsonl"))[0]
+    lines = seg.read_text().splitlines(keepends=True)
+    lines[4] = lines[4].replace('"ts":"2026', '"ts":"2025', 1) if '"ts":"2026' in lines[4] else lines[4].replace('"v":1', '"v":2')
+    seg.write_text("".join(lines))
+    s = ingest(["decisions", "tampered", "--pubkey", "keys/signing.pub", "--lake", "lake2"], cwd=workdir)
+    assert s["sources"][0]["quarantined"] == {"record_altered": 1}
+    qrow = q(workdir / "lake2", "select source, record_number, reason, detail from _quarantine")[0]
+    assert qrow[1] == 5 and qrow[2] == "record_altered"
+    assert f"{seg.name}:5" in qrow[3]
+    # The wrong key quarantines everything, it does not ingest it.
+    run(["keys", "generate", "--out", "other"], cwd=workdir)
+    s = ingest(["decisions", "records", "--pubkey", "other/signing.pub", "--lake", "lake3"], cwd=workdir)
+    assert sum(x["written"] for x in s["sources"]) == 0
+    assert sum(x["quarantined"].get("record_altered", 0) for x in s["sources"]) == sum(x["read"] for x in s["sources"])
+
+
+class LookupEventsFake:
+    """CloudTrail's JSON protocol for LookupEvents, paged, rejecting any request whose SigV4
+    signature does not verify with botocore."""
+
+    def __init__(self, events, secrets, page=4):
+        self.events, self.secrets, self.page = events, secrets, page
+        self.calls, self.rejected = [], 0
+        fake = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                ok, _, why = sigv4.verify("POST", f"http://{self.headers['host']}{self.path}", dict(self.headers), body, fake.secrets)
+                if not ok:
+                    fake.rejected += 1
+                    self.reply(403, {"__type": "InvalidSignatureException", "message": why})
+                    return
+                target = self.headers.get("x-amz-target", "")
+                if not target.endswith("LookupEvents"):
+                    self.reply(400, {"__type": "UnknownOperationException"})
+                    return
+                fake.calls.append(time.monotonic())
+                req = json.loads(body or b"{}")
+                start = int(req.get("NextToken", "0"))
+                chunk = fake.events[start:start + fake.page]
+                out = {"Events": [{"EventId": e["eventID"], "EventName": e["eventName"],
+                                   "EventSource": e["eventSource"], "EventTime": time.time(),
+                                   "CloudTrailEvent": json.dumps(e)} for e in chunk]}
+                if start + fake.page < len(fake.events):
+                    out["NextToken"] = str(start + fake.page)
+                self.reply(200, out)
+
+            def reply(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/x-amz-json-1.1")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_lookup_events_pages_at_two_requests_a_second(tmp_path):
+    events = ct.sample_records()[:13]
+    fake = LookupEventsFake(events, {"AKIDLOOKUPTEST": ("lookup-secret", None)})
+    env = {"AWS_ACCESS_KEY_ID": "AKIDLOOKUPTEST", "AWS_SECRET_ACCESS_KEY": "lookup-secret",
+           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": fake.url, "AWS_EC2_METADATA_DISABLED": "true"}
+    s = ingest(["cloudtrail", "--lookup", "--lake", "lake"], cwd=tmp_path, env=env)
+    assert s["sources"][0]["written"] == len(events)
+    assert fake.rejected == 0 and len(fake.calls) == 4
+    gaps = [b - a for a, b in zip(fake.calls, fake.calls[1:])]
+    assert min(gaps) >= 0.45, gaps
+    assert q(tmp_path / "lake", "select count(*) from cloudtrail")[0][0] == len(events)
+    # Signed with another secret: the fake refuses, the ingest fails with the reason.
+    bad = dict(env, AWS_SECRET_ACCESS_KEY="wrong")
+    r = run(["ingest", "cloudtrail", "--lookup", "--lake", "lake2"], cwd=tmp_path, env=bad, check=False)
+    assert r.returncode == 2 and fake.rejected == 1
+    assert "InvalidSignature" in r.stderr or "signature" in r.stderr.lower()
