@@ -47,6 +47,19 @@ pub enum Command {
     /// Turn CloudTrail logs, OpenTelemetry exports and decision records into the Parquet lake.
     #[command(subcommand)]
     Ingest(IngestCommand),
+    /// Run SQL over the lake (DataFusion locally, or Amazon Athena).
+    #[command(
+        after_help = "Examples:\n  cairn query \"SELECT event_name, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC\"\n  cairn query --format csv --out denials.csv \"SELECT * FROM decisions WHERE decision = 'deny'\"\n  cairn query --stats \"SELECT count(*) FROM cloudtrail WHERE \\\"date\\\" = DATE '2026-11-25'\"\n  cairn query --engine athena --workgroup primary --output s3://results/ \"SELECT count(*) FROM cloudtrail\"\n\nTables: cloudtrail, genai_spans, decisions, outcomes, _quarantine; each has a `date` (DATE) partition column.\nJSON helpers under Trino's names: json_extract_scalar, json_extract, json_array_length, json_array_contains, json_size."
+    )]
+    Query(QueryArgs),
+    /// Render an audit report (access, denials, spend, reconcile, detections, or all).
+    #[command(
+        after_help = "Examples:\n  cairn report --list\n  cairn report access --from 2026-11-01 --to 2026-11-30 --out access.html\n  cairn report denials --format md\n  cairn report all --out report.html\n  cairn report detections --show-sql"
+    )]
+    Report(ReportArgs),
+    /// Amazon Athena helpers.
+    #[command(subcommand)]
+    Athena(AthenaCommand),
     /// Run the whole chain on embedded defaults: policies, bundle, gateway, records, lake, report.
     #[command(after_help = "Example:\n  cairn demo --dir /tmp/cairn-demo")]
     Demo(DemoArgs),
@@ -383,5 +396,104 @@ pub enum IngestCommand {
         /// One table (default: all).
         #[arg(long)]
         table: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum QueryFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EngineKind {
+    Local,
+    Athena,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// The lake: a directory or s3://bucket/prefix.
+    #[arg(long, default_value = "lake", value_name = "LAKE")]
+    pub lake: String,
+    #[arg(long, value_enum, default_value = "local")]
+    pub engine: EngineKind,
+    /// Athena workgroup.
+    #[arg(long, default_value = "primary", value_name = "NAME")]
+    pub workgroup: String,
+    /// Athena results location (s3://...), unless the workgroup sets one.
+    #[arg(long, value_name = "S3_URL")]
+    pub output: Option<String>,
+    /// Athena database holding the tables (see `cairn athena ddl`).
+    #[arg(long, default_value = "cairn", value_name = "NAME")]
+    pub database: String,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL statement, or - to read it from stdin.
+    pub sql: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: QueryFormat,
+    /// Write results to a file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print what the query scanned (files, partitions, bytes) on stderr.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    Html,
+    Md,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The report (see --list), or `all`.
+    #[arg(required_unless_present = "list")]
+    pub name: Option<String>,
+    /// List the reports.
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// First day of the period (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Last day of the period (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: ReportFormat,
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// A directory of templates (report.html.j2, report.md.j2, <name>.html.j2, ...) and extra
+    /// report definitions (<name>.toml) that override the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Print the SQL behind every number instead of rendering.
+    #[arg(long)]
+    pub show_sql: bool,
+    /// Print each query's run time and what it scanned on stderr.
+    #[arg(long)]
+    pub timings: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AthenaCommand {
+    /// Print CREATE EXTERNAL TABLE statements for the lake's tables (partition projection on date).
+    #[command(after_help = "Example:\n  cairn athena ddl --lake s3://audit/lake --database cairn")]
+    Ddl {
+        #[arg(long, value_name = "S3_URL")]
+        lake: String,
+        #[arg(long, default_value = "cairn")]
+        database: String,
     },
 }

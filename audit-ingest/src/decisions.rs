@@ -29,6 +29,26 @@ fn split_uid(uid: &str) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The principal's team for reports: its `owner_team`, else its `department`, else its first
+/// group.
+pub fn team(r: &Record) -> Option<String> {
+    let attr = |k: &str| {
+        r.principal_attrs
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    attr("owner_team")
+        .or_else(|| attr("department"))
+        .or_else(|| {
+            r.principal_parents
+                .as_ref()
+                .and_then(|p| p.first())
+                .map(|uid| split_uid(uid).1.unwrap_or_default())
+        })
+}
+
 pub fn time_ms(r: &Record) -> Option<i64> {
     timestamp_ms(&r.ts)
 }
@@ -55,6 +75,7 @@ pub fn append_decision(
     cols.principal_parents
         .append_option(strings(&r.principal_parents));
     cols.principal_attrs.append_option(json(&r.principal_attrs));
+    cols.team.append_option(team(r));
     cols.action.append_option(r.action.as_ref());
     cols.resource.append_option(r.resource.as_ref());
     cols.resource_attrs.append_option(json(&r.resource_attrs));

@@ -258,6 +258,7 @@ table!(
     principal_id: Str,
     principal_parents: Str,
     principal_attrs: Str,
+    team: Str,
     action: Str,
     resource: Str,
     resource_attrs: Str,

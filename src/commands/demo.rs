@@ -188,7 +188,51 @@ pub fn run(args: &DemoArgs) -> CliResult {
     );
     let lake_dir = dir.join("lake");
     ingest_into_lake(dir, &lake_dir, &records, vk)?;
+
+    step(
+        7,
+        "writing the audit reports (access, denials, spend, reconcile, detections) over the lake",
+    );
+    let report = dir.join("report.html");
+    let detections = write_reports(&lake_dir, &report)?;
+    outln!("    {detections}");
+    outln!(
+        "    open {} in a browser; every number comes from SQL that `cairn report all --lake {} --show-sql` prints",
+        report.display(),
+        lake_dir.display()
+    );
     Ok(Outcome::Success)
+}
+
+/// Renders every report over the lake into one HTML file; returns a one-line detection summary.
+fn write_reports(lake_dir: &Path, out: &Path) -> Result<String, CliError> {
+    let rt = super::gateway::runtime()?;
+    let lake = lake_dir.display().to_string();
+    let runs = rt.block_on(async {
+        let engine = reports::Engine::Local(reports::catalog::open(&lake).await?);
+        let mut runs = Vec::new();
+        for spec in reports::spec::builtin()? {
+            runs.push(
+                reports::run_report(&engine, &spec, reports::spec::Period::default(), &lake)
+                    .await?,
+            );
+        }
+        Ok::<_, reports::ReportError>(runs)
+    })?;
+    let html = reports::render::render(&runs, reports::render::Format::Html, None)?;
+    super::policy::write_atomically(out, html.as_bytes())?;
+    let hits: Vec<String> = runs
+        .iter()
+        .filter(|r| r.spec.name == "detections")
+        .flat_map(|r| &r.sections)
+        .filter(|s| s.output.rows() > 0)
+        .map(|s| format!("{} ({})", s.spec.title, s.output.rows()))
+        .collect();
+    Ok(if hits.is_empty() {
+        "detections: no hits".to_string()
+    } else {
+        format!("detections with hits: {}", hits.join("; "))
+    })
 }
 
 /// Ingests the demo's records and the embedded sample data into `lake_dir`.

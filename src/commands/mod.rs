@@ -6,6 +6,7 @@ mod gateway;
 mod ingest;
 mod keys;
 mod policy;
+mod query;
 
 use crate::cli::{Cli, Command};
 use crate::exit::CliResult;
@@ -17,6 +18,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Gateway(cmd) => gateway::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Ingest(cmd) => ingest::run(cmd),
+        Command::Query(args) => query::query(&args),
+        Command::Report(args) => query::report(&args),
+        Command::Athena(cmd) => query::athena(cmd),
         Command::Demo(args) => demo::run(&args),
     }
 }

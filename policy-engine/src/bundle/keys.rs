@@ -37,9 +37,14 @@ pub fn generate(dir: &Path) -> Result<(PathBuf, PathBuf, String)> {
         source,
     })?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let private_pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| PolicyError::Input(format!("cannot encode private key: {e}")))?;
+    // PKCS#8 v1 (RFC 8410), without the optional public key: the v2 form with it is refused by
+    // OpenSSL 3 and Python's `cryptography`.
+    let private_pem = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
+    .map_err(|e| PolicyError::Input(format!("cannot encode private key: {e}")))?;
     let public_pem = key
         .verifying_key()
         .to_public_key_pem(LineEnding::LF)
@@ -138,6 +143,23 @@ mod tests {
             generate(dir.path()),
             Err(PolicyError::KeyExists { .. })
         ));
+    }
+
+    #[test]
+    fn private_key_is_plain_pkcs8_v1() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, _, _) = generate(dir.path()).unwrap();
+        let pem = std::fs::read_to_string(private).unwrap();
+        let der = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
+        .unwrap();
+        // SEQUENCE { INTEGER 0, AlgorithmIdentifier { 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }
+        assert_eq!(der.len(), 48);
+        assert_eq!(&der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00]);
     }
 
     #[test]

@@ -1,0 +1,90 @@
+//! Query results as a table, CSV, JSON (an array of objects) or Parquet.
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use serde_json::Value;
+
+use crate::error::ReportError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+fn arrow(e: impl std::fmt::Display) -> ReportError {
+    ReportError::Execution(e.to_string())
+}
+
+/// Writes results in `format`.
+pub fn write(
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    out: &mut dyn std::io::Write,
+) -> Result<(), ReportError> {
+    match format {
+        Format::Table => {
+            let text = if batches.iter().all(|b| b.num_rows() == 0) {
+                let cols: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+                format!("{}\n(0 rows)", cols.join(" | "))
+            } else {
+                datafusion::arrow::util::pretty::pretty_format_batches(batches)
+                    .map_err(arrow)?
+                    .to_string()
+            };
+            writeln!(out, "{text}").map_err(arrow)
+        }
+        Format::Csv => {
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
+            if batches.is_empty() {
+                w.write(&RecordBatch::new_empty(schema.clone()))
+                    .map_err(arrow)?;
+            }
+            for b in batches {
+                w.write(b).map_err(arrow)?;
+            }
+            Ok(())
+        }
+        Format::Json => {
+            let rows = to_json_rows(batches)?;
+            serde_json::to_writer_pretty(&mut *out, &rows).map_err(arrow)?;
+            writeln!(out).map_err(arrow)
+        }
+        Format::Parquet => {
+            let mut buf = Vec::new();
+            let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+                &mut buf,
+                schema.clone(),
+                Some(audit_ingest::lake::writer::writer_properties()),
+            )
+            .map_err(arrow)?;
+            for b in batches {
+                w.write(b).map_err(arrow)?;
+            }
+            w.close().map_err(arrow)?;
+            out.write_all(&buf).map_err(arrow)
+        }
+    }
+}
+
+/// Rows as JSON objects (column name to value; timestamps as RFC 3339 text).
+pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>, ReportError> {
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut buf);
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        w.write_batches(&refs).map_err(arrow)?;
+        w.finish().map_err(arrow)?;
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buf).map_err(arrow)
+}

@@ -1,0 +1,164 @@
+//! Report definitions: a name, a title, and queries, each with a title, a kind (`kpis`, `table`,
+//! `detection`), optional chart, and the SQL (plus an Athena variant where the dialects differ).
+//! The built-in ones live in `builtin/*.toml`; a `--templates DIR` holding `<name>.toml`
+//! overrides or adds reports.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ReportError;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub queries: Vec<QuerySpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySpec {
+    pub name: String,
+    pub title: String,
+    /// `kpis` (one row shown as figures), `table`, or `detection`.
+    pub kind: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub chart: Option<ChartSpec>,
+    pub sql: String,
+    /// The same query for Athena where the dialects differ.
+    #[serde(default)]
+    pub athena_sql: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartSpec {
+    pub x: String,
+    pub y: String,
+    /// A second column drawn as the part of each bar it accounts for.
+    #[serde(default)]
+    pub stack: Option<String>,
+}
+
+const BUILTIN: &[(&str, &str)] = &[
+    ("access", include_str!("builtin/access.toml")),
+    ("denials", include_str!("builtin/denials.toml")),
+    ("spend", include_str!("builtin/spend.toml")),
+    ("reconcile", include_str!("builtin/reconcile.toml")),
+    ("detections", include_str!("builtin/detections.toml")),
+];
+
+fn parse(name: &str, text: &str) -> Result<ReportSpec, ReportError> {
+    toml::from_str(text).map_err(|e| ReportError::Template {
+        name: format!("{name}.toml"),
+        message: e.to_string(),
+    })
+}
+
+/// The built-in reports, in presentation order.
+pub fn builtin() -> Result<Vec<ReportSpec>, ReportError> {
+    BUILTIN.iter().map(|(n, t)| parse(n, t)).collect()
+}
+
+/// All report names: built-in, then any extra ones in `dir`.
+pub fn list(dir: Option<&Path>) -> Result<Vec<ReportSpec>, ReportError> {
+    let mut out = builtin()?;
+    if let Some(dir) = dir
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        let mut extra: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        extra.sort();
+        for p in extra {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| ReportError::Input(format!("cannot read `{}`: {e}", p.display())))?;
+            let spec = parse(&p.display().to_string(), &text)?;
+            out.retain(|s| s.name != spec.name);
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+pub fn find(name: &str, dir: Option<&Path>) -> Result<ReportSpec, ReportError> {
+    list(dir)?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ReportError::UnknownReport {
+            name: name.to_string(),
+        })
+}
+
+/// The period a report covers; by default everything.
+#[derive(Debug, Clone, Copy)]
+pub struct Period {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl Default for Period {
+    fn default() -> Self {
+        Self {
+            from: NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default(),
+            to: NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or_default(),
+        }
+    }
+}
+
+/// Replaces `:from` and `:to` with `DATE 'YYYY-MM-DD'` literals (both engines accept them).
+pub fn bind(sql: &str, period: &Period) -> String {
+    sql.replace(
+        ":from",
+        &format!("DATE '{}'", period.from.format("%Y-%m-%d")),
+    )
+    .replace(":to", &format!("DATE '{}'", period.to.format("%Y-%m-%d")))
+    .trim()
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_reports_parse() {
+        let all = builtin().unwrap();
+        let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["access", "denials", "spend", "reconcile", "detections"]
+        );
+        let det = all.iter().find(|s| s.name == "detections").unwrap();
+        assert!(det.queries.len() >= 8);
+        assert!(
+            det.queries
+                .iter()
+                .all(|q| q.severity.is_some() && q.source.is_some())
+        );
+    }
+
+    #[test]
+    fn binding_dates() {
+        let p = Period {
+            from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+        };
+        assert_eq!(
+            bind("x BETWEEN :from AND :to", &p),
+            "x BETWEEN DATE '2026-11-01' AND DATE '2026-11-30'"
+        );
+    }
+}

@@ -1,0 +1,319 @@
+"""Queries and reports on lakes with known answers: the numbers, which call bypassed the gateway,
+detections firing on Stratus positives and silent on clean data, the HTML in headless Chromium,
+Athena DDL through a Hive/Trino parser, and the Athena client against moto."""
+
+import copy
+import json
+import shutil
+import uuid
+
+import pyarrow.parquet as pq
+import pytest
+
+import ct_fixtures as ct
+from conftest import run
+from record_writer import SegmentWriter, decision, outcome
+
+PERIOD = ["--from", "2026-11-20", "--to", "2026-11-21"]
+
+
+def bedrock_call(base, when, session, source_identity=None, account="111122223333"):
+    """The samples' InvokeModel event re-issued for one assumed-role session."""
+    r = copy.deepcopy(base)
+    r["eventID"] = str(uuid.uuid4())
+    r["eventTime"] = when
+    r["eventName"] = "InvokeModel"
+    r["eventSource"] = "bedrock.amazonaws.com"
+    ui = r["userIdentity"]
+    ui["type"] = "AssumedRole"
+    ui["arn"] = f"arn:aws:sts::{account}:assumed-role/cairn-bedrock/{session}"
+    ui.setdefault("sessionContext", {})
+    if source_identity:
+        ui["sessionContext"]["sourceIdentity"] = source_identity
+    r["requestParameters"] = {"modelId": "anthropic.claude-3-5-sonnet-20240620-v1:0"}
+    return r
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    d = tmp_path_factory.mktemp("known")
+    run(["keys", "generate", "--out", "keys"], cwd=d)
+    w = SegmentWriter(d / "records", (d / "keys" / "signing.key").read_bytes())
+    eng = ["Group::\"engineering\""]
+    # alice: three allowed completions and one premium denial on the 20th.
+    for i in range(3):
+        dec = w.append(decision(f"2026-11-20T09:0{i}:00.000Z", 'User::"alice"', "engineering", "claude-sonnet", "allow", groups=eng))
+        w.append(outcome(f"2026-11-20T09:0{i}:01.000Z", dec["id"], "claude-sonnet", "mock", 100, 50, 0.01))
+    w.append(decision("2026-11-20T09:10:00.000Z", 'User::"alice"', "engineering", "claude-opus", "deny",
+                      reasons=["premium-models-ml-platform"], status=403, groups=eng))
+    # bob: three policy denials on the 21st, one determined by two policies.
+    for i in range(2):
+        w.append(decision(f"2026-11-21T08:0{i}:00.000Z", 'User::"bob"', "sales", "claude-sonnet", "deny",
+                          reasons=["principal-cleared-for-data"], status=403))
+    w.append(decision("2026-11-21T08:05:00.000Z", 'User::"bob"', "sales", "claude-opus", "deny",
+                      reasons=["premium-models-ml-platform", "principal-cleared-for-data"], status=403))
+    # carol: two Bedrock calls through the gateway, as assumed-role session cairn-carol.
+    for t in ["10:00:00", "10:30:00"]:
+        dec = w.append(decision(f"2026-11-21T{t}.000Z", 'User::"carol"', "research", "claude-sonnet", "allow",
+                                provider="bedrock", extra={"assumed_role_arn": "arn:aws:iam::111122223333:role/cairn-bedrock",
+                                                           "role_session_name": "cairn-carol", "source_identity": "carol"}))
+        w.append(outcome(f"2026-11-21T{t[:6]}05.000Z", dec["id"], "claude-sonnet", "bedrock", 400, 200, 0.05))
+    # dave: an allowed Bedrock call that CloudTrail never saw.
+    dec = w.append(decision("2026-11-21T11:00:00.000Z", 'User::"dave"', "research", "claude-sonnet", "allow",
+                            provider="bedrock", extra={"role_session_name": "cairn-dave", "source_identity": "dave"}))
+    w.append(outcome("2026-11-21T11:00:04.000Z", dec["id"], "claude-sonnet", "bedrock", 10, 10, 0.001))
+    # Two unauthenticated attempts.
+    for i in range(2):
+        w.append(decision(f"2026-11-21T12:0{i}:00.000Z", 'Anonymous::"anonymous"', None, "claude-haiku", "deny",
+                          status=401, reason="unknown_api_key"))
+    w.close("2026-11-21T23:00:00.000Z")
+    run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--require-sealed"], cwd=d)
+
+    base = next(r for r in ct.sample_records() if r["eventName"] == "InvokeModel")
+    calls = [
+        bedrock_call(base, "2026-11-21T10:00:30Z", "cairn-carol", "carol"),
+        bedrock_call(base, "2026-11-21T10:30:20Z", "cairn-carol", "carol"),
+        bedrock_call(base, "2026-11-21T12:00:00Z", "rogue-laptop"),
+    ]
+    (d / "ct.json").write_text(json.dumps({"Records": calls}))
+    run(["ingest", "decisions", "records", "--pubkey", "keys/signing.pub", "--lake", "lake"], cwd=d)
+    run(["ingest", "cloudtrail", "ct.json", "--lake", "lake"], cwd=d)
+    run(["ingest", "cloudtrail", str(ct.SAMPLES), "--lake", "lake"], cwd=d)
+    return d
+
+
+def report(d, name, *args):
+    r = run(["report", name, "--lake", "lake", "--format", "json", *PERIOD, *args], cwd=d)
+    data = json.loads(r.stdout)
+    return {k: v["rows"] for k, v in data["reports"][0]["sections"].items()}
+
+
+def test_access_report_numbers(lake):
+    s = report(lake, "access")
+    summary = s["summary"][0]
+    assert summary["requests"] == 12
+    assert summary["allowed"] == 6 and summary["denied"] == 6
+    assert summary["principals"] == 5
+    assert summary["input_tokens"] == 3 * 100 + 2 * 400 + 10
+    assert summary["spend_usd"] == pytest.approx(0.03 + 0.10 + 0.001)
+    by_team = {r["team"]: r for r in s["by_team"]}
+    assert by_team["engineering"]["requests"] == 4 and by_team["engineering"]["spend_usd"] == pytest.approx(0.03)
+    assert by_team["research"]["spend_usd"] == pytest.approx(0.101)
+    assert by_team["sales"]["denied"] == 3
+    assert s["top_users"][0]["principal"] == 'User::"carol"'
+    assert [r["day"] for r in s["by_day"]] == ["2026-11-20", "2026-11-21"]
+    assert {r["principal"] for r in s["new_principals"]} == {'User::"alice"', 'User::"bob"', 'User::"carol"', 'User::"dave"'}
+    # A period before anything happened has no requests.
+    empty = json.loads(run(["report", "access", "--lake", "lake", "--format", "json", "--from", "2026-01-01", "--to", "2026-01-31"], cwd=lake).stdout)
+    assert empty["reports"][0]["sections"]["summary"]["rows"][0]["requests"] == 0
+
+
+def test_denials_report_numbers(lake):
+    s = report(lake, "denials")
+    assert s["summary"][0] == {"denied": 6, "by_policy": 4, "unauthenticated": 2, "guardrail": 0, "limited": 0, "principals": 3}
+    by_policy = {r["policy"]: r["denials"] for r in s["by_policy"]}
+    assert by_policy == {"principal-cleared-for-data": 3, "premium-models-ml-platform": 2}
+    assert {r["reason"]: r["requests"] for r in s["unauthenticated"]} == {"unknown_api_key": 2}
+
+
+def test_spend_report_numbers(lake):
+    s = report(lake, "spend")
+    assert s["summary"][0]["spend_usd"] == pytest.approx(0.131)
+    assert {r["model"]: r["output_tokens"] for r in s["by_model"]} == {"claude-sonnet": 3 * 50 + 2 * 200 + 10}
+    assert {r["day"]: round(r["spend_usd"], 4) for r in s["by_day"]} == {"2026-11-20": 0.03, "2026-11-21": 0.101}
+
+
+def test_reconcile_finds_the_call_that_bypassed_the_gateway(lake):
+    s = report(lake, "reconcile")
+    assert s["summary"][0] == {"bedrock_calls": 3, "through_gateway": 2, "bypassed": 1, "allows_without_call": 1}
+    assert len(s["bypassed"]) == 1 and s["bypassed"][0]["user_arn"].endswith("/rogue-laptop")
+    assert [r["principal"] for r in s["allows_without_call"]] == ['User::"dave"']
+    assert len(s["matched"]) == 2 and all(r["principal"] == 'User::"carol"' for r in s["matched"])
+
+
+POSITIVES = {
+    "cloudtrail_tampering": ["aws.defense-evasion.cloudtrail-delete.json", "aws.defense-evasion.cloudtrail-stop.json",
+                             "aws.defense-evasion.cloudtrail-event-selectors.json"],
+    "console_login_without_mfa": ["aws.initial-access.console-login-without-mfa.json"],
+    "access_key_for_another_user": ["aws.persistence.iam-backdoor-user.json"],
+    "bedrock_guardrail_deleted": ["aws.defense-evasion.bedrock-guardrail-delete.json"],
+    "instance_credentials_outside_aws": ["aws.credential-access.ec2-steal-instance-credentials.json"],
+}
+
+
+def built_positives():
+    """Positives the samples lack, re-issued from sample records."""
+    recs = ct.sample_records()
+    base = next(r for r in recs if r["userIdentity"].get("type") == "IAMUser" and not r.get("errorCode"))
+    gd = copy.deepcopy(base)
+    gd.update({"eventID": str(uuid.uuid4()), "eventSource": "guardduty.amazonaws.com", "eventName": "DeleteDetector",
+               "requestParameters": {"detectorId": "12abc34d567e8fa901bc2d34e56789f0"}, "responseElements": None})
+    bed = next(r for r in recs if r["eventSource"] == "bedrock.amazonaws.com" and not r.get("errorCode"))
+    log = copy.deepcopy(bed)
+    log.update({"eventID": str(uuid.uuid4()), "eventName": "DeleteModelInvocationLoggingConfiguration",
+                "requestParameters": None, "responseElements": None})
+    return {
+        "root_account_use": [ct.identity_variants()["root"]],
+        "guardduty_detector_deleted": [gd],
+        "bedrock_invocation_logging_disabled": [log],
+    }
+
+
+def detection_hits(d, lake_name):
+    r = run(["report", "detections", "--lake", lake_name, "--format", "json"], cwd=d)
+    return {k: len(v["rows"]) for k, v in json.loads(r.stdout)["reports"][0]["sections"].items()}
+
+
+def test_detections_fire_on_positives_and_stay_silent_on_clean_data(tmp_path):
+    built = built_positives()
+    names = set(POSITIVES) | set(built)
+    assert len(names) == 8
+    # Clean: every sample file that is not a positive of any detection.
+    positive_files = {f for fs in POSITIVES.values() for f in fs} | {"aws.persistence.iam-create-admin-user.json"}
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for f in ct.SAMPLES.glob("*.json"):
+        if f.name not in positive_files:
+            shutil.copy(f, clean / f.name)
+    run(["ingest", "cloudtrail", "clean", "--lake", "clean-lake"], cwd=tmp_path)
+    hits = detection_hits(tmp_path, "clean-lake")
+    assert set(hits) == names
+    assert all(v == 0 for v in hits.values()), hits
+    for name in names:
+        src = tmp_path / f"pos-{name}"
+        src.mkdir()
+        for f in POSITIVES.get(name, []):
+            shutil.copy(ct.SAMPLES / f, src / f)
+        if name in built:
+            (src / "built.json").write_text(json.dumps(built[name]))
+        run(["ingest", "cloudtrail", src.name, "--lake", f"lake-{name}"], cwd=tmp_path)
+        hits = detection_hits(tmp_path, f"lake-{name}")
+        assert hits[name] >= 1, (name, hits)
+
+
+def test_query_formats_errors_and_partition_pruning(lake):
+    q = "SELECT event_name, count(*) AS n FROM cloudtrail WHERE event_source = 'bedrock.amazonaws.com' GROUP BY event_name ORDER BY n DESC, event_name"
+    table = run(["query", "--lake", "lake", q], cwd=lake).stdout
+    assert "| event_name" in table and "InvokeModel" in table
+    csv = run(["query", "--lake", "lake", "--format", "csv", q], cwd=lake).stdout.splitlines()
+    assert csv[0] == "event_name,n"
+    rows = json.loads(run(["query", "--lake", "lake", "--format", "json", q], cwd=lake).stdout)
+    invoke = next(r for r in rows if r["event_name"] == "InvokeModel")
+    assert invoke["n"] >= 4 and rows == sorted(rows, key=lambda r: (-r["n"], r["event_name"]))
+    run(["query", "--lake", "lake", "--format", "parquet", "--out", "out.parquet", q], cwd=lake)
+    t = pq.read_table(lake / "out.parquet")
+    assert t.column_names == ["event_name", "n"] and t.num_rows == len(rows)
+    # JSON helpers under Trino's names.
+    r = json.loads(run(["query", "--lake", "lake", "--format", "json",
+                        "SELECT json_extract_scalar(request_parameters, '$.modelId') AS m, json_size(user_identity, '$') AS n "
+                        "FROM cloudtrail WHERE event_id IS NOT NULL AND json_extract_scalar(user_identity, '$.sessionContext.sourceIdentity') = 'carol'"],
+                       cwd=lake).stdout)
+    assert len(r) == 2 and r[0]["m"].startswith("anthropic.") and r[0]["n"] >= 4
+    # SQL errors say where.
+    bad = run(["query", "--lake", "lake", "SELECT event_name FROM cloudtrail WHERE nope = 1"], cwd=lake, check=False)
+    assert bad.returncode == 2
+    assert "nope" in bad.stderr and "query:1:" in bad.stderr
+    bad = run(["query", "--lake", "lake", "SELECT count(* FROM cloudtrail"], cwd=lake, check=False)
+    assert bad.returncode == 2 and "query:1:16" in bad.stderr
+    # One day's query opens only that day's files.
+    day_files = list((lake / "lake" / "cloudtrail" / "date=2024-07-30").glob("*.parquet"))
+    all_files = list((lake / "lake" / "cloudtrail").rglob("*.parquet"))
+    assert 0 < len(day_files) < len(all_files)
+    r = run(["query", "--lake", "lake", "--stats", "SELECT event_id FROM cloudtrail WHERE \"date\" = DATE '2024-07-30'"], cwd=lake)
+    stats = r.stderr.strip().splitlines()[-1]
+    assert f"scanned {len(day_files)} file(s)" in stats and "partitions: 2024-07-30" in stats, stats
+    r = run(["query", "--lake", "lake", "--stats", "SELECT event_id FROM cloudtrail"], cwd=lake)
+    assert f"scanned {len(all_files)} file(s)" in r.stderr
+
+
+def test_show_sql_prints_every_query(lake):
+    r = run(["report", "all", "--lake", "lake", "--show-sql", *PERIOD], cwd=lake)
+    assert r.stdout.count("-- ") >= 25
+    assert "DATE '2026-11-20'" in r.stdout
+    listing = run(["report", "--list"], cwd=lake).stdout
+    for name in ["access", "denials", "spend", "reconcile", "detections", "all"]:
+        assert name in listing
+
+
+def test_html_report_is_self_contained_in_headless_chromium(lake):
+    from playwright.sync_api import sync_playwright
+    run(["report", "all", "--lake", "lake", "--out", "report.html", *PERIOD], cwd=lake)
+    html = (lake / "report.html").read_text()
+    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    errors, requests = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((lake / "report.html").as_uri())
+        assert page.title() == "Cairn · Audit reports"
+        assert page.locator("svg.chart").count() >= 2
+        assert page.locator("svg.chart rect").count() >= 4
+        assert page.locator("section").count() >= 25
+        kpi = page.locator("#access-summary .kpi .v").first.inner_text()
+        assert kpi == "12"
+        pdf = page.pdf()
+        browser.close()
+    assert errors == []
+    assert requests == [(lake / "report.html").as_uri()], requests
+    assert len(pdf) > 10_000
+    md = run(["report", "denials", "--lake", "lake", "--format", "md", *PERIOD], cwd=lake).stdout
+    assert "| policy | denials | principals |" in md and "| principal-cleared-for-data | 3 | 1 |" in md
+
+
+def test_athena_ddl_parses_as_hive_and_trino(tmp_path):
+    import sqlglot
+    ddl = run(["athena", "ddl", "--lake", "s3://audit-bucket/lake", "--database", "cairn"], cwd=tmp_path).stdout
+    statements = [s for s in sqlglot.parse(ddl, read="athena") if s is not None]
+    assert len(statements) == 6  # the database and five tables
+    tables = {}
+    for st in statements[1:]:
+        t = st.find(sqlglot.exp.Table)
+        tables[t.name] = st
+        text = st.sql(dialect="athena")
+        assert "projection.date.type" in text and "ZSTD" in text
+        assert f"s3://audit-bucket/lake/{t.name}/date=${{date}}/" in text
+    assert set(tables) == {"cloudtrail", "genai_spans", "decisions", "outcomes", "_quarantine"}
+    cols = {c.name: c.args["kind"].sql() for c in tables["cloudtrail"].find_all(sqlglot.exp.ColumnDef)}
+    assert cols["event_time"] == "TIMESTAMP" and cols["read_only"] == "BOOLEAN" and cols["ingest_record"] == "BIGINT"
+    assert cols["date"] == "DATE"
+    # And through Hive's dialect too.
+    assert all(s is not None for s in sqlglot.parse(ddl, read="hive"))
+    bad = run(["athena", "ddl", "--lake", "/local/dir"], cwd=tmp_path, check=False)
+    assert bad.returncode == 2
+
+
+def test_athena_engine_start_poll_page_against_moto(tmp_path):
+    import boto3
+    import httpx
+    from servers import moto
+    with moto(tmp_path) as url:
+        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+               "AWS_ENDPOINT_URL": url, "AWS_EC2_METADATA_DISABLED": "true"}
+        rows = [{"Data": [{"VarCharValue": "event_name"}, {"VarCharValue": "n"}]}]
+        rows += [{"Data": [{"VarCharValue": f"Event{i}"}, {"VarCharValue": str(i)}]} for i in range(2500)]
+        httpx.post(f"{url}/moto-api/static/athena/query-results", json={
+            "region": "us-east-1",
+            "results": [{"rows": rows, "column_info": [
+                {"Name": "event_name", "Type": "varchar", "CatalogName": "hive", "SchemaName": "", "TableName": "",
+                 "Label": "event_name", "Precision": 0, "Scale": 0, "Nullable": "UNKNOWN", "CaseSensitive": True},
+                {"Name": "n", "Type": "bigint", "CatalogName": "hive", "SchemaName": "", "TableName": "",
+                 "Label": "n", "Precision": 19, "Scale": 0, "Nullable": "UNKNOWN", "CaseSensitive": False}]}],
+        }).raise_for_status()
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket="results")
+        r = run(["query", "--engine", "athena", "--workgroup", "primary", "--output", "s3://results/q/",
+                 "--format", "json", "SELECT event_name, count(*) AS n FROM cloudtrail GROUP BY 1"], cwd=tmp_path, env=env)
+        out = json.loads(r.stdout)
+        assert len(out) == 2500
+        assert out[0] == {"event_name": "Event0", "n": 0} and out[-1]["n"] == 2499
+        # The query really went to Athena with the SQL, workgroup and database.
+        athena = boto3.client("athena", endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        ids = athena.list_query_executions()["QueryExecutionIds"]
+        q = athena.get_query_execution(QueryExecutionId=ids[0])["QueryExecution"]
+        assert q["Query"].startswith("SELECT event_name") and q["QueryExecutionContext"]["Database"] == "cairn"
