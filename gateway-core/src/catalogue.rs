@@ -14,6 +14,10 @@ pub struct CatalogueModel {
     pub upstream_model: String,
     pub input_usd_per_mtok: f64,
     pub output_usd_per_mtok: f64,
+    pub cache_read_usd_per_mtok: f64,
+    pub cache_write_usd_per_mtok: f64,
+    /// Response cache lifetime for this model, in seconds (0: only when a policy opts in).
+    pub cache_ttl_s: u64,
     /// Cedar attributes of the `Model` entity.
     pub attrs: Value,
 }
@@ -24,11 +28,20 @@ impl CatalogueModel {
         format!("Model::{}", Value::String(self.id.clone()))
     }
 
+    /// The price of a usage. `input_tokens` excludes prompt-cache reads and writes, which are
+    /// priced separately.
     pub fn cost_usd(&self, usage: &crate::decision_log::Usage) -> f64 {
         let usd = (usage.input_tokens as f64 * self.input_usd_per_mtok
-            + usage.output_tokens as f64 * self.output_usd_per_mtok)
+            + usage.output_tokens as f64 * self.output_usd_per_mtok
+            + usage.cache_read_tokens as f64 * self.cache_read_usd_per_mtok
+            + usage.cache_write_tokens as f64 * self.cache_write_usd_per_mtok)
             / 1_000_000.0;
         (usd * 1e9).round() / 1e9
+    }
+
+    /// The price of a usage in millionths of a dollar, rounded up so budgets never undercount.
+    pub fn cost_micro_usd(&self, usage: &crate::decision_log::Usage) -> i64 {
+        (self.cost_usd(usage) * 1e6).ceil() as i64
     }
 }
 
@@ -59,6 +72,13 @@ impl Catalogue {
                 provider: m.provider,
                 input_usd_per_mtok: m.input_usd_per_mtok,
                 output_usd_per_mtok: m.output_usd_per_mtok,
+                cache_read_usd_per_mtok: m
+                    .cache_read_usd_per_mtok
+                    .unwrap_or(m.input_usd_per_mtok / 10.0),
+                cache_write_usd_per_mtok: m
+                    .cache_write_usd_per_mtok
+                    .unwrap_or(m.input_usd_per_mtok * 1.25),
+                cache_ttl_s: m.cache_ttl_s,
             })
             .collect();
         let by_id = models
@@ -90,6 +110,9 @@ pub fn default_models() -> Vec<ModelConfig> {
         cost_tier: tier.into(),
         input_usd_per_mtok: input,
         output_usd_per_mtok: output,
+        cache_read_usd_per_mtok: None,
+        cache_write_usd_per_mtok: None,
+        cache_ttl_s: 0,
     };
     vec![
         m("claude-haiku", "us-east-1", 1, "low", 0.8, 4.0),

@@ -9,6 +9,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::authn::AuthError;
+use crate::limits::Exceeded;
 use crate::providers::ProviderError;
 
 /// The decision log could not make a record durable.
@@ -91,6 +92,14 @@ pub enum GatewayError {
     Upstream(ProviderError),
     #[error("the request took longer than {0} ms")]
     Timeout(u64),
+    #[error("{}", .0.message())]
+    LimitExceeded(Exceeded),
+    /// The limits backend failed and the gateway fails closed. The detail goes to the record,
+    /// not to the client.
+    #[error("budgets and rate limits cannot be checked right now; retry shortly")]
+    LimitsUnavailable(String),
+    #[error("the prompt was blocked by the gateway's guardrails ({})", .0.join(", "))]
+    GuardrailBlocked(Vec<&'static str>),
 }
 
 impl GatewayError {
@@ -141,6 +150,24 @@ impl GatewayError {
                 (status, kind, "upstream")
             }
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", "timeout"),
+            Self::LimitExceeded(e) => {
+                let kind = match e.metric {
+                    "requests_per_minute" => "requests",
+                    "tokens_per_minute" => "tokens",
+                    _ => "insufficient_quota",
+                };
+                (StatusCode::TOO_MANY_REQUESTS, kind, e.reason())
+            }
+            Self::LimitsUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "limits_unavailable",
+            ),
+            Self::GuardrailBlocked(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "guardrail_blocked",
+            ),
         }
     }
 
@@ -154,6 +181,9 @@ impl GatewayError {
             Self::Upstream(ProviderError::Status { status: 429, .. }) => {
                 Some("rate_limit_exceeded")
             }
+            Self::LimitExceeded(e) if e.reason() == "budget_exceeded" => Some("insufficient_quota"),
+            Self::LimitExceeded(_) => Some("rate_limit_exceeded"),
+            Self::GuardrailBlocked(_) => Some("content_policy_violation"),
             _ => None,
         }
     }
@@ -162,7 +192,8 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Upstream(ProviderError::Status { retry_after, .. }) => *retry_after,
-            Self::NoBundle | Self::RecordsUnavailable => Some(1),
+            Self::LimitExceeded(e) => Some(e.retry_after_s.max(1)),
+            Self::NoBundle | Self::RecordsUnavailable | Self::LimitsUnavailable(_) => Some(1),
             _ => None,
         }
     }

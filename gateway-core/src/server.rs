@@ -17,15 +17,19 @@ use serde_json::json;
 
 use crate::authn::{ApiKeys, Authenticator, OidcVerifier};
 use crate::authz::{self, PolicyState};
+use crate::cache::ResponseCache;
 use crate::catalogue::Catalogue;
 use crate::config::GatewayConfig;
 use crate::decision_log::{DecisionLog, LogSettings};
 use crate::error::{GatewayError, StartError};
+use crate::guardrails::Guardrails;
+use crate::limits::Limiter;
 use crate::pipeline::{self, RequestScope};
 use crate::providers::Provider;
 use crate::providers::mock::MockProvider;
 use crate::providers::openai_compat::OpenAiProvider;
 use crate::telemetry::Metrics;
+use crate::telemetry::otlp::Exporter;
 use crate::{clock, openai};
 
 pub struct AppState {
@@ -35,6 +39,10 @@ pub struct AppState {
     pub policy: Arc<PolicyState>,
     pub log: DecisionLog,
     pub metrics: Arc<Metrics>,
+    pub guardrails: Arc<Guardrails>,
+    pub limiter: Arc<Limiter>,
+    pub cache: ResponseCache,
+    pub exporter: Option<Exporter>,
     mock: Provider,
     openai: Option<Provider>,
 }
@@ -98,6 +106,12 @@ impl BoundGateway {
             );
         }
         let refresher = spawn_jwks_refresher(state.clone());
+        if state.limiter.enabled()
+            && let Err(e) = state.limiter.probe().await
+        {
+            tracing::warn!(error = %e, "the limits backend is not answering; requests are {} until it does",
+                if state.limiter.fail_open() { "served without limits" } else { "refused" });
+        }
         let app = router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = state.config.shutdown_grace;
@@ -124,6 +138,9 @@ impl BoundGateway {
         refresher.abort();
         state.log.close().await;
         let _ = tokio::task::spawn_blocking(move || self.writer.join()).await;
+        if let Some(exporter) = &state.exporter {
+            exporter.flush(Duration::from_secs(5)).await;
+        }
         served
     }
 }
@@ -156,7 +173,7 @@ async fn models(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = RequestScope::new(&headers);
+    let scope = RequestScope::new(&headers, false);
     let mut record = scope.record("Action::\"list_models\"");
     let principal = match state.authn.authenticate(&headers).await {
         Ok(p) => p,
@@ -228,13 +245,15 @@ async fn healthz() -> Response {
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let bundle = state.policy.current().map(|e| e.digest().to_string());
     let records = state.log.healthy();
-    let ready = bundle.is_some() && records;
+    let limits = !state.limiter.enabled() || state.limiter.healthy();
+    let ready = bundle.is_some() && records && (limits || state.limiter.fail_open());
     let body = json!({
         "ready": ready,
         "bundle": bundle,
         "records": if records { "ok".to_string() } else {
             state.metrics.last_log_error().unwrap_or_else(|| "unavailable".into())
         },
+        "limits": if limits { "ok" } else { "unavailable" },
     });
     let status = if ready {
         StatusCode::OK
@@ -327,8 +346,20 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         segment_max_age: Duration::from_secs(config.raw.records.segment_max_age_s),
         max_batch: config.raw.records.max_batch.max(1),
     };
+    let limiter = Arc::new(Limiter::new(config.raw.limits.clone()).map_err(StartError::Other)?);
+    let guardrails = Arc::new(Guardrails::new(config.raw.guardrails.clone()));
+    let cache = ResponseCache::new(config.raw.cache.clone());
+    let exporter = Exporter::start(
+        &config.raw.telemetry,
+        metrics.spans_exported.clone(),
+        metrics.spans_dropped.clone(),
+    );
     let (log, writer) = DecisionLog::start(settings, signing_key, metrics.clone());
     let state = Arc::new(AppState {
+        guardrails,
+        limiter,
+        cache,
+        exporter,
         config,
         catalogue,
         authn,

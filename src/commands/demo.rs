@@ -320,6 +320,15 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
             .into(),
         });
     }
+    // The research team's daily budget runs out during the demo: each Opus request reserves
+    // its worst case (64 completion tokens) and is charged what it used.
+    raw.limits.rules.push(gateway_core::config::LimitRule {
+        name: "research-daily".into(),
+        scope: "team".into(),
+        value: "research".into(),
+        usd_per_day: 0.008,
+        ..Default::default()
+    });
     let config = GatewayConfig::resolve(raw)?;
     let rt = super::gateway::runtime()?;
     rt.block_on(async move {
@@ -338,25 +347,132 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
                 .find(|u| u.name == name)
                 .map_or_else(|| dev.api_key.clone(), |u| u.key.clone())
         };
-        let script: Vec<(&str, String, &str, &str, bool)> = vec![
-            ("alice", key("alice"), "claude-sonnet", "internal", false),
-            ("alice", key("alice"), "claude-sonnet", "confidential", true),
-            ("alice", key("alice"), "claude-opus", "internal", false),
-            ("bob", key("bob"), "claude-sonnet", "confidential", false),
-            ("ivan", key("ivan"), "claude-haiku", "internal", false),
-            ("ivan", key("ivan"), "claude-sonnet", "internal", false),
-            ("carol", key("carol"), "claude-opus", "restricted", false),
-            ("dev-key", dev.api_key.clone(), "llama-apac", "internal", false),
-            ("dev-key", dev.api_key.clone(), "claude-haiku", "public", true),
-            ("stranger", "not-a-key".to_string(), "claude-haiku", "internal", false),
+        const SUMMARY: &str = "Summarise our incident review in two sentences.";
+        const WITH_CONTACT: &str =
+            "Draft a reply to jane.doe@example.com (+1 415 555 0132) about the outage.";
+        const WITH_SECRET: &str = "Why does AKIAIOSFODNN7EXAMPLE get AccessDenied on s3:GetObject?";
+        let script: Vec<(&str, String, &str, &str, bool, &str)> = vec![
+            (
+                "alice",
+                key("alice"),
+                "claude-sonnet",
+                "internal",
+                false,
+                SUMMARY,
+            ),
+            (
+                "alice",
+                key("alice"),
+                "claude-sonnet",
+                "confidential",
+                true,
+                SUMMARY,
+            ),
+            (
+                "alice",
+                key("alice"),
+                "claude-opus",
+                "internal",
+                false,
+                SUMMARY,
+            ),
+            (
+                "alice",
+                key("alice"),
+                "claude-haiku",
+                "internal",
+                false,
+                WITH_CONTACT,
+            ),
+            (
+                "bob",
+                key("bob"),
+                "claude-sonnet",
+                "confidential",
+                false,
+                SUMMARY,
+            ),
+            (
+                "ivan",
+                key("ivan"),
+                "claude-haiku",
+                "internal",
+                false,
+                SUMMARY,
+            ),
+            (
+                "ivan",
+                key("ivan"),
+                "claude-sonnet",
+                "internal",
+                false,
+                SUMMARY,
+            ),
+            (
+                "carol",
+                key("carol"),
+                "claude-opus",
+                "restricted",
+                false,
+                SUMMARY,
+            ),
+            (
+                "carol",
+                key("carol"),
+                "claude-opus",
+                "restricted",
+                false,
+                SUMMARY,
+            ),
+            (
+                "carol",
+                key("carol"),
+                "claude-opus",
+                "restricted",
+                false,
+                SUMMARY,
+            ),
+            (
+                "dev-key",
+                dev.api_key.clone(),
+                "llama-apac",
+                "internal",
+                false,
+                SUMMARY,
+            ),
+            (
+                "dev-key",
+                dev.api_key.clone(),
+                "claude-haiku",
+                "public",
+                true,
+                SUMMARY,
+            ),
+            (
+                "dev-key",
+                dev.api_key.clone(),
+                "claude-haiku",
+                "internal",
+                false,
+                WITH_SECRET,
+            ),
+            (
+                "stranger",
+                "not-a-key".to_string(),
+                "claude-haiku",
+                "internal",
+                false,
+                SUMMARY,
+            ),
         ];
         let client = reqwest::Client::new();
         let mut out = Vec::new();
-        for (who, api_key, model, classification, stream) in script {
+        for (who, api_key, model, classification, stream, prompt) in script {
             let body = serde_json::json!({
                 "model": model,
                 "stream": stream,
-                "messages": [{"role": "user", "content": "Summarise our incident review in two sentences."}],
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": prompt}],
             });
             let resp = client
                 .post(format!("http://{addr}/v1/chat/completions"))
@@ -367,14 +483,20 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
                 .await
                 .map_err(|e| CliError::input(miette::miette!("demo request failed: {e}")))?;
             let status = resp.status().as_u16();
+            let redacted = resp
+                .headers()
+                .get("x-cairn-redacted")
+                .and_then(|v| v.to_str().ok())
+                .map(|r| format!("; prompt redacted ({r}) before it left"))
+                .unwrap_or_default();
             let text = resp.text().await.unwrap_or_default();
             let detail = if status == 200 && stream {
                 let n = text.matches("data: {").count();
-                format!("allowed; {n} streamed chunks")
+                format!("allowed; {n} streamed chunks{redacted}")
             } else if status == 200 {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 format!(
-                    "allowed; {} tokens in, {} out",
+                    "allowed; {} tokens in, {} out{redacted}",
                     v["usage"]["prompt_tokens"], v["usage"]["completion_tokens"]
                 )
             } else {

@@ -19,6 +19,10 @@ const SECTIONS: &[&str] = &[
     "records",
     "classification",
     "providers",
+    "limits",
+    "guardrails",
+    "cache",
+    "telemetry",
 ];
 
 /// Reads the file (when given) and applies environment overrides from `env`.
@@ -201,6 +205,24 @@ impl GatewayConfig {
         }
         if !(0.0..=1.0).contains(&raw.providers.mock.fail_rate) {
             problems.push("`providers.mock.fail_rate` must be between 0.0 and 1.0".into());
+        }
+        problems.extend(crate::limits::check_config(&raw.limits));
+        problems.extend(crate::guardrails::check_config(
+            &raw.guardrails,
+            &raw.classification.levels,
+        ));
+        if !matches!(raw.cache.scope.as_str(), "principal" | "team" | "global") {
+            problems.push(format!(
+                "`cache.scope` `{}` must be principal, team or global",
+                raw.cache.scope
+            ));
+        }
+        let endpoint = &raw.telemetry.otlp_endpoint;
+        let is_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !endpoint.is_empty() && !is_url {
+            problems.push(format!(
+                "`telemetry.otlp_endpoint` `{endpoint}` must be an http(s) URL such as http://127.0.0.1:4318"
+            ));
         }
         if !problems.is_empty() {
             return Err(ConfigError {

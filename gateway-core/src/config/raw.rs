@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cache::CacheConfig;
+pub use crate::guardrails::GuardrailsConfig;
+pub use crate::limits::{LimitRule, LimitsConfig};
+pub use crate::telemetry::otlp::TelemetryConfig;
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
@@ -17,6 +22,10 @@ pub struct RawConfig {
     /// The model catalogue; when empty, the built-in mock catalogue is used.
     pub models: Vec<ModelConfig>,
     pub providers: ProvidersConfig,
+    pub limits: LimitsConfig,
+    pub guardrails: GuardrailsConfig,
+    pub cache: CacheConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -281,6 +290,18 @@ pub struct ModelConfig {
     /// Price per million output tokens, USD.
     #[serde(default)]
     pub output_usd_per_mtok: f64,
+    /// Price per million prompt tokens read from the provider's prompt cache; defaults to a
+    /// tenth of the input price.
+    #[serde(default)]
+    pub cache_read_usd_per_mtok: Option<f64>,
+    /// Price per million prompt tokens written to the provider's prompt cache; defaults to
+    /// 1.25 times the input price.
+    #[serde(default)]
+    pub cache_write_usd_per_mtok: Option<f64>,
+    /// Serve identical requests from the gateway's response cache for this long (0: off, unless
+    /// a policy opts in with `@cache_ttl`).
+    #[serde(default)]
+    pub cache_ttl_s: u64,
 }
 
 fn default_provider() -> String {

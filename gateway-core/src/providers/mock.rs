@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use base64::Engine as _;
 use futures::StreamExt;
 
 use super::{EventStream, ProviderError, StreamEvent};
@@ -17,6 +18,9 @@ const WORDS: &[&str] = &[
     "trail", "stays", "whole", "while", "policies", "decide", "which", "model", "answers", "and",
     "who", "may", "ask",
 ];
+
+/// The prefix of a prompt the mock answers by echoing (see [`MockProvider::answer`]).
+pub const ECHO: &str = "mock:echo-base64 ";
 
 /// Words in a completion when the request sets no limit.
 const DEFAULT_WORDS: u64 = 24;
@@ -50,8 +54,13 @@ impl MockProvider {
         }
     }
 
-    /// The answer to a request: its words, finish reason and usage.
-    pub fn answer(request: &ChatRequest, model: &str) -> (Vec<String>, &'static str, Usage) {
+    /// The answer to a request: its chunks (which concatenate to the content), finish reason
+    /// and usage.
+    ///
+    /// A last message `mock:echo-base64 <base64>` is answered with the decoded text, cut into
+    /// chunks at each U+001F (so tests can place chunk boundaries, e.g. inside a secret that
+    /// the prompt itself does not show).
+    pub fn answer(&self, request: &ChatRequest, model: &str) -> (Vec<String>, &'static str, Usage) {
         let prompt: String = request
             .messages
             .iter()
@@ -59,6 +68,21 @@ impl MockProvider {
             .collect::<Vec<_>>()
             .join("\n");
         let input_tokens = count_tokens(&prompt).max(1);
+        if let Some(text) = request
+            .messages
+            .last()
+            .and_then(|m| m.text().strip_prefix(ECHO).map(str::to_string))
+            && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text.trim())
+        {
+            let decoded = String::from_utf8_lossy(&bytes).into_owned();
+            let chunks: Vec<String> = decoded.split('\u{1f}').map(str::to_string).collect();
+            let usage = Usage {
+                input_tokens,
+                output_tokens: count_tokens(&chunks.concat()),
+                ..Default::default()
+            };
+            return (chunks, "stop", usage);
+        }
         let start = (fnv(&prompt) % WORDS.len() as u64) as usize;
         let limit = request.max_output_tokens();
         let wanted = DEFAULT_WORDS;
@@ -77,7 +101,19 @@ impl MockProvider {
             output_tokens: words.len() as u64,
             ..Default::default()
         };
-        (words, finish, usage)
+        let per = self.config.chunk_words.max(1);
+        let chunks = words
+            .chunks(per)
+            .enumerate()
+            .map(|(i, c)| {
+                let mut s = c.join(" ");
+                if (i + 1) * per < words.len() {
+                    s.push(' ');
+                }
+                s
+            })
+            .collect();
+        (chunks, finish, usage)
     }
 
     fn injected_failure(&self) -> Option<ProviderError> {
@@ -121,11 +157,11 @@ impl MockProvider {
         if let Some(e) = self.injected_failure() {
             return Err(e);
         }
-        let (words, finish, usage) = Self::answer(request, model);
+        let (chunks, finish, usage) = self.answer(request, model);
         Ok(Completion {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             model: model.to_string(),
-            content: words.join(" "),
+            content: chunks.concat(),
             finish_reason: finish.to_string(),
             usage,
             tool_calls: None,
@@ -141,19 +177,7 @@ impl MockProvider {
         if let Some(e) = self.injected_failure() {
             return Err(e);
         }
-        let (words, finish, usage) = Self::answer(request, model);
-        let per = self.config.chunk_words.max(1);
-        let chunks: Vec<String> = words
-            .chunks(per)
-            .enumerate()
-            .map(|(i, c)| {
-                let mut s = c.join(" ");
-                if (i + 1) * per < words.len() {
-                    s.push(' ');
-                }
-                s
-            })
-            .collect();
+        let (chunks, finish, usage) = self.answer(request, model);
         let delay = Duration::from_millis(self.config.chunk_delay_ms);
         let break_after = self.config.fail_after_chunks;
         let mut events: Vec<Result<StreamEvent, ProviderError>> = Vec::new();
@@ -227,6 +251,25 @@ mod tests {
         }
         assert_eq!(text, full.content);
         assert_eq!(usage.unwrap(), full.usage);
+    }
+
+    #[tokio::test]
+    async fn echo_places_chunk_boundaries() {
+        use base64::Engine as _;
+        let p = MockProvider::new(MockConfig::default());
+        let text =
+            base64::engine::general_purpose::STANDARD.encode("one AKIA\u{1f}IOSFODNN7EXAMPLE two");
+        let mut s = p
+            .stream(&request(&format!("{ECHO}{text}"), None), "m")
+            .await
+            .unwrap();
+        let mut deltas = Vec::new();
+        while let Some(e) = s.next().await {
+            if let StreamEvent::Delta(d) = e.unwrap() {
+                deltas.push(d);
+            }
+        }
+        assert_eq!(deltas, ["one AKIA", "IOSFODNN7EXAMPLE two"]);
     }
 
     #[tokio::test]

@@ -47,6 +47,20 @@ pub struct ModelLabels {
     pub model: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub rule: String,
+    pub metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub detector: String,
+    /// `input` or `output`.
+    pub direction: String,
+    pub action: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -58,6 +72,12 @@ pub struct Metrics {
     pub record_write_failures: Counter,
     pub tokens: Family<TokenLabels, Counter>,
     pub spend_micro_usd: Family<ModelLabels, Counter>,
+    pub limit_rejections: Family<LimitLabels, Counter>,
+    pub limits_backend_errors: Family<ResultLabels, Counter>,
+    pub guardrail_findings: Family<FindingLabels, Counter>,
+    pub cache_lookups: Family<ResultLabels, Counter>,
+    pub spans_exported: Counter,
+    pub spans_dropped: Counter,
     last_log_error: Mutex<Option<String>>,
 }
 
@@ -89,7 +109,7 @@ impl Metrics {
         });
         registry.register(
             "cairn_stage_duration_seconds",
-            "Time spent per request stage (authn, authz, record, upstream, total)",
+            "Time spent per request stage (authn, guardrails, budget, authz, cache, record, upstream, total)",
             stage_seconds.clone(),
         );
         let bundle_reloads = Family::<ResultLabels, Counter>::default();
@@ -136,8 +156,50 @@ impl Metrics {
             "Spend in millionths of a US dollar, by model",
             spend_micro_usd.clone(),
         );
+        let limit_rejections = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "cairn_limit_rejections",
+            "Requests refused by a rate limit or budget, by rule and metric",
+            limit_rejections.clone(),
+        );
+        let limits_backend_errors = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "cairn_limits_backend_errors",
+            "Limit checks the backend could not answer, by what the gateway did (closed, open)",
+            limits_backend_errors.clone(),
+        );
+        let guardrail_findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "cairn_guardrail_findings",
+            "Guardrail findings by detector, direction (input, output) and action",
+            guardrail_findings.clone(),
+        );
+        let cache_lookups = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "cairn_cache_lookups",
+            "Response cache lookups by result (hit, miss)",
+            cache_lookups.clone(),
+        );
+        let spans_exported = Counter::default();
+        registry.register(
+            "cairn_spans_exported",
+            "Spans accepted by the OTLP endpoint",
+            spans_exported.clone(),
+        );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "cairn_spans_dropped",
+            "Spans dropped (export queue full or export failed)",
+            spans_dropped.clone(),
+        );
         Self {
             registry,
+            limit_rejections,
+            limits_backend_errors,
+            guardrail_findings,
+            cache_lookups,
+            spans_exported,
+            spans_dropped,
             requests,
             stage_seconds,
             bundle_reloads,
@@ -220,6 +282,41 @@ impl Metrics {
                 model: model.into(),
             })
             .inc_by((cost_usd * 1e6).round() as u64);
+    }
+
+    pub fn limit_rejected(&self, rule: &str, metric: &str) {
+        self.limit_rejections
+            .get_or_create(&LimitLabels {
+                rule: rule.into(),
+                metric: metric.into(),
+            })
+            .inc();
+    }
+
+    pub fn limits_backend_error(&self, result: &str) {
+        self.limits_backend_errors
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn finding(&self, detector: &str, direction: &str, action: &str, n: u64) {
+        self.guardrail_findings
+            .get_or_create(&FindingLabels {
+                detector: detector.into(),
+                direction: direction.into(),
+                action: action.into(),
+            })
+            .inc_by(n);
+    }
+
+    pub fn cache(&self, result: &str) {
+        self.cache_lookups
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn last_log_error(&self) -> Option<String> {

@@ -1,6 +1,7 @@
 //! Metric and trace names and the types that carry them.
 
 pub mod metrics;
+pub mod otlp;
 pub mod trace;
 
 pub use metrics::Metrics;

@@ -1,0 +1,373 @@
+//! Answering an allowed request: from the response cache, or from the provider (the decision
+//! record's fsync and the upstream call run together; nothing is sent before the record is
+//! durable), with the output guardrails applied and the request settled.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, header};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use serde_json::json;
+
+use super::{Allowed, SpanEnd, count_findings, error_response, extra, records_unavailable};
+use crate::cache::Cached;
+use crate::clock;
+use crate::decision_log::{Record, RecordKind, Usage};
+use crate::error::GatewayError;
+use crate::openai::{self, Completion};
+use crate::providers::ProviderError;
+use crate::server::AppState;
+use crate::telemetry::otlp::Attr;
+
+/// The outcome record of an allowed request.
+pub fn outcome(allowed: &Allowed, status: u16) -> Record {
+    Record {
+        kind: RecordKind::Outcome,
+        id: uuid::Uuid::now_v7().to_string(),
+        ts: clock::now_rfc3339(),
+        decision_id: Some(allowed.scope.decision_id.clone()),
+        model: Some(allowed.model.id.clone()),
+        provider: Some(allowed.model.provider.clone()),
+        status: Some(status),
+        trace_id: Some(allowed.scope.trace.trace_id.clone()),
+        latency_ms: Some(allowed.scope.started.elapsed().as_millis() as u64),
+        stream: Some(allowed.request.streaming()),
+        ..Default::default()
+    }
+}
+
+/// The root span's description of an allowed request.
+pub fn span_end(state: &AppState, allowed: &Allowed, status: u16) -> SpanEnd {
+    SpanEnd {
+        request_model: Some(allowed.model.id.clone()),
+        response_model: Some(allowed.model.id.clone()),
+        provider: Some(allowed.model.provider.clone()),
+        status,
+        decision: "allow",
+        reason: "policy".into(),
+        max_tokens: allowed.request.max_output_tokens(),
+        temperature: allowed.request.temperature,
+        input_messages: state
+            .exporter
+            .as_ref()
+            .filter(|e| e.capture_content)
+            .and_then(|_| serde_json::to_string(&allowed.request.messages).ok()),
+        ..SpanEnd::default()
+    }
+}
+
+/// Attributes of the provider call's CLIENT span.
+pub fn provider_attrs(
+    allowed: &Allowed,
+    usage: Option<&Usage>,
+    finish: Option<&str>,
+) -> Vec<(&'static str, Attr)> {
+    let mut attrs: Vec<(&'static str, Attr)> = vec![
+        ("gen_ai.operation.name", "chat".into()),
+        (
+            "gen_ai.provider.name",
+            super::scope::genai_provider(&allowed.model.provider).into(),
+        ),
+        (
+            "gen_ai.request.model",
+            allowed.model.upstream_model.clone().into(),
+        ),
+    ];
+    if let Some(u) = usage {
+        attrs.push(("gen_ai.usage.input_tokens", u.input_tokens.into()));
+        attrs.push(("gen_ai.usage.output_tokens", u.output_tokens.into()));
+    }
+    if let Some(f) = finish {
+        attrs.push(("gen_ai.response.finish_reasons", Attr::Strs(vec![f.into()])));
+    }
+    attrs
+}
+
+pub async fn upstream(state: Arc<AppState>, allowed: Allowed, record: Record) -> Response {
+    let provider = state.provider(&allowed.model.provider).clone();
+    let traceparent = allowed.scope.trace.header();
+    let timeout = state.config.request_timeout;
+    let record_clock = allowed.scope.begin();
+    let durable = async {
+        let r = state.log.append(record).await;
+        allowed.scope.end(
+            &state,
+            "record",
+            record_clock,
+            Vec::new(),
+            r.as_ref().err().map(ToString::to_string),
+        );
+        r
+    };
+    let call_clock = allowed.scope.begin();
+    let started = std::time::Instant::now();
+    if allowed.request.streaming() {
+        let call = async {
+            tokio::time::timeout(
+                timeout,
+                provider.stream(
+                    &allowed.request,
+                    &allowed.model.upstream_model,
+                    Some(&traceparent),
+                ),
+            )
+            .await
+            .unwrap_or(Err(ProviderError::Timeout))
+        };
+        let (receipt, upstream) = tokio::join!(durable, call);
+        if receipt.is_err() {
+            let mut allowed = allowed;
+            allowed.settle(&state, &Usage::default(), false);
+            return records_unavailable(&state, &allowed.scope, &allowed.model.id);
+        }
+        match upstream {
+            Ok(events) => super::stream::respond(state, allowed, events, call_clock),
+            Err(e) => {
+                state.metrics.stage("upstream", started.elapsed());
+                upstream_failed(&state, allowed, e, call_clock)
+            }
+        }
+    } else {
+        let call = async {
+            let r = tokio::time::timeout(
+                timeout,
+                provider.complete(
+                    &allowed.request,
+                    &allowed.model.upstream_model,
+                    Some(&traceparent),
+                ),
+            )
+            .await
+            .unwrap_or(Err(ProviderError::Timeout));
+            state.metrics.stage("upstream", started.elapsed());
+            r
+        };
+        let (receipt, upstream) = tokio::join!(durable, call);
+        if receipt.is_err() {
+            let mut allowed = allowed;
+            // The provider may have charged for an answer nobody will see; budgets count it.
+            let usage = upstream.as_ref().map(|c| c.usage).unwrap_or_default();
+            allowed.settle(&state, &usage, true);
+            return records_unavailable(&state, &allowed.scope, &allowed.model.id);
+        }
+        match upstream {
+            Ok(completion) => complete_response(&state, allowed, completion, call_clock),
+            Err(e) => upstream_failed(&state, allowed, e, call_clock),
+        }
+    }
+}
+
+fn upstream_failed(
+    state: &AppState,
+    mut allowed: Allowed,
+    e: ProviderError,
+    call_clock: super::scope::StageClock,
+) -> Response {
+    allowed.scope.span(
+        format!("chat {}", allowed.model.upstream_model),
+        SpanKind::Client,
+        call_clock,
+        provider_attrs(&allowed, None, None),
+        Some(e.to_string()),
+    );
+    let e = GatewayError::Upstream(e);
+    let (status, _, reason) = e.classify();
+    let mut rec = outcome(&allowed, status.as_u16());
+    rec.error = Some(e.to_string());
+    rec.usage = Some(Usage::default());
+    rec.cost_usd = Some(0.0);
+    state.log.append_detached(rec);
+    allowed.settle(state, &Usage::default(), true);
+    state
+        .metrics
+        .request("allow", &allowed.model.id, status.as_u16(), reason);
+    let mut end = span_end(state, &allowed, status.as_u16());
+    end.reason = reason.into();
+    end.error_type = Some(match &e {
+        GatewayError::Upstream(ProviderError::Status { status, .. }) => status.to_string(),
+        GatewayError::Upstream(ProviderError::Timeout) => "timeout".into(),
+        _ => reason.to_string(),
+    });
+    allowed.scope.finish(state, end);
+    error_response(&allowed.scope, &e)
+}
+
+fn complete_response(
+    state: &AppState,
+    mut allowed: Allowed,
+    mut completion: Completion,
+    call_clock: super::scope::StageClock,
+) -> Response {
+    allowed.scope.span(
+        format!("chat {}", allowed.model.upstream_model),
+        SpanKind::Client,
+        call_clock,
+        provider_attrs(
+            &allowed,
+            Some(&completion.usage),
+            Some(&completion.finish_reason),
+        ),
+        None,
+    );
+    completion.model = allowed.model.id.clone();
+    let mut rec = outcome(&allowed, 200);
+    if state.guardrails.checks_output() {
+        let c = allowed.scope.begin();
+        let verdict = state
+            .guardrails
+            .check_text(&mut completion.content, &allowed.label);
+        allowed
+            .scope
+            .end(state, "guardrails", c, verdict.span_attrs("output"), None);
+        if !verdict.counts.is_empty() {
+            count_findings(state, &verdict, &allowed.label, "output");
+            rec.guardrails = Some(json!({ "output": verdict.json() }));
+        }
+        if !verdict.blocked.is_empty() {
+            // The provider's answer is withheld, as OpenAI does for filtered content.
+            completion.content.clear();
+            completion.tool_calls = None;
+            completion.finish_reason = "content_filter".into();
+        }
+    }
+    let cost = allowed.model.cost_usd(&completion.usage);
+    rec.usage = Some(completion.usage);
+    rec.cost_usd = Some(cost);
+    rec.finish_reason = Some(completion.finish_reason.clone());
+    if let Some((key, ttl)) = allowed.cache
+        && completion.finish_reason != "content_filter"
+    {
+        state.cache.put(
+            key,
+            Cached {
+                content: completion.content.clone(),
+                finish_reason: completion.finish_reason.clone(),
+                usage: completion.usage,
+                model: completion.model.clone(),
+                tool_calls: completion.tool_calls.clone(),
+            },
+            ttl,
+        );
+        extra(&mut rec, "cache", json!("stored"));
+    }
+    state.log.append_detached(rec);
+    allowed.settle(state, &completion.usage, true);
+    state
+        .metrics
+        .usage(&allowed.model.id, &completion.usage, cost);
+    state
+        .metrics
+        .request("allow", &allowed.model.id, 200, "policy");
+    let mut end = span_end(state, &allowed, 200);
+    end.usage = Some(completion.usage);
+    end.finish_reason = Some(completion.finish_reason.clone());
+    end.cost_usd = Some(cost);
+    if state.exporter.as_ref().is_some_and(|e| e.capture_content) {
+        end.output_messages = serde_json::to_string(&json!([{
+            "role": "assistant", "content": completion.content,
+            "finish_reason": completion.finish_reason,
+        }]))
+        .ok();
+    }
+    allowed.scope.finish(state, end);
+    let mut resp =
+        axum::Json(openai::completion_json(&completion, clock::unix_seconds())).into_response();
+    allowed.scope.headers(&mut resp);
+    resp
+}
+
+/// A cache hit: the decision record (with `extra.cache = "hit"`) is made durable, the answer is
+/// served from the cache, and the outcome costs nothing.
+pub async fn from_cache(
+    state: &AppState,
+    mut allowed: Allowed,
+    record: Record,
+    cached: Cached,
+) -> Response {
+    let c = allowed.scope.begin();
+    let durable = state.log.append(record).await;
+    allowed.scope.end(
+        state,
+        "record",
+        c,
+        Vec::new(),
+        durable.as_ref().err().map(ToString::to_string),
+    );
+    if durable.is_err() {
+        allowed.settle(state, &Usage::default(), false);
+        return records_unavailable(state, &allowed.scope, &allowed.model.id);
+    }
+    let mut rec = outcome(&allowed, 200);
+    rec.usage = Some(Usage::default());
+    rec.cost_usd = Some(0.0);
+    rec.finish_reason = Some(cached.finish_reason.clone());
+    extra(
+        &mut rec,
+        "cache",
+        json!({ "hit": true, "cached_usage": cached.usage }),
+    );
+    state.log.append_detached(rec);
+    allowed.settle(state, &Usage::default(), true);
+    state
+        .metrics
+        .request("allow", &allowed.model.id, 200, "cache_hit");
+    let mut end = span_end(state, &allowed, 200);
+    end.cache_hit = true;
+    end.usage = Some(Usage::default());
+    end.finish_reason = Some(cached.finish_reason.clone());
+    end.cost_usd = Some(0.0);
+    allowed.scope.finish(state, end);
+
+    let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
+    let created = clock::unix_seconds();
+    let mut resp = if allowed.request.streaming() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&openai::sse_event(&openai::chunk_json(
+            &id,
+            &cached.model,
+            created,
+            Some(&cached.content),
+            true,
+            None,
+        )));
+        body.extend_from_slice(&openai::sse_event(&openai::chunk_json(
+            &id,
+            &cached.model,
+            created,
+            None,
+            false,
+            Some(&cached.finish_reason),
+        )));
+        if allowed.request.include_usage() {
+            body.extend_from_slice(&openai::sse_event(&openai::usage_chunk_json(
+                &id,
+                &cached.model,
+                created,
+                &cached.usage,
+            )));
+        }
+        body.extend_from_slice(openai::SSE_DONE.as_bytes());
+        let mut r = Response::new(Body::from(Bytes::from(body)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        r
+    } else {
+        let completion = Completion {
+            id,
+            model: cached.model,
+            content: cached.content,
+            finish_reason: cached.finish_reason,
+            usage: cached.usage,
+            tool_calls: cached.tool_calls,
+        };
+        axum::Json(openai::completion_json(&completion, created)).into_response()
+    };
+    resp.headers_mut()
+        .insert("x-cairn-cache", HeaderValue::from_static("hit"));
+    allowed.scope.headers(&mut resp);
+    resp
+}

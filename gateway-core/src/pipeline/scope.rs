@@ -1,0 +1,229 @@
+//! What every response of one request shares: its decision id, trace context, clocks, and the
+//! spans it collects as it runs (only when spans are exported).
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+use crate::clock;
+use crate::decision_log::{Record, RecordKind, Usage};
+use crate::server::AppState;
+use crate::telemetry::TraceContext;
+use crate::telemetry::otlp::{Attr, RequestSpans};
+
+/// When a stage started, on both clocks (metrics use the monotonic one, spans the wall one).
+#[derive(Debug, Clone, Copy)]
+pub struct StageClock {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+pub struct RequestScope {
+    pub decision_id: String,
+    pub trace: TraceContext,
+    pub started: Instant,
+    /// `host[:port]` the client addressed, for `server.address`.
+    host: Option<String>,
+    spans: Option<Mutex<RequestSpans>>,
+    /// Detectors whose findings were redacted from the prompt (sent as `x-cairn-redacted`).
+    redacted: OnceLock<String>,
+}
+
+/// How a request ended, for its root span.
+#[derive(Debug, Default)]
+pub struct SpanEnd {
+    pub request_model: Option<String>,
+    pub response_model: Option<String>,
+    pub provider: Option<String>,
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+    pub status: u16,
+    pub decision: &'static str,
+    pub reason: String,
+    pub error_type: Option<String>,
+    pub cost_usd: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub cache_hit: bool,
+    /// `gen_ai.input.messages` / `gen_ai.output.messages`, only when content capture is on.
+    pub input_messages: Option<String>,
+    pub output_messages: Option<String>,
+}
+
+/// The `gen_ai.provider.name` of a Cairn provider.
+pub fn genai_provider(provider: &str) -> &'static str {
+    match provider {
+        "openai" => "openai",
+        "bedrock" => "aws.bedrock",
+        _ => "cairn.mock",
+    }
+}
+
+impl RequestScope {
+    pub fn new(headers: &HeaderMap, collect_spans: bool) -> Self {
+        let trace = TraceContext::from_headers(headers);
+        let spans = collect_spans.then(|| Mutex::new(RequestSpans::new(&trace)));
+        Self {
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            trace,
+            started: Instant::now(),
+            host: headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            spans,
+            redacted: OnceLock::new(),
+        }
+    }
+
+    /// A record with the fields every decision record has.
+    pub fn record(&self, action: &str) -> Record {
+        Record {
+            kind: RecordKind::Decision,
+            id: self.decision_id.clone(),
+            ts: clock::now_rfc3339(),
+            action: Some(action.to_string()),
+            trace_id: Some(self.trace.trace_id.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Tells the client which kinds of data were redacted from its prompt (never the text).
+    pub fn set_redacted(&self, kinds: &[&str]) {
+        if !kinds.is_empty() {
+            let _ = self.redacted.set(kinds.join(","));
+        }
+    }
+
+    pub fn headers(&self, response: &mut Response) {
+        let h = response.headers_mut();
+        if let Some(r) = self.redacted.get()
+            && let Ok(v) = HeaderValue::from_str(r)
+        {
+            h.insert("x-cairn-redacted", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.decision_id) {
+            h.insert("x-cairn-decision-id", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.trace.header()) {
+            h.insert("traceparent", v);
+        }
+    }
+
+    pub fn collects_spans(&self) -> bool {
+        self.spans.is_some()
+    }
+
+    pub fn begin(&self) -> StageClock {
+        StageClock {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// Ends a stage: its latency histogram, and its child span when spans are collected.
+    pub fn end(
+        &self,
+        state: &AppState,
+        stage: &'static str,
+        clock: StageClock,
+        attrs: Vec<(&'static str, Attr)>,
+        error: Option<String>,
+    ) {
+        state.metrics.stage(stage, clock.instant.elapsed());
+        self.span(stage.to_string(), SpanKind::Internal, clock, attrs, error);
+    }
+
+    /// Adds a child span without a metric (the provider call is timed by its caller).
+    pub fn span(
+        &self,
+        name: String,
+        kind: SpanKind,
+        clock: StageClock,
+        attrs: Vec<(&'static str, Attr)>,
+        error: Option<String>,
+    ) {
+        if let Some(spans) = &self.spans {
+            let mut g = spans.lock().unwrap_or_else(|e| e.into_inner());
+            g.stage(name, kind, clock.wall, attrs, error);
+        }
+    }
+
+    /// Ends the request: the total latency, and the spans handed to the exporter.
+    pub fn finish(&self, state: &AppState, end: SpanEnd) {
+        state.metrics.stage("total", self.started.elapsed());
+        let (Some(spans), Some(exporter)) = (&self.spans, &state.exporter) else {
+            return;
+        };
+        let spans = {
+            let mut g = spans.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *g, RequestSpans::new(&self.trace))
+        };
+        let name = match &end.request_model {
+            Some(m) => format!("chat {m}"),
+            None => "chat".to_string(),
+        };
+        let mut attrs: Vec<(&'static str, Attr)> = vec![
+            ("gen_ai.operation.name", "chat".into()),
+            (
+                "http.response.status_code",
+                Attr::Int(i64::from(end.status)),
+            ),
+            ("cairn.decision_id", self.decision_id.clone().into()),
+            ("cairn.decision", end.decision.into()),
+            ("cairn.reason", end.reason.into()),
+        ];
+        if let Some(p) = &end.provider {
+            attrs.push(("gen_ai.provider.name", genai_provider(p).into()));
+        }
+        if let Some(m) = end.request_model {
+            attrs.push(("gen_ai.request.model", m.into()));
+        }
+        if let Some(m) = end.response_model {
+            attrs.push(("gen_ai.response.model", m.into()));
+        }
+        if let Some(n) = end.max_tokens {
+            attrs.push(("gen_ai.request.max_tokens", n.into()));
+        }
+        if let Some(t) = end.temperature {
+            attrs.push(("gen_ai.request.temperature", t.into()));
+        }
+        if let Some(u) = end.usage {
+            attrs.push(("gen_ai.usage.input_tokens", u.input_tokens.into()));
+            attrs.push(("gen_ai.usage.output_tokens", u.output_tokens.into()));
+        }
+        if let Some(f) = end.finish_reason {
+            attrs.push(("gen_ai.response.finish_reasons", Attr::Strs(vec![f])));
+        }
+        if let Some(c) = end.cost_usd {
+            attrs.push(("cairn.cost_usd", c.into()));
+        }
+        if end.cache_hit {
+            attrs.push(("cairn.cache.hit", true.into()));
+        }
+        if let Some(host) = &self.host {
+            let (addr, port) = match host.rsplit_once(':') {
+                Some((a, p)) if p.parse::<u16>().is_ok() => (a, p.parse::<i64>().ok()),
+                _ => (host.as_str(), None),
+            };
+            attrs.push(("server.address", addr.into()));
+            if let Some(p) = port {
+                attrs.push(("server.port", Attr::Int(p)));
+            }
+        }
+        if let Some(m) = end.input_messages {
+            attrs.push(("gen_ai.input.messages", m.into()));
+        }
+        if let Some(m) = end.output_messages {
+            attrs.push(("gen_ai.output.messages", m.into()));
+        }
+        let error = end.error_type.clone();
+        if let Some(e) = end.error_type {
+            attrs.push(("error.type", e.into()));
+        }
+        exporter.export(spans.finish(name, attrs, error));
+    }
+}

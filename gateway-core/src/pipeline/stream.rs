@@ -1,0 +1,368 @@
+//! Streaming an allowed request: chunks pass through the output guardrails incrementally (a
+//! tail is held back so a secret split across chunks is seen whole), and the outcome is settled
+//! exactly once: when the stream ends, or when it is dropped early (client gone, upstream
+//! broken), charging what the provider sent.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, header};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use serde_json::json;
+
+use super::respond::{outcome, provider_attrs, span_end};
+use super::scope::StageClock;
+use super::{Allowed, count_findings, extra};
+use crate::cache::Cached;
+use crate::clock;
+use crate::decision_log::Usage;
+use crate::guardrails::StreamGuard;
+use crate::openai;
+use crate::providers::mock::count_tokens;
+use crate::providers::{EventStream, StreamEvent};
+use crate::server::AppState;
+
+/// What a stream did, settled once.
+struct StreamOutcome {
+    state: Arc<AppState>,
+    allowed: Allowed,
+    call_clock: StageClock,
+    call_started: std::time::Instant,
+    guard: Option<StreamGuard>,
+    /// Text the provider sent (what usage is estimated from when it sends none).
+    received: String,
+    /// Text the client was sent.
+    sent: String,
+    usage: Option<Usage>,
+    finish: Option<String>,
+    error: Option<String>,
+    done: bool,
+}
+
+impl StreamOutcome {
+    fn settle(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let state = self.state.clone();
+        let (usage, estimated) = match self.usage {
+            Some(u) => (u, false),
+            None => (
+                Usage {
+                    input_tokens: self
+                        .allowed
+                        .request
+                        .messages
+                        .iter()
+                        .map(|m| count_tokens(&m.text()))
+                        .sum::<u64>()
+                        .max(1),
+                    output_tokens: count_tokens(&self.received),
+                    ..Default::default()
+                },
+                true,
+            ),
+        };
+        state.metrics.stage("upstream", self.call_started.elapsed());
+        let provider_error = self.error.clone();
+        self.allowed.scope.span(
+            format!("chat {}", self.allowed.model.upstream_model),
+            SpanKind::Client,
+            self.call_clock,
+            provider_attrs(&self.allowed, Some(&usage), self.finish.as_deref()),
+            provider_error,
+        );
+        let cost = self.allowed.model.cost_usd(&usage);
+        let status = if self.error.is_some() { 502 } else { 200 };
+        let mut rec = outcome(&self.allowed, status);
+        rec.usage = Some(usage);
+        rec.cost_usd = Some(cost);
+        rec.finish_reason = self.finish.clone();
+        rec.error = self.error.clone().or_else(|| {
+            self.finish
+                .is_none()
+                .then(|| "stream ended early".to_string())
+        });
+        if estimated {
+            extra(&mut rec, "usage_estimated", json!(true));
+        }
+        if let Some(g) = &self.guard
+            && !g.verdict.counts.is_empty()
+        {
+            count_findings(&state, &g.verdict, &self.allowed.label, "output");
+            rec.guardrails = Some(json!({ "output": g.verdict.json() }));
+        }
+        let complete = self.error.is_none()
+            && self
+                .finish
+                .as_deref()
+                .is_some_and(|f| f != "content_filter");
+        if let Some((key, ttl)) = self.allowed.cache
+            && complete
+            && !estimated
+        {
+            state.cache.put(
+                key,
+                Cached {
+                    content: self.sent.clone(),
+                    finish_reason: self.finish.clone().unwrap_or_default(),
+                    usage,
+                    model: self.allowed.model.id.clone(),
+                    tool_calls: None,
+                },
+                ttl,
+            );
+            extra(&mut rec, "cache", json!("stored"));
+        }
+        state.log.append_detached(rec);
+        self.allowed.settle(&state, &usage, true);
+        state.metrics.usage(&self.allowed.model.id, &usage, cost);
+        let mut end = span_end(&state, &self.allowed, status);
+        end.usage = Some(usage);
+        end.finish_reason = self.finish.clone();
+        end.cost_usd = Some(cost);
+        end.error_type = self.error.as_ref().map(|_| "stream_error".to_string());
+        if state.exporter.as_ref().is_some_and(|e| e.capture_content) {
+            end.output_messages = serde_json::to_string(&json!([{
+                "role": "assistant", "content": self.sent, "finish_reason": self.finish,
+            }]))
+            .ok();
+        }
+        self.allowed.scope.finish(&state, end);
+    }
+}
+
+impl Drop for StreamOutcome {
+    fn drop(&mut self) {
+        if !self.done {
+            if self.error.is_none() && self.finish.is_none() {
+                self.error = Some("client disconnected".into());
+            }
+            self.settle();
+        }
+    }
+}
+
+/// Renders SSE events for one step of the stream.
+struct Chunks<'a> {
+    id: &'a str,
+    model: &'a str,
+    created: i64,
+    first: &'a mut bool,
+    out: Vec<u8>,
+}
+
+impl Chunks<'_> {
+    fn delta(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let chunk = openai::chunk_json(
+            self.id,
+            self.model,
+            self.created,
+            Some(text),
+            *self.first,
+            None,
+        );
+        *self.first = false;
+        self.out.extend_from_slice(&openai::sse_event(&chunk));
+    }
+
+    fn finish(&mut self, reason: &str) {
+        let chunk = openai::chunk_json(
+            self.id,
+            self.model,
+            self.created,
+            None,
+            *self.first,
+            Some(reason),
+        );
+        *self.first = false;
+        self.out.extend_from_slice(&openai::sse_event(&chunk));
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+}
+
+struct Streaming {
+    events: EventStream,
+    outcome: StreamOutcome,
+    first: bool,
+    ended: bool,
+    /// Guardrails blocked the output: the rest is withheld, usage is still read.
+    withheld: bool,
+}
+
+pub fn respond(
+    state: Arc<AppState>,
+    allowed: Allowed,
+    events: EventStream,
+    call_clock: StageClock,
+) -> Response {
+    state
+        .metrics
+        .request("allow", &allowed.model.id, 200, "policy");
+    let include_usage = allowed.request.include_usage();
+    let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
+    let created = clock::unix_seconds();
+    let model_name = allowed.model.id.clone();
+    let guard = state
+        .guardrails
+        .checks_output()
+        .then(|| state.guardrails.stream(&allowed.label));
+    let mut resp_headers = Response::new(Body::empty());
+    allowed.scope.headers(&mut resp_headers);
+    let outcome = StreamOutcome {
+        state,
+        allowed,
+        call_clock,
+        call_started: std::time::Instant::now(),
+        guard,
+        received: String::new(),
+        sent: String::new(),
+        usage: None,
+        finish: None,
+        error: None,
+        done: false,
+    };
+    let start = Streaming {
+        events,
+        outcome,
+        first: true,
+        ended: false,
+        withheld: false,
+    };
+    let body = futures::stream::unfold(start, move |mut s| {
+        let id = id.clone();
+        let model_name = model_name.clone();
+        async move {
+            if s.ended {
+                return None;
+            }
+            loop {
+                let mut chunks = Chunks {
+                    id: &id,
+                    model: &model_name,
+                    created,
+                    first: &mut s.first,
+                    out: Vec::new(),
+                };
+                let o = &mut s.outcome;
+                match s.events.next().await {
+                    Some(Ok(StreamEvent::Delta(text))) => {
+                        o.received.push_str(&text);
+                        if s.withheld {
+                            continue;
+                        }
+                        let passed = match &mut o.guard {
+                            Some(g) => g.push(&text),
+                            None => Ok(text),
+                        };
+                        match passed {
+                            Ok(t) => {
+                                o.sent.push_str(&t);
+                                chunks.delta(&t);
+                            }
+                            Err(_) => {
+                                // Stop the generation: nothing more of it will be sent.
+                                o.finish = Some("content_filter".into());
+                                chunks.finish("content_filter");
+                                o.settle();
+                                chunks.raw(openai::SSE_DONE.as_bytes());
+                                s.ended = true;
+                            }
+                        }
+                    }
+                    Some(Ok(StreamEvent::Finish(reason))) => {
+                        if s.withheld {
+                            continue;
+                        }
+                        let rest = match &mut o.guard {
+                            Some(g) => g.finish(),
+                            None => Ok(String::new()),
+                        };
+                        match rest {
+                            Ok(t) => {
+                                o.sent.push_str(&t);
+                                chunks.delta(&t);
+                                chunks.finish(&reason);
+                                o.finish = Some(reason);
+                            }
+                            Err(_) => {
+                                chunks.finish("content_filter");
+                                o.finish = Some("content_filter".into());
+                                s.withheld = true;
+                            }
+                        }
+                    }
+                    Some(Ok(StreamEvent::Usage(u))) => {
+                        o.usage = Some(u);
+                        if include_usage {
+                            chunks.raw(&openai::sse_event(&openai::usage_chunk_json(
+                                &id,
+                                &model_name,
+                                created,
+                                &u,
+                            )));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let (_, kind) = e.classify();
+                        o.error = Some(e.to_string());
+                        o.settle();
+                        let err = openai::error_json(&e.to_string(), kind, None);
+                        chunks.raw(&openai::sse_event(&err));
+                        s.ended = true;
+                    }
+                    None => {
+                        // An upstream that ends without a finish event: send what the guard
+                        // still holds, checked.
+                        if !s.withheld
+                            && o.finish.is_none()
+                            && let Some(g) = &mut o.guard
+                        {
+                            match g.finish() {
+                                Ok(t) => {
+                                    o.sent.push_str(&t);
+                                    chunks.delta(&t);
+                                }
+                                Err(_) => {
+                                    o.finish = Some("content_filter".into());
+                                    chunks.finish("content_filter");
+                                }
+                            }
+                        }
+                        o.settle();
+                        chunks.raw(openai::SSE_DONE.as_bytes());
+                        s.ended = true;
+                    }
+                }
+                if !chunks.out.is_empty() {
+                    let bytes = Bytes::from(chunks.out);
+                    return Some((Ok::<Bytes, std::io::Error>(bytes), s));
+                }
+                if s.ended {
+                    return None;
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    for (k, v) in resp_headers.headers() {
+        h.insert(k, v.clone());
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
