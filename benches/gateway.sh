@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Gateway benchmark: the mock upstream served directly over HTTP, then the same upstream through
-# Cairn with authentication (API key), Cedar and durable signed records on. Open-loop at fixed
-# rates (oha with --latency-correction, so queueing delay counts), with an instant upstream and a
-# 20 ms one. Prints throughput, p50/p99 and the latency Cairn adds, and RSS.
+# Cairn. Two configurations: `core` (API key, Cedar, durable signed records; guardrails, limits
+# and spans off) and `all` (every control on: OIDC JWTs from a real issuer, Cedar, guardrails on
+# input and output, Redis budgets and rate limits, records, OTLP spans to a real receiver).
+# Open-loop at fixed rates (oha with --latency-correction, so queueing delay counts), with an
+# instant upstream and a 20 ms one. Prints throughput, p50/p99, the latency Cairn adds, RSS, and
+# for each configuration the mean time per pipeline stage from the gateway's own histograms.
 #
-#   benches/gateway.sh                 rates 500 1000 2000 4000, 10 s each
-#   RATES="1000 2000" DURATION=5 benches/gateway.sh
+#   benches/gateway.sh                 rates 500 1000 2000 4000, 10 s each, core and all
+#   RATES="1000 2000" DURATION=5 CONTROLS=all benches/gateway.sh
+#
+# The `all` configuration needs redis-server and the test venv (scripts/test.sh creates both).
 #
 # Builds `cairn` with --release (about 40 minutes the first time on 2 cores) and installs oha
 # under ~/.cache/cairn/tools. Everything runs on this machine: load generator, upstream and
@@ -17,12 +22,18 @@ CACHE=${CAIRN_CACHE:-$HOME/.cache/cairn}
 RATES=${RATES:-"500 1000 2000 4000"}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-256}
+CONTROLS=${CONTROLS:-"core all"}
+VENV=${CAIRN_VENV:-$CACHE/venv}
 OHA_VERSION=1.16.0
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-echo "building cairn (release)..." >&2
-cargo build --release --quiet --bin cairn
-CAIRN="$CARGO_TARGET_DIR/release/cairn"
+if [[ -n "${CAIRN_BIN:-}" ]]; then
+  CAIRN=$CAIRN_BIN  # e.g. a debug build, to check the script itself quickly
+else
+  echo "building cairn (release)..." >&2
+  cargo build --release --quiet --bin cairn
+  CAIRN="$CARGO_TARGET_DIR/release/cairn"
+fi
 
 OHA="$CACHE/tools/bin/oha"
 if [[ ! -x "$OHA" ]]; then
@@ -60,7 +71,63 @@ start_upstream() { # latency_ms -> address
   wait_line "up-$1.out"
 }
 
-start_gateway() { # upstream address, name -> address
+start_peers() { # redis, OIDC issuer and OTLP sink for the `all` configuration
+  REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >redis.log 2>&1 &
+  PIDS+=($!)
+  "$VENV/bin/python" "$ROOT/benches/controls_helpers.py" "$WORK/peers.txt" >peers.log 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do [[ -s peers.txt ]] && break; sleep 0.05; done
+  ISSUER=$(sed -n 's/^issuer=//p' peers.txt)
+  TOKEN=$(sed -n 's/^token=//p' peers.txt)
+  OTLP=$(sed -n 's/^otlp=//p' peers.txt)
+}
+
+controls_toml() { # configuration name
+  if [[ "$1" == core ]]; then
+    printf '[guardrails]\nenabled = false\n'
+    return
+  fi
+  cat <<EOF
+[auth.oidc]
+issuer = "$ISSUER"
+audiences = ["cairn"]
+[guardrails]
+enabled = true
+check_output = true
+denied_terms = ["project nightingale"]
+[limits]
+backend = "redis"
+redis_url = "redis://127.0.0.1:$REDIS_PORT/"
+[[limits.rules]]
+name = "team-daily"
+scope = "team"
+usd_per_day = 1000000
+[[limits.rules]]
+name = "user-rpm"
+scope = "user"
+requests_per_minute = 10000000
+tokens_per_minute = 1000000000
+[telemetry]
+otlp_endpoint = "$OTLP"
+batch_delay_ms = 200
+EOF
+}
+
+stage_means() { # gateway address -> "stage mean_us ..." from the stage histograms
+  curl -s "http://$1/metrics" | python3 -c '
+import re, sys
+sums, counts = {}, {}
+for line in sys.stdin:
+    m = re.match(r"cairn_stage_duration_seconds_(sum|count)\{stage=\"(\w+)\"\} (\S+)", line)
+    if m:
+        (sums if m[1] == "sum" else counts)[m[2]] = float(m[3])
+order = ["authenticate", "guardrails", "budget", "policy", "cache", "record", "upstream", "total"]
+print("  ".join(f"{s} {sums[s] / counts[s] * 1e6:.0f} us" for s in order if counts.get(s)))
+'
+}
+
+start_gateway() { # upstream address, name, controls -> address
   cat >"$2.toml" <<EOF
 [server]
 listen = "127.0.0.1:0"
@@ -84,6 +151,7 @@ max_data_level = 1
 cost_tier = "low"
 [providers.openai]
 base_url = "http://$1/v1"
+$(controls_toml "$3")
 EOF
   "$CAIRN" gateway serve --config "$2.toml" >"$2.out" 2>"$2.err" &
   PIDS+=($!)
@@ -93,7 +161,7 @@ EOF
 
 BODY='{"model":"claude-haiku","messages":[{"role":"user","content":"Summarise the incident review in two sentences."}],"max_tokens":32}'
 
-load() { # url rate [auth] -> json
+load() { # url rate [credential] -> json
   local args=(-z "${DURATION}s" -q "$2" -c "$CONNECTIONS" --latency-correction --no-tui --output-format json
               -m POST -T application/json -d "$BODY")
   [[ -n "${3:-}" ]] && args+=(-H "Authorization: Bearer $3")
@@ -117,18 +185,27 @@ print(f"{label:<24} direct {dr:8.0f} req/s p50 {d50:7.2f} ms p99 {d99:8.2f} ms |
 PY
 }
 
-for latency in 0 20; do
-  up=$(start_upstream "$latency")
-  gw=$(start_gateway "$up" "gw-$latency")
-  # Warm up connections and caches.
-  "$OHA" -n 2000 -c 32 --no-tui -m POST -T application/json -d "$BODY" -H "Authorization: Bearer $KEY" "http://$gw/v1/chat/completions" >/dev/null
-  echo "upstream latency ${latency} ms"
-  for rate in $RATES; do
-    direct=$(load "http://$up/v1/chat/completions" "$rate")
-    through=$(load "http://$gw/v1/chat/completions" "$rate" "$KEY")
-    rss=$(ps -o rss= -p "$GATEWAY_PID" | tr -d ' ')
-    summarise "  ${rate} req/s offered" "$direct" "$through" "$rss"
+if [[ " $CONTROLS " == *" all "* ]]; then start_peers; fi
+
+for controls in $CONTROLS; do
+  credential=$KEY
+  [[ "$controls" == all ]] && credential=$TOKEN
+  for latency in 0 20; do
+    up=$(start_upstream "$latency")
+    name="gw-$controls-$latency"
+    gw=$(start_gateway "$up" "$name" "$controls")
+    # Warm up connections and caches.
+    "$OHA" -n 2000 -c 32 --no-tui -m POST -T application/json -d "$BODY" -H "Authorization: Bearer $credential" "http://$gw/v1/chat/completions" >/dev/null
+    echo "controls: $controls, upstream latency ${latency} ms"
+    for rate in $RATES; do
+      direct=$(load "http://$up/v1/chat/completions" "$rate")
+      through=$(load "http://$gw/v1/chat/completions" "$rate" "$credential")
+      rss=$(ps -o rss= -p "$GATEWAY_PID" | tr -d ' ')
+      summarise "  ${rate} req/s offered" "$direct" "$through" "$rss"
+    done
+    echo "  mean per stage: $(stage_means "$gw")"
+    records=$(cat "$WORK"/records-"$name"/segment-*.jsonl | wc -l)
+    echo "  records written: $records; verify: $("$CAIRN" audit verify "$WORK/records-$name" --pubkey "$WORK/keys/signing.pub" 2>&1 | tail -1)"
+    kill "$GATEWAY_PID" 2>/dev/null || true
   done
-  records=$(cat "$WORK"/records-gw-"$latency"/segment-*.jsonl | wc -l)
-  echo "  records written: $records; verify: $("$CAIRN" audit verify "$WORK/records-gw-$latency" --pubkey "$WORK/keys/signing.pub" 2>&1 | tail -1)"
 done

@@ -41,7 +41,9 @@ impl CatalogueModel {
 
     /// The price of a usage in millionths of a dollar, rounded up so budgets never undercount.
     pub fn cost_micro_usd(&self, usage: &crate::decision_log::Usage) -> i64 {
-        (self.cost_usd(usage) * 1e6).ceil() as i64
+        // From whole nano-dollars, so float noise cannot add a micro-dollar.
+        let nano = (self.cost_usd(usage) * 1e9).round() as i64;
+        nano.div_euclid(1000) + i64::from(nano.rem_euclid(1000) != 0)
     }
 }
 

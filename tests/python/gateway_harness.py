@@ -4,6 +4,7 @@ read from stdout, and a process killed on teardown."""
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -72,6 +73,8 @@ class Gateway:
         self.env = env or {}
         self.proc = None
         self.addr = None
+        m = re.search(r'\[records\]\s*\ndir = "([^"]+)"', config)
+        self.records_dir = Path(m.group(1)) if m else workdir / "records"
 
     def start(self, ready=True, timeout=30):
         env = dict(os.environ)
@@ -136,10 +139,10 @@ class Gateway:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
-    def records(self, records="records"):
-        """Every record line in the record directory, parsed."""
+    def records(self, records=None):
+        """Every record line in the record directory (the configured one by default), parsed."""
         out = []
-        d = self.workdir / records
+        d = self.workdir / records if records else self.records_dir
         for seg in sorted(d.glob("segment-*.jsonl")):
             for line in seg.read_text().splitlines():
                 if line.strip():

@@ -126,21 +126,67 @@ def moto(workdir: Path):
         stop(proc)
 
 
-@contextmanager
-def redis(workdir: Path):
-    """Debian's redis-server on a free loopback port, no persistence."""
+def start_redis(port: int, log: Path):
+    """Debian's redis-server on `port` (loopback, no persistence); returns once it accepts."""
     exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
-    log = workdir / "redis.log"
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                            stdout=open(log, "a"), stderr=subprocess.STDOUT)
     deadline = time.time() + 20
     while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited {proc.returncode}: {log.read_text()[-2000:]}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
+                return proc
         time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not start: {log.read_text()[-2000:]}")
+
+
+@contextmanager
+def redis(workdir: Path):
+    """Debian's redis-server on a free loopback port. Yields (port, process); a test that
+    restarts it should put the new process in `holder["proc"]` via `restart_redis`."""
+    port = free_port()
+    log = workdir / "redis.log"
+    holder = {"proc": start_redis(port, log), "port": port, "log": log}
     try:
-        yield port, proc
+        yield holder
     finally:
-        stop(proc)
+        stop(holder["proc"])
+
+
+def restart_redis(holder):
+    holder["proc"] = start_redis(holder["port"], holder["log"])
+
+
+def redis_command(port: int, *args):
+    """One command over RESP, the Redis wire protocol; returns the decoded reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        out = f"*{len(args)}\r\n".encode()
+        for a in args:
+            b = str(a).encode()
+            out += f"${len(b)}\r\n".encode() + b + b"\r\n"
+        s.sendall(out)
+        f = s.makefile("rb")
+        return _resp(f)
+
+
+def _resp(f):
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode()
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp(f) for _ in range(n)]
+    raise RuntimeError(f"unexpected RESP reply {line!r}")

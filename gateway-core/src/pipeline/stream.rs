@@ -314,6 +314,14 @@ pub fn respond(
                         }
                     }
                     Some(Err(e)) => {
+                        // What the guard holds back was received whole: send it, checked.
+                        if !s.withheld
+                            && let Some(g) = &mut o.guard
+                            && let Ok(t) = g.finish()
+                        {
+                            o.sent.push_str(&t);
+                            chunks.delta(&t);
+                        }
                         let (_, kind) = e.classify();
                         o.error = Some(e.to_string());
                         o.settle();

@@ -1,0 +1,67 @@
+"""An OpenAI-compatible upstream that keeps every request body it receives, so a test can see
+exactly what left the gateway (e.g. that a prompt was redacted)."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class CaptureUpstream:
+    def __init__(self, answer="captured answer"):
+        self.requests = []
+        self.answer = answer
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+                upstream.requests.append(body)
+                usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+                if body.get("stream"):
+                    events = [
+                        {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                         "choices": [{"index": 0, "delta": {"role": "assistant", "content": upstream.answer},
+                                      "finish_reason": None}]},
+                        {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                        {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                         "choices": [], "usage": usage},
+                    ]
+                    out = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+                    ctype = "text/event-stream"
+                else:
+                    out = json.dumps({
+                        "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": upstream.answer},
+                                     "finish_reason": "stop"}],
+                        "usage": usage,
+                    })
+                    ctype = "application/json"
+                data = out.encode()
+                self.send_response(200)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+
+    def prompts(self):
+        return [m.get("content") for r in self.requests for m in r["messages"]]
