@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::config::ModelConfig;
+use crate::config::{BedrockGuardrailConfig, DeploymentConfig, MockConfig, ModelConfig};
 
 #[derive(Debug, Clone)]
 pub struct CatalogueModel {
@@ -18,6 +18,10 @@ pub struct CatalogueModel {
     pub cache_write_usd_per_mtok: f64,
     /// Response cache lifetime for this model, in seconds (0: only when a policy opts in).
     pub cache_ttl_s: u64,
+    /// Non-empty for an alias: the models that serve it.
+    pub deployments: Vec<DeploymentConfig>,
+    pub guardrail: Option<BedrockGuardrailConfig>,
+    pub mock: Option<MockConfig>,
     /// Cedar attributes of the `Model` entity.
     pub attrs: Value,
 }
@@ -81,6 +85,41 @@ impl Catalogue {
                     .cache_write_usd_per_mtok
                     .unwrap_or(m.input_usd_per_mtok * 1.25),
                 cache_ttl_s: m.cache_ttl_s,
+                deployments: m.deployments,
+                guardrail: m.guardrail,
+                mock: m.mock,
+            })
+            .collect();
+        // An alias without prices of its own is estimated at its dearest deployment, so budget
+        // reservations stay an upper bound whichever deployment answers.
+        let prices: HashMap<String, [f64; 4]> = models
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    [
+                        m.input_usd_per_mtok,
+                        m.output_usd_per_mtok,
+                        m.cache_read_usd_per_mtok,
+                        m.cache_write_usd_per_mtok,
+                    ],
+                )
+            })
+            .collect();
+        let models: Vec<CatalogueModel> = models
+            .into_iter()
+            .map(|mut m| {
+                if m.input_usd_per_mtok == 0.0 && m.output_usd_per_mtok == 0.0 {
+                    for d in &m.deployments {
+                        if let Some(p) = prices.get(&d.model) {
+                            m.input_usd_per_mtok = m.input_usd_per_mtok.max(p[0]);
+                            m.output_usd_per_mtok = m.output_usd_per_mtok.max(p[1]);
+                            m.cache_read_usd_per_mtok = m.cache_read_usd_per_mtok.max(p[2]);
+                            m.cache_write_usd_per_mtok = m.cache_write_usd_per_mtok.max(p[3]);
+                        }
+                    }
+                }
+                m
             })
             .collect();
         let by_id = models
@@ -97,6 +136,15 @@ impl Catalogue {
 
     pub fn models(&self) -> &[CatalogueModel] {
         &self.models
+    }
+
+    /// Whether calls to `model` (or any of its deployments) go to Bedrock.
+    pub fn uses_bedrock(&self, model: &CatalogueModel) -> bool {
+        model.provider == "bedrock"
+            || model
+                .deployments
+                .iter()
+                .any(|d| self.get(&d.model).is_some_and(|m| m.provider == "bedrock"))
     }
 }
 
@@ -115,6 +163,9 @@ pub fn default_models() -> Vec<ModelConfig> {
         cache_read_usd_per_mtok: None,
         cache_write_usd_per_mtok: None,
         cache_ttl_s: 0,
+        deployments: Vec::new(),
+        guardrail: None,
+        mock: None,
     };
     vec![
         m("claude-haiku", "us-east-1", 1, "low", 0.8, 4.0),

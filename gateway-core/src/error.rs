@@ -147,7 +147,7 @@ impl GatewayError {
             ),
             Self::Upstream(e) => {
                 let (status, kind) = e.classify();
-                (status, kind, "upstream")
+                (status, kind, e.reason())
             }
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", "timeout"),
             Self::LimitExceeded(e) => {
@@ -181,6 +181,9 @@ impl GatewayError {
             Self::Upstream(ProviderError::Status { status: 429, .. }) => {
                 Some("rate_limit_exceeded")
             }
+            Self::Upstream(ProviderError::GuardrailIntervened { .. }) => {
+                Some("guardrail_intervened")
+            }
             Self::LimitExceeded(e) if e.reason() == "budget_exceeded" => Some("insufficient_quota"),
             Self::LimitExceeded(_) => Some("rate_limit_exceeded"),
             Self::GuardrailBlocked(_) => Some("content_policy_violation"),
@@ -192,6 +195,8 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Upstream(ProviderError::Status { retry_after, .. }) => *retry_after,
+            Self::Upstream(ProviderError::NoDeployment { retry_after }) => retry_after.or(Some(1)),
+            Self::Upstream(ProviderError::Identity(_)) => Some(1),
             Self::LimitExceeded(e) => Some(e.retry_after_s.max(1)),
             Self::NoBundle | Self::RecordsUnavailable | Self::LimitsUnavailable(_) => Some(1),
             _ => None,

@@ -22,6 +22,7 @@ pub mod mock_upstream;
 pub mod openai;
 pub mod pipeline;
 pub mod providers;
+pub mod routing;
 pub mod server;
 pub mod telemetry;
 

@@ -55,7 +55,11 @@ async fn chat(State(mock): State<Arc<MockProvider>>, body: Bytes) -> Response {
                             Ok(StreamEvent::Usage(u)) if include_usage => Some(openai::sse_event(
                                 &openai::usage_chunk_json(&id, &model, created, &u),
                             )),
-                            Ok(StreamEvent::Usage(_)) => None,
+                            Ok(
+                                StreamEvent::Usage(_)
+                                | StreamEvent::ToolCall { .. }
+                                | StreamEvent::Guardrail(_),
+                            ) => None,
                             Err(e) => Some(openai::sse_event(&openai::error_json(
                                 &e.to_string(),
                                 "api_error",

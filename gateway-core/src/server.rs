@@ -17,8 +17,11 @@ use serde_json::json;
 
 use crate::authn::{ApiKeys, Authenticator, OidcVerifier};
 use crate::authz::{self, PolicyState};
+use std::collections::HashMap;
+
 use crate::cache::ResponseCache;
 use crate::catalogue::Catalogue;
+use crate::catalogue::CatalogueModel;
 use crate::config::GatewayConfig;
 use crate::decision_log::{DecisionLog, LogSettings};
 use crate::error::{GatewayError, StartError};
@@ -26,8 +29,10 @@ use crate::guardrails::Guardrails;
 use crate::limits::Limiter;
 use crate::pipeline::{self, RequestScope};
 use crate::providers::Provider;
+use crate::providers::bedrock::BedrockProvider;
 use crate::providers::mock::MockProvider;
 use crate::providers::openai_compat::OpenAiProvider;
+use crate::routing::Router as ModelRouter;
 use crate::telemetry::Metrics;
 use crate::telemetry::otlp::Exporter;
 use crate::{clock, openai};
@@ -43,16 +48,18 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     pub cache: ResponseCache,
     pub exporter: Option<Exporter>,
+    pub router: ModelRouter,
+    /// Present when some model is served by Bedrock.
+    pub bedrock: Option<BedrockProvider>,
+    /// The provider of each catalogue model.
+    providers: HashMap<String, Provider>,
     mock: Provider,
-    openai: Option<Provider>,
 }
 
 impl AppState {
-    pub fn provider(&self, name: &str) -> &Provider {
-        match name {
-            "openai" => self.openai.as_ref().unwrap_or(&self.mock),
-            _ => &self.mock,
-        }
+    /// The provider that serves a (concrete) catalogue model.
+    pub fn provider_for(&self, model: &CatalogueModel) -> &Provider {
+        self.providers.get(&model.id).unwrap_or(&self.mock)
     }
 }
 
@@ -331,6 +338,24 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         ))
     };
     let mock = Provider::Mock(MockProvider::new(config.raw.providers.mock.clone()));
+    let bedrock = if catalogue.models().iter().any(|m| m.provider == "bedrock") {
+        Some(BedrockProvider::new(&config.raw.providers.bedrock).await)
+    } else {
+        None
+    };
+    let providers = catalogue
+        .models()
+        .iter()
+        .map(|m| {
+            let p = match (m.provider.as_str(), &openai, &bedrock, &m.mock) {
+                ("openai", Some(o), _, _) => o.clone(),
+                ("bedrock", _, Some(b), _) => Provider::Bedrock(b.clone()),
+                (_, _, _, Some(own)) => Provider::Mock(MockProvider::new(own.clone())),
+                _ => mock.clone(),
+            };
+            (m.id.clone(), p)
+        })
+        .collect();
 
     let listen = config.raw.server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
@@ -360,6 +385,9 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         limiter,
         cache,
         exporter,
+        router: ModelRouter::new(config.raw.routing.clone()),
+        bedrock,
+        providers,
         config,
         catalogue,
         authn,
@@ -367,7 +395,6 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         log,
         metrics,
         mock,
-        openai,
     });
     Ok(BoundGateway {
         listener,

@@ -320,6 +320,46 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
             .into(),
         });
     }
+    // Claude Sonnet is served by two deployments; the first one is throttled (answers 429), so
+    // the router falls back to the second.
+    let mut models = gateway_core::catalogue::default_models();
+    let sonnet = models
+        .iter()
+        .find(|m| m.id == "claude-sonnet")
+        .cloned()
+        .ok_or_else(|| {
+            CliError::input(miette::miette!(
+                "the built-in catalogue has no claude-sonnet"
+            ))
+        })?;
+    for (id, region, throttled) in [
+        ("claude-sonnet-us-east-1", "us-east-1", true),
+        ("claude-sonnet-us-west-2", "us-west-2", false),
+    ] {
+        let mut m = sonnet.clone();
+        m.id = id.into();
+        m.region = region.into();
+        m.mock = throttled.then(|| gateway_core::config::MockConfig {
+            fail_status: 429,
+            ..Default::default()
+        });
+        models.push(m);
+    }
+    if let Some(alias) = models.iter_mut().find(|m| m.id == "claude-sonnet") {
+        alias.deployments = vec![
+            gateway_core::config::DeploymentConfig {
+                model: "claude-sonnet-us-east-1".into(),
+                priority: 0,
+                weight: 1,
+            },
+            gateway_core::config::DeploymentConfig {
+                model: "claude-sonnet-us-west-2".into(),
+                priority: 1,
+                weight: 1,
+            },
+        ];
+    }
+    raw.models = models;
     // The research team's daily budget runs out during the demo: each Opus request reserves
     // its worst case (64 completion tokens) and is charged what it used.
     raw.limits.rules.push(gateway_core::config::LimitRule {
@@ -483,12 +523,21 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
                 .await
                 .map_err(|e| CliError::input(miette::miette!("demo request failed: {e}")))?;
             let status = resp.status().as_u16();
-            let redacted = resp
-                .headers()
-                .get("x-cairn-redacted")
-                .and_then(|v| v.to_str().ok())
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let mut redacted = header("x-cairn-redacted")
                 .map(|r| format!("; prompt redacted ({r}) before it left"))
                 .unwrap_or_default();
+            if let (Some(d), Some(n)) = (header("x-cairn-deployment"), header("x-cairn-attempts")) {
+                redacted.push_str(&format!(
+                    "; served by {d} after {} throttled attempt(s)",
+                    n.parse::<u32>().unwrap_or(1).saturating_sub(1)
+                ));
+            }
             let text = resp.text().await.unwrap_or_default();
             let detail = if status == 200 && stream {
                 let n = text.matches("data: {").count();

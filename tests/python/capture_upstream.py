@@ -2,11 +2,12 @@
 exactly what left the gateway (e.g. that a prompt was redacted)."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from background import BackgroundServer
 
 
-class CaptureUpstream:
+class CaptureUpstream(BackgroundServer):
     def __init__(self, answer="captured answer"):
         self.requests = []
         self.answer = answer
@@ -49,19 +50,12 @@ class CaptureUpstream:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.serve(Handler)
 
     @property
     def base_url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"{self.url}/v1"
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
 
     def prompts(self):
         return [m.get("content") for r in self.requests for m in r["messages"]]

@@ -4,7 +4,9 @@ and the raw bodies."""
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from background import BackgroundServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -19,7 +21,7 @@ def _value(v):
     return getattr(v, kind) if kind else None
 
 
-class Receiver:
+class Receiver(BackgroundServer):
     def __init__(self):
         self.spans = []
         self.bodies = []
@@ -65,19 +67,12 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.serve(Handler)
 
     @property
     def endpoint(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.url
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
 
     def wait_for(self, pred, timeout=15):
         """The spans once `pred(spans)` holds."""

@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "guardrails",
     "cache",
     "telemetry",
+    "routing",
 ];
 
 /// Reads the file (when given) and applies environment overrides from `env`.
@@ -187,14 +188,41 @@ impl GatewayConfig {
             }
         }
         let mut seen = std::collections::BTreeSet::new();
+        let ids: std::collections::BTreeMap<&str, &ModelConfig> =
+            raw.models.iter().map(|m| (m.id.as_str(), m)).collect();
         for (i, m) in raw.models.iter().enumerate() {
             if !seen.insert(&m.id) {
                 problems.push(format!("`models[{i}].id` `{}` appears twice", m.id));
             }
-            if !matches!(m.provider.as_str(), "mock" | "openai") {
+            if !matches!(m.provider.as_str(), "mock" | "openai" | "bedrock") {
                 problems.push(format!(
-                    "`models[{i}].provider` `{}` is not a provider (mock, openai)",
+                    "`models[{i}].provider` `{}` is not a provider (mock, openai, bedrock)",
                     m.provider
+                ));
+            }
+            for (j, d) in m.deployments.iter().enumerate() {
+                match ids.get(d.model.as_str()) {
+                    None => problems.push(format!(
+                        "`models[{i}].deployments[{j}].model` `{}` is not a model id of the catalogue",
+                        d.model
+                    )),
+                    Some(target) if !target.deployments.is_empty() => problems.push(format!(
+                        "`models[{i}].deployments[{j}].model` `{}` is itself an alias; deployments must be concrete models",
+                        d.model
+                    )),
+                    Some(_) => {}
+                }
+                if d.weight == 0 {
+                    problems.push(format!(
+                        "`models[{i}].deployments[{j}].weight` must be at least 1"
+                    ));
+                }
+            }
+            if let Some(g) = &m.guardrail
+                && !matches!(g.stream_processing.as_str(), "sync" | "async")
+            {
+                problems.push(format!(
+                    "`models[{i}].guardrail.stream_processing` must be sync or async"
                 ));
             }
             if m.provider == "openai" && raw.providers.openai.base_url.is_empty() {
@@ -202,6 +230,41 @@ impl GatewayConfig {
                     "`models[{i}]` uses the openai provider but `providers.openai.base_url` is not set"
                 ));
             }
+        }
+        let identity = &raw.providers.bedrock.identity;
+        if !identity.role_arn.is_empty() {
+            if crate::providers::bedrock::identity::parse_role_arn(&identity.role_arn).is_none() {
+                problems.push(format!(
+                    "`providers.bedrock.identity.role_arn` `{}` is not a role ARN like arn:aws:iam::123456789012:role/cairn-bedrock",
+                    identity.role_arn
+                ));
+            }
+            if !(900..=43_200).contains(&identity.session_duration_s) {
+                problems.push("`providers.bedrock.identity.session_duration_s` must be between 900 and 43200 (STS limits)".into());
+            }
+            for (k, source) in &identity.session_tags {
+                if !crate::providers::bedrock::identity::valid_tag_source(source) {
+                    problems.push(format!(
+                        "`providers.bedrock.identity.session_tags.{k}` = `{source}`: use id, uid, type, team, auth.subject, auth.issuer, auth.method or attr.<name>"
+                    ));
+                }
+            }
+            if identity.session_tags.len() > 50 {
+                problems.push("`providers.bedrock.identity.session_tags`: STS accepts at most 50 session tags".into());
+            }
+        }
+        for label in raw.providers.bedrock.guardrails_by_classification.keys() {
+            if !raw.classification.levels.contains_key(label) {
+                problems.push(format!(
+                    "`providers.bedrock.guardrails_by_classification.{label}`: `{label}` is not a classification label"
+                ));
+            }
+        }
+        if raw.routing.max_attempts == 0 {
+            problems.push("`routing.max_attempts` must be at least 1".into());
+        }
+        if raw.routing.breaker_failures == 0 {
+            problems.push("`routing.breaker_failures` must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&raw.providers.mock.fail_rate) {
             problems.push("`providers.mock.fail_rate` must be between 0.0 and 1.0".into());

@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub guardrails: GuardrailsConfig,
     pub cache: CacheConfig,
     pub telemetry: TelemetryConfig,
+    pub routing: RoutingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -275,7 +276,7 @@ impl Default for ClassificationConfig {
 pub struct ModelConfig {
     /// The name clients use in `model`.
     pub id: String,
-    /// `mock` or `openai` (an OpenAI-compatible upstream).
+    /// `mock`, `openai` (an OpenAI-compatible upstream) or `bedrock`.
     #[serde(default = "default_provider")]
     pub provider: String,
     /// The model name sent upstream; defaults to `id`.
@@ -302,6 +303,74 @@ pub struct ModelConfig {
     /// a policy opts in with `@cache_ttl`).
     #[serde(default)]
     pub cache_ttl_s: u64,
+    /// Makes this entry an alias: requests are routed to these catalogue models in order
+    /// (by `priority`, then weighted at random within a priority), falling back on failures.
+    #[serde(default)]
+    pub deployments: Vec<DeploymentConfig>,
+    /// A Bedrock guardrail applied to this model's calls.
+    #[serde(default)]
+    pub guardrail: Option<BedrockGuardrailConfig>,
+    /// Mock provider settings for this model only (e.g. to make one deployment fail).
+    #[serde(default)]
+    pub mock: Option<MockConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// The catalogue id of the model that serves this deployment.
+    pub model: String,
+    /// Lower is tried first.
+    #[serde(default)]
+    pub priority: u32,
+    /// Share of traffic among deployments of the same priority.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BedrockGuardrailConfig {
+    /// Guardrail id or ARN.
+    pub id: String,
+    pub version: String,
+    /// How streamed output is checked: `sync` (held until checked) or `async`.
+    #[serde(default = "sync_mode")]
+    pub stream_processing: String,
+}
+
+fn sync_mode() -> String {
+    "sync".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Upstream calls per request at most, across deployments (1: no retries).
+    pub max_attempts: u32,
+    /// Backoff before a retry: a random wait up to `backoff_base_ms * 2^(attempt-1)`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Consecutive failures that open a deployment's circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit skips its deployment before one trial request.
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff_base_ms: 25,
+            backoff_max_ms: 1000,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 30_000,
+        }
+    }
 }
 
 fn default_provider() -> String {
@@ -313,6 +382,77 @@ fn default_provider() -> String {
 pub struct ProvidersConfig {
     pub mock: MockConfig,
     pub openai: OpenAiConfig,
+    pub bedrock: BedrockConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BedrockConfig {
+    /// Region for models that do not name one (a model's `region` is where it is called).
+    pub region: String,
+    /// Bedrock Runtime endpoint, e.g. a PrivateLink VPC endpoint
+    /// `https://vpce-0123-abcd.bedrock-runtime.us-east-1.vpce.amazonaws.com`; empty: the public one.
+    pub endpoint_url: String,
+    pub timeout_ms: u64,
+    /// Calls carry the end user's identity through STS AssumeRole (empty role: the gateway's
+    /// own credentials).
+    pub identity: IdentityConfig,
+    /// Bedrock guardrail per data classification label (overrides the model's).
+    pub guardrails_by_classification: BTreeMap<String, BedrockGuardrailConfig>,
+}
+
+impl Default for BedrockConfig {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            endpoint_url: String::new(),
+            timeout_ms: 120_000,
+            identity: IdentityConfig::default(),
+            guardrails_by_classification: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// The role assumed for each caller, e.g. `arn:aws:iam::123456789012:role/cairn-bedrock`.
+    pub role_arn: String,
+    /// STS endpoint (e.g. a VPC endpoint); empty: the regional default.
+    pub sts_endpoint_url: String,
+    pub sts_region: String,
+    pub session_duration_s: u64,
+    /// Credentials are refreshed this long before they expire.
+    pub refresh_before_s: u64,
+    /// Session tag key -> what it carries: `id`, `uid`, `type`, `team`, `auth.subject`,
+    /// `auth.issuer`, `auth.method` or `attr.<attribute>`.
+    pub session_tags: BTreeMap<String, String>,
+    /// Tag keys that stay on the session through role chaining.
+    pub transitive_tag_keys: Vec<String>,
+    /// Prefix of the role session name (the rest is the principal's id).
+    pub session_name_prefix: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            role_arn: String::new(),
+            sts_endpoint_url: String::new(),
+            sts_region: "us-east-1".into(),
+            session_duration_s: 3600,
+            refresh_before_s: 300,
+            session_tags: [
+                ("cairn-user", "id"),
+                ("cairn-team", "team"),
+                ("cairn-clearance", "attr.clearance"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            transitive_tag_keys: vec!["cairn-user".into(), "cairn-team".into()],
+            session_name_prefix: "cairn-".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

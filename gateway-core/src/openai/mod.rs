@@ -124,6 +124,8 @@ pub struct Completion {
     pub finish_reason: String,
     pub usage: Usage,
     pub tool_calls: Option<Value>,
+    /// A provider-side guardrail's assessment of the output, when it intervened.
+    pub guardrail: Option<Value>,
 }
 
 pub fn usage_json(u: &Usage) -> Value {
@@ -133,6 +135,10 @@ pub fn usage_json(u: &Usage) -> Value {
         "total_tokens": u.input_tokens + u.output_tokens,
     });
     if u.cache_read_tokens > 0 || u.cache_write_tokens > 0 {
+        // OpenAI's shape: cached tokens are part of prompt_tokens.
+        let prompt = u.input_tokens + u.cache_read_tokens + u.cache_write_tokens;
+        v["prompt_tokens"] = json!(prompt);
+        v["total_tokens"] = json!(prompt + u.output_tokens);
         v["prompt_tokens_details"] = json!({ "cached_tokens": u.cache_read_tokens });
     }
     v
@@ -175,6 +181,43 @@ pub fn chunk_json(
         "created": created,
         "model": model,
         "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+    })
+}
+
+/// A piece of a streamed tool call: `id` and `name` come with the first piece of each call.
+pub struct ToolCallPiece<'a> {
+    pub index: u32,
+    pub id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
+}
+
+/// A streamed piece of a tool call.
+pub fn tool_call_chunk_json(
+    id: &str,
+    model: &str,
+    created: i64,
+    role: bool,
+    piece: &ToolCallPiece<'_>,
+) -> Value {
+    let mut call = json!({ "index": piece.index, "function": { "arguments": piece.arguments } });
+    if let Some(c) = piece.id {
+        call["id"] = json!(c);
+        call["type"] = json!("function");
+    }
+    if let Some(n) = piece.name {
+        call["function"]["name"] = json!(n);
+    }
+    let mut delta = json!({ "tool_calls": [call] });
+    if role {
+        delta["role"] = json!("assistant");
+    }
+    json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{ "index": 0, "delta": delta, "finish_reason": null }],
     })
 }
 

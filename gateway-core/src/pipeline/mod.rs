@@ -9,6 +9,7 @@
 //! released when nothing was.
 
 mod respond;
+mod route;
 mod scope;
 mod stream;
 
@@ -231,8 +232,15 @@ fn cache_ttl(
 /// What an allowed request carries into its upstream call and settlement.
 pub struct Allowed {
     pub scope: RequestScope,
+    pub principal: Principal,
     pub request: ChatRequest,
+    /// The model the client asked for (an alias, or a model).
     pub model: CatalogueModel,
+    /// The deployments Cedar allows, in the order to try them.
+    pub plan: Vec<CatalogueModel>,
+    /// The deployment that answered.
+    pub served_by: Option<CatalogueModel>,
+    pub attempts: Vec<crate::routing::Attempt>,
     /// The data classification label (output guardrails act by it).
     pub label: String,
     pub reservation: Option<Reservation>,
@@ -241,6 +249,11 @@ pub struct Allowed {
 }
 
 impl Allowed {
+    /// The catalogue entry whose prices apply: the deployment that answered.
+    pub fn priced(&self) -> &CatalogueModel {
+        self.served_by.as_ref().unwrap_or(&self.model)
+    }
+
     /// Reconciles the reservation with what was served (once).
     pub fn settle(&mut self, state: &AppState, usage: &Usage, served: bool) {
         if let Some(r) = self.reservation.take() {
@@ -248,9 +261,19 @@ impl Allowed {
                 + usage.output_tokens
                 + usage.cache_read_tokens
                 + usage.cache_write_tokens) as i64;
-            let cost = self.model.cost_micro_usd(usage);
+            let cost = self.priced().cost_micro_usd(usage);
             state.limiter.reconcile_later(r, tokens, cost, served);
         }
+    }
+
+    /// `extra.routing` of the outcome record: who answered and every attempt.
+    pub fn routing_json(&self) -> Option<Value> {
+        (!self.model.deployments.is_empty() || self.attempts.len() > 1).then(|| {
+            json!({
+                "deployment": self.served_by.as_ref().map(|m| m.id.clone()),
+                "attempts": self.attempts,
+            })
+        })
     }
 }
 
@@ -504,6 +527,57 @@ pub async fn chat_completions(
         )
         .await;
     }
+    // An alias is served by its deployments; each one used must be allowed too.
+    let mut plan = Vec::new();
+    let mut denied = Vec::new();
+    let mut denied_reasons = Vec::new();
+    for dep in state.router.plan(&state.catalogue, &model) {
+        if dep.id == model.id {
+            plan.push(dep);
+            continue;
+        }
+        match authz::decide(
+            &engine,
+            &principal,
+            INVOKE_MODEL,
+            "Model",
+            &dep.id,
+            &dep.attrs,
+            &context,
+        ) {
+            Ok(d) if d.allow => plan.push(dep),
+            Ok(d) => {
+                denied_reasons.extend(d.reasons.iter().cloned());
+                denied.push(json!({ "deployment": dep.id, "reasons": d.reasons }));
+            }
+            Err(e) => denied.push(json!({ "deployment": dep.id, "error": e })),
+        }
+    }
+    if !denied.is_empty() {
+        extra(&mut record, "deployments_denied", json!(denied));
+    }
+    if plan.is_empty() {
+        release(&state, reservation);
+        denied_reasons.sort();
+        denied_reasons.dedup();
+        return refuse(
+            &state,
+            &scope,
+            record,
+            GatewayError::Denied {
+                reasons: denied_reasons,
+            },
+        )
+        .await;
+    }
+    if let Some(bedrock) = &state.bedrock
+        && state.catalogue.uses_bedrock(&model)
+        && let Some(session) = bedrock.session(&principal)
+    {
+        for (k, v) in session.record_fields() {
+            extra(&mut record, k, v);
+        }
+    }
     record.decision = Some("allow".into());
     record.reason = Some("policy".into());
 
@@ -522,8 +596,12 @@ pub async fn chat_completions(
     });
     let allowed = Allowed {
         scope,
+        principal,
         request,
         model,
+        plan,
+        served_by: None,
+        attempts: Vec::new(),
         label,
         reservation,
         cache,

@@ -11,8 +11,10 @@ use http::{HeaderValue, header};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
 
+use super::route::Answer;
 use super::{Allowed, SpanEnd, count_findings, error_response, extra, records_unavailable};
 use crate::cache::Cached;
+use crate::catalogue::CatalogueModel;
 use crate::clock;
 use crate::decision_log::{Record, RecordKind, Usage};
 use crate::error::GatewayError;
@@ -29,7 +31,7 @@ pub fn outcome(allowed: &Allowed, status: u16) -> Record {
         ts: clock::now_rfc3339(),
         decision_id: Some(allowed.scope.decision_id.clone()),
         model: Some(allowed.model.id.clone()),
-        provider: Some(allowed.model.provider.clone()),
+        provider: Some(allowed.priced().provider.clone()),
         status: Some(status),
         trace_id: Some(allowed.scope.trace.trace_id.clone()),
         latency_ms: Some(allowed.scope.started.elapsed().as_millis() as u64),
@@ -42,8 +44,8 @@ pub fn outcome(allowed: &Allowed, status: u16) -> Record {
 pub fn span_end(state: &AppState, allowed: &Allowed, status: u16) -> SpanEnd {
     SpanEnd {
         request_model: Some(allowed.model.id.clone()),
-        response_model: Some(allowed.model.id.clone()),
-        provider: Some(allowed.model.provider.clone()),
+        response_model: Some(allowed.priced().id.clone()),
+        provider: Some(allowed.priced().provider.clone()),
         status,
         decision: "allow",
         reason: "policy".into(),
@@ -58,9 +60,9 @@ pub fn span_end(state: &AppState, allowed: &Allowed, status: u16) -> SpanEnd {
     }
 }
 
-/// Attributes of the provider call's CLIENT span.
+/// Attributes of a provider call's CLIENT span.
 pub fn provider_attrs(
-    allowed: &Allowed,
+    deployment: &CatalogueModel,
     usage: Option<&Usage>,
     finish: Option<&str>,
 ) -> Vec<(&'static str, Attr)> {
@@ -68,12 +70,13 @@ pub fn provider_attrs(
         ("gen_ai.operation.name", "chat".into()),
         (
             "gen_ai.provider.name",
-            super::scope::genai_provider(&allowed.model.provider).into(),
+            super::scope::genai_provider(&deployment.provider).into(),
         ),
         (
             "gen_ai.request.model",
-            allowed.model.upstream_model.clone().into(),
+            deployment.upstream_model.clone().into(),
         ),
+        ("cairn.deployment", deployment.id.clone().into()),
     ];
     if let Some(u) = usage {
         attrs.push(("gen_ai.usage.input_tokens", u.input_tokens.into()));
@@ -85,10 +88,26 @@ pub fn provider_attrs(
     attrs
 }
 
-pub async fn upstream(state: Arc<AppState>, allowed: Allowed, record: Record) -> Response {
-    let provider = state.provider(&allowed.model.provider).clone();
-    let traceparent = allowed.scope.trace.header();
-    let timeout = state.config.request_timeout;
+/// Adds the answering deployment (for an alias) and the number of upstream attempts.
+pub fn routing_headers(allowed: &Allowed, resp: &mut Response) {
+    if let Some(m) = &allowed.served_by
+        && !allowed.model.deployments.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&m.id)
+    {
+        resp.headers_mut().insert("x-cairn-deployment", v);
+    }
+    let tries = allowed
+        .attempts
+        .iter()
+        .filter(|a| a.result != "skipped")
+        .count();
+    if tries > 1 {
+        resp.headers_mut()
+            .insert("x-cairn-attempts", HeaderValue::from(tries));
+    }
+}
+
+pub async fn upstream(state: Arc<AppState>, mut allowed: Allowed, record: Record) -> Response {
     let record_clock = allowed.scope.begin();
     let durable = async {
         let r = state.log.append(record).await;
@@ -101,83 +120,54 @@ pub async fn upstream(state: Arc<AppState>, allowed: Allowed, record: Record) ->
         );
         r
     };
-    let call_clock = allowed.scope.begin();
-    let started = std::time::Instant::now();
-    if allowed.request.streaming() {
-        let call = async {
-            tokio::time::timeout(
-                timeout,
-                provider.stream(
-                    &allowed.request,
-                    &allowed.model.upstream_model,
-                    Some(&traceparent),
-                ),
-            )
-            .await
-            .unwrap_or(Err(ProviderError::Timeout))
-        };
-        let (receipt, upstream) = tokio::join!(durable, call);
-        if receipt.is_err() {
-            let mut allowed = allowed;
-            allowed.settle(&state, &Usage::default(), false);
-            return records_unavailable(&state, &allowed.scope, &allowed.model.id);
-        }
-        match upstream {
-            Ok(events) => super::stream::respond(state, allowed, events, call_clock),
-            Err(e) => {
-                state.metrics.stage("upstream", started.elapsed());
-                upstream_failed(&state, allowed, e, call_clock)
+    let (receipt, (routed, attempts)) =
+        tokio::join!(durable, super::route::route(&state, &allowed));
+    allowed.attempts = attempts;
+    if receipt.is_err() {
+        // The provider may have charged for an answer nobody will see; budgets count it.
+        let usage = match &routed {
+            Ok((Answer::Complete(c), dep, _)) => {
+                allowed.served_by = Some(dep.clone());
+                c.usage
             }
-        }
-    } else {
-        let call = async {
-            let r = tokio::time::timeout(
-                timeout,
-                provider.complete(
-                    &allowed.request,
-                    &allowed.model.upstream_model,
-                    Some(&traceparent),
-                ),
-            )
-            .await
-            .unwrap_or(Err(ProviderError::Timeout));
-            state.metrics.stage("upstream", started.elapsed());
-            r
+            _ => Usage::default(),
         };
-        let (receipt, upstream) = tokio::join!(durable, call);
-        if receipt.is_err() {
-            let mut allowed = allowed;
-            // The provider may have charged for an answer nobody will see; budgets count it.
-            let usage = upstream.as_ref().map(|c| c.usage).unwrap_or_default();
-            allowed.settle(&state, &usage, true);
-            return records_unavailable(&state, &allowed.scope, &allowed.model.id);
+        allowed.settle(&state, &usage, true);
+        return records_unavailable(&state, &allowed.scope, &allowed.model.id);
+    }
+    match routed {
+        Ok((Answer::Complete(completion), dep, clock)) => {
+            allowed.served_by = Some(dep);
+            complete_response(&state, allowed, *completion, clock)
         }
-        match upstream {
-            Ok(completion) => complete_response(&state, allowed, completion, call_clock),
-            Err(e) => upstream_failed(&state, allowed, e, call_clock),
+        Ok((Answer::Stream(events), dep, clock)) => {
+            allowed.served_by = Some(dep);
+            super::stream::respond(state, allowed, events, clock)
         }
+        Err(e) => upstream_failed(&state, allowed, e),
     }
 }
 
-fn upstream_failed(
-    state: &AppState,
-    mut allowed: Allowed,
-    e: ProviderError,
-    call_clock: super::scope::StageClock,
-) -> Response {
-    allowed.scope.span(
-        format!("chat {}", allowed.model.upstream_model),
-        SpanKind::Client,
-        call_clock,
-        provider_attrs(&allowed, None, None),
-        Some(e.to_string()),
-    );
+fn upstream_failed(state: &AppState, mut allowed: Allowed, e: ProviderError) -> Response {
+    let assessment = match &e {
+        ProviderError::GuardrailIntervened { assessment, .. } => Some(assessment.clone()),
+        _ => None,
+    };
+    let kind = e.kind();
+    let detail = e.detail();
     let e = GatewayError::Upstream(e);
     let (status, _, reason) = e.classify();
     let mut rec = outcome(&allowed, status.as_u16());
-    rec.error = Some(e.to_string());
+    rec.error = Some(detail);
+    rec.reason = Some(reason.into());
     rec.usage = Some(Usage::default());
     rec.cost_usd = Some(0.0);
+    if let Some(r) = allowed.routing_json() {
+        extra(&mut rec, "routing", r);
+    }
+    if let Some(a) = assessment {
+        extra(&mut rec, "bedrock_guardrail", a);
+    }
     state.log.append_detached(rec);
     allowed.settle(state, &Usage::default(), true);
     state
@@ -185,11 +175,7 @@ fn upstream_failed(
         .request("allow", &allowed.model.id, status.as_u16(), reason);
     let mut end = span_end(state, &allowed, status.as_u16());
     end.reason = reason.into();
-    end.error_type = Some(match &e {
-        GatewayError::Upstream(ProviderError::Status { status, .. }) => status.to_string(),
-        GatewayError::Upstream(ProviderError::Timeout) => "timeout".into(),
-        _ => reason.to_string(),
-    });
+    end.error_type = Some(kind);
     allowed.scope.finish(state, end);
     error_response(&allowed.scope, &e)
 }
@@ -200,12 +186,13 @@ fn complete_response(
     mut completion: Completion,
     call_clock: super::scope::StageClock,
 ) -> Response {
+    let deployment = allowed.priced().clone();
     allowed.scope.span(
-        format!("chat {}", allowed.model.upstream_model),
+        format!("chat {}", deployment.upstream_model),
         SpanKind::Client,
         call_clock,
         provider_attrs(
-            &allowed,
+            &deployment,
             Some(&completion.usage),
             Some(&completion.finish_reason),
         ),
@@ -213,6 +200,12 @@ fn complete_response(
     );
     completion.model = allowed.model.id.clone();
     let mut rec = outcome(&allowed, 200);
+    if let Some(r) = allowed.routing_json() {
+        extra(&mut rec, "routing", r);
+    }
+    if let Some(a) = completion.guardrail.take() {
+        extra(&mut rec, "bedrock_guardrail", a);
+    }
     if state.guardrails.checks_output() {
         let c = allowed.scope.begin();
         let verdict = state
@@ -232,7 +225,7 @@ fn complete_response(
             completion.finish_reason = "content_filter".into();
         }
     }
-    let cost = allowed.model.cost_usd(&completion.usage);
+    let cost = deployment.cost_usd(&completion.usage);
     rec.usage = Some(completion.usage);
     rec.cost_usd = Some(cost);
     rec.finish_reason = Some(completion.finish_reason.clone());
@@ -275,6 +268,7 @@ fn complete_response(
     let mut resp =
         axum::Json(openai::completion_json(&completion, clock::unix_seconds())).into_response();
     allowed.scope.headers(&mut resp);
+    routing_headers(&allowed, &mut resp);
     resp
 }
 
@@ -363,6 +357,7 @@ pub async fn from_cache(
             finish_reason: cached.finish_reason,
             usage: cached.usage,
             tool_calls: cached.tool_calls,
+            guardrail: None,
         };
         axum::Json(openai::completion_json(&completion, created)).into_response()
     };

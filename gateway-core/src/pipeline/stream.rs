@@ -39,6 +39,8 @@ struct StreamOutcome {
     usage: Option<Usage>,
     finish: Option<String>,
     error: Option<String>,
+    /// A provider-side guardrail's assessment of the output.
+    provider_guardrail: Option<serde_json::Value>,
     done: bool,
 }
 
@@ -69,16 +71,23 @@ impl StreamOutcome {
         };
         state.metrics.stage("upstream", self.call_started.elapsed());
         let provider_error = self.error.clone();
+        let deployment = self.allowed.priced().clone();
         self.allowed.scope.span(
-            format!("chat {}", self.allowed.model.upstream_model),
+            format!("chat {}", deployment.upstream_model),
             SpanKind::Client,
             self.call_clock,
-            provider_attrs(&self.allowed, Some(&usage), self.finish.as_deref()),
+            provider_attrs(&deployment, Some(&usage), self.finish.as_deref()),
             provider_error,
         );
-        let cost = self.allowed.model.cost_usd(&usage);
+        let cost = deployment.cost_usd(&usage);
         let status = if self.error.is_some() { 502 } else { 200 };
         let mut rec = outcome(&self.allowed, status);
+        if let Some(r) = self.allowed.routing_json() {
+            extra(&mut rec, "routing", r);
+        }
+        if let Some(a) = self.provider_guardrail.take() {
+            extra(&mut rec, "bedrock_guardrail", a);
+        }
         rec.usage = Some(usage);
         rec.cost_usd = Some(cost);
         rec.finish_reason = self.finish.clone();
@@ -136,6 +145,28 @@ impl StreamOutcome {
     }
 }
 
+impl StreamOutcome {
+    /// Sends what the output guard holds back, checked. False when the guard blocked it: the
+    /// stream then finishes with `content_filter`.
+    fn release_held(&mut self, chunks: &mut Chunks<'_>) -> bool {
+        let Some(g) = &mut self.guard else {
+            return true;
+        };
+        match g.finish() {
+            Ok(t) => {
+                self.sent.push_str(&t);
+                chunks.delta(&t);
+                true
+            }
+            Err(_) => {
+                self.finish = Some("content_filter".into());
+                chunks.finish("content_filter");
+                false
+            }
+        }
+    }
+}
+
 impl Drop for StreamOutcome {
     fn drop(&mut self) {
         if !self.done {
@@ -169,6 +200,13 @@ impl Chunks<'_> {
             *self.first,
             None,
         );
+        *self.first = false;
+        self.out.extend_from_slice(&openai::sse_event(&chunk));
+    }
+
+    fn tool_call(&mut self, piece: &openai::ToolCallPiece<'_>) {
+        let chunk =
+            openai::tool_call_chunk_json(self.id, self.model, self.created, *self.first, piece);
         *self.first = false;
         self.out.extend_from_slice(&openai::sse_event(&chunk));
     }
@@ -213,12 +251,13 @@ pub fn respond(
     let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
     let created = clock::unix_seconds();
     let model_name = allowed.model.id.clone();
+    let mut resp_headers = Response::new(Body::empty());
+    allowed.scope.headers(&mut resp_headers);
+    super::respond::routing_headers(&allowed, &mut resp_headers);
     let guard = state
         .guardrails
         .checks_output()
         .then(|| state.guardrails.stream(&allowed.label));
-    let mut resp_headers = Response::new(Body::empty());
-    allowed.scope.headers(&mut resp_headers);
     let outcome = StreamOutcome {
         state,
         allowed,
@@ -230,6 +269,7 @@ pub fn respond(
         usage: None,
         finish: None,
         error: None,
+        provider_guardrail: None,
         done: false,
     };
     let start = Streaming {
@@ -284,23 +324,37 @@ pub fn respond(
                         if s.withheld {
                             continue;
                         }
-                        let rest = match &mut o.guard {
-                            Some(g) => g.finish(),
-                            None => Ok(String::new()),
-                        };
-                        match rest {
-                            Ok(t) => {
-                                o.sent.push_str(&t);
-                                chunks.delta(&t);
-                                chunks.finish(&reason);
-                                o.finish = Some(reason);
-                            }
-                            Err(_) => {
-                                chunks.finish("content_filter");
-                                o.finish = Some("content_filter".into());
-                                s.withheld = true;
-                            }
+                        if o.release_held(&mut chunks) {
+                            chunks.finish(&reason);
+                            o.finish = Some(reason);
+                        } else {
+                            s.withheld = true;
                         }
+                    }
+                    Some(Ok(StreamEvent::ToolCall {
+                        index,
+                        id: call_id,
+                        name,
+                        arguments,
+                    })) => {
+                        if s.withheld {
+                            continue;
+                        }
+                        // Tool calls pass as they come; text before them is sent first.
+                        if !o.release_held(&mut chunks) {
+                            s.withheld = true;
+                            continue;
+                        }
+                        o.received.push_str(&arguments);
+                        chunks.tool_call(&openai::ToolCallPiece {
+                            index,
+                            id: call_id.as_deref(),
+                            name: name.as_deref(),
+                            arguments: &arguments,
+                        });
+                    }
+                    Some(Ok(StreamEvent::Guardrail(assessment))) => {
+                        o.provider_guardrail = Some(assessment);
                     }
                     Some(Ok(StreamEvent::Usage(u))) => {
                         o.usage = Some(u);
@@ -315,12 +369,8 @@ pub fn respond(
                     }
                     Some(Err(e)) => {
                         // What the guard holds back was received whole: send it, checked.
-                        if !s.withheld
-                            && let Some(g) = &mut o.guard
-                            && let Ok(t) = g.finish()
-                        {
-                            o.sent.push_str(&t);
-                            chunks.delta(&t);
+                        if !s.withheld {
+                            o.release_held(&mut chunks);
                         }
                         let (_, kind) = e.classify();
                         o.error = Some(e.to_string());
@@ -332,20 +382,8 @@ pub fn respond(
                     None => {
                         // An upstream that ends without a finish event: send what the guard
                         // still holds, checked.
-                        if !s.withheld
-                            && o.finish.is_none()
-                            && let Some(g) = &mut o.guard
-                        {
-                            match g.finish() {
-                                Ok(t) => {
-                                    o.sent.push_str(&t);
-                                    chunks.delta(&t);
-                                }
-                                Err(_) => {
-                                    o.finish = Some("content_filter".into());
-                                    chunks.finish("content_filter");
-                                }
-                            }
+                        if !s.withheld && o.finish.is_none() {
+                            o.release_held(&mut chunks);
                         }
                         o.settle();
                         chunks.raw(openai::SSE_DONE.as_bytes());

@@ -165,6 +165,7 @@ impl MockProvider {
             finish_reason: finish.to_string(),
             usage,
             tool_calls: None,
+            guardrail: None,
         })
     }
 
@@ -247,6 +248,7 @@ mod tests {
                 StreamEvent::Delta(d) => text.push_str(&d),
                 StreamEvent::Usage(u) => usage = Some(u),
                 StreamEvent::Finish(f) => assert_eq!(f, "length"),
+                other => panic!("unexpected {other:?}"),
             }
         }
         assert_eq!(text, full.content);

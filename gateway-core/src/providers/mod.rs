@@ -1,6 +1,8 @@
 //! Model providers behind the gateway. Dispatch is an enum (no boxed futures on the hot path).
-//! `mock` is the embedded default; `openai_compat` speaks to any OpenAI-compatible API.
+//! `mock` is the embedded default; `openai_compat` speaks to any OpenAI-compatible API;
+//! `bedrock` calls Amazon Bedrock's Converse API as the calling user.
 
+pub mod bedrock;
 pub mod mock;
 pub mod openai_compat;
 
@@ -8,7 +10,10 @@ use std::pin::Pin;
 
 use futures::Stream;
 use http::StatusCode;
+use serde_json::Value;
 
+use crate::authn::Principal;
+use crate::catalogue::CatalogueModel;
 use crate::decision_log::Usage;
 use crate::openai::{ChatRequest, Completion};
 
@@ -16,8 +21,28 @@ use crate::openai::{ChatRequest, Completion};
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     Delta(String),
+    /// A piece of a tool call: `id` and `name` come with the first piece of each call.
+    ToolCall {
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
     Finish(String),
     Usage(Usage),
+    /// A provider-side guardrail's assessment of the output (types and actions, never text).
+    Guardrail(Value),
+}
+
+/// What a provider call needs besides the request: who asks (Bedrock assumes a role as them),
+/// the deployment called, the prompt's classification (guardrails by classification) and the
+/// trace to propagate.
+#[derive(Clone, Copy)]
+pub struct CallContext<'a> {
+    pub principal: &'a Principal,
+    pub model: &'a CatalogueModel,
+    pub classification: &'a str,
+    pub traceparent: Option<&'a str>,
 }
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
@@ -36,6 +61,15 @@ pub enum ProviderError {
     Transport(String),
     #[error("the model provider sent something unexpected")]
     Protocol(String),
+    /// The caller's AWS identity could not be assumed; the request fails closed.
+    #[error("the caller's identity could not be assumed in AWS")]
+    Identity(String),
+    /// A provider-side guardrail (Bedrock Guardrails) blocked the prompt.
+    #[error("{message}")]
+    GuardrailIntervened { message: String, assessment: Value },
+    /// Every deployment of the model is unavailable (circuit open) or not allowed.
+    #[error("no deployment of this model is available right now")]
+    NoDeployment { retry_after: Option<u64> },
 }
 
 impl ProviderError {
@@ -51,6 +85,42 @@ impl ProviderError {
             Self::Status { .. } => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Self::Transport(_) | Self::Protocol(_) => (StatusCode::BAD_GATEWAY, "api_error"),
+            Self::Identity(_) | Self::NoDeployment { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+            }
+            Self::GuardrailIntervened { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+        }
+    }
+
+    /// The low-cardinality reason records and metrics carry.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Identity(_) => "identity_unavailable",
+            Self::GuardrailIntervened { .. } => "bedrock_guardrail",
+            Self::NoDeployment { .. } => "no_deployment",
+            _ => "upstream",
+        }
+    }
+
+    /// What the records keep: the message, with the internal detail clients are not sent.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Identity(d) => format!("{self}: {d}"),
+            Self::Transport(d) | Self::Protocol(d) => format!("{self}: {d}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// Short, for routing attempts and `error.type`: the status, or the kind of failure.
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Status { status, .. } => status.to_string(),
+            Self::Timeout => "timeout".into(),
+            Self::Transport(_) => "transport".into(),
+            Self::Protocol(_) => "protocol".into(),
+            Self::Identity(_) => "identity".into(),
+            Self::GuardrailIntervened { .. } => "guardrail".into(),
+            Self::NoDeployment { .. } => "no_deployment".into(),
         }
     }
 
@@ -59,7 +129,10 @@ impl ProviderError {
         match self {
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::Timeout | Self::Transport(_) => true,
-            Self::Protocol(_) => false,
+            Self::Protocol(_)
+            | Self::Identity(_)
+            | Self::GuardrailIntervened { .. }
+            | Self::NoDeployment { .. } => false,
         }
     }
 }
@@ -69,6 +142,7 @@ impl ProviderError {
 pub enum Provider {
     Mock(mock::MockProvider),
     OpenAi(openai_compat::OpenAiProvider),
+    Bedrock(bedrock::BedrockProvider),
 }
 
 impl Provider {
@@ -76,31 +150,34 @@ impl Provider {
         match self {
             Self::Mock(_) => "mock",
             Self::OpenAi(_) => "openai",
+            Self::Bedrock(_) => "bedrock",
         }
     }
 
-    /// `upstream_model` replaces the client's model name.
+    /// Calls the deployment `ctx.model` (its `upstream_model` replaces the client's name).
     pub async fn complete(
         &self,
         request: &ChatRequest,
-        upstream_model: &str,
-        traceparent: Option<&str>,
+        ctx: CallContext<'_>,
     ) -> Result<Completion, ProviderError> {
+        let upstream = ctx.model.upstream_model.as_str();
         match self {
-            Self::Mock(p) => p.complete(request, upstream_model).await,
-            Self::OpenAi(p) => p.complete(request, upstream_model, traceparent).await,
+            Self::Mock(p) => p.complete(request, upstream).await,
+            Self::OpenAi(p) => p.complete(request, upstream, ctx.traceparent).await,
+            Self::Bedrock(p) => p.complete(request, ctx).await,
         }
     }
 
     pub async fn stream(
         &self,
         request: &ChatRequest,
-        upstream_model: &str,
-        traceparent: Option<&str>,
+        ctx: CallContext<'_>,
     ) -> Result<EventStream, ProviderError> {
+        let upstream = ctx.model.upstream_model.as_str();
         match self {
-            Self::Mock(p) => p.stream(request, upstream_model).await,
-            Self::OpenAi(p) => p.stream(request, upstream_model, traceparent).await,
+            Self::Mock(p) => p.stream(request, upstream).await,
+            Self::OpenAi(p) => p.stream(request, upstream, ctx.traceparent).await,
+            Self::Bedrock(p) => p.stream(request, ctx).await,
         }
     }
 }

@@ -161,12 +161,17 @@ fn usage_from(v: &Value) -> Option<Usage> {
     if u.is_null() {
         return None;
     }
+    // OpenAI counts cached prompt tokens inside `prompt_tokens`; Cairn prices them apart.
+    let cached = u["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or(0);
     Some(Usage {
-        input_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
-        output_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
-        cache_read_tokens: u["prompt_tokens_details"]["cached_tokens"]
+        input_tokens: u["prompt_tokens"]
             .as_u64()
-            .unwrap_or(0),
+            .unwrap_or(0)
+            .saturating_sub(cached),
+        output_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
+        cache_read_tokens: cached,
         cache_write_tokens: 0,
     })
 }
@@ -191,6 +196,7 @@ pub fn parse_completion(v: &Value) -> Result<Completion, ProviderError> {
             .get("tool_calls")
             .filter(|t| !t.is_null())
             .cloned(),
+        guardrail: None,
     })
 }
 
@@ -201,6 +207,21 @@ fn parse_chunk(v: &Value) -> Vec<StreamEvent> {
             && !c.is_empty()
         {
             out.push(StreamEvent::Delta(c.to_string()));
+        }
+        for call in choice["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            out.push(StreamEvent::ToolCall {
+                index: call["index"].as_u64().unwrap_or(0) as u32,
+                id: call["id"].as_str().map(str::to_string),
+                name: call["function"]["name"].as_str().map(str::to_string),
+                arguments: call["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            });
         }
         if let Some(f) = choice["finish_reason"].as_str() {
             out.push(StreamEvent::Finish(f.to_string()));

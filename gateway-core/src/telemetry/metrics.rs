@@ -61,6 +61,18 @@ pub struct FindingLabels {
     pub action: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub deployment: String,
+    /// `ok`, `error` or `skipped` (circuit open).
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabels {
+    pub deployment: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -78,6 +90,8 @@ pub struct Metrics {
     pub cache_lookups: Family<ResultLabels, Counter>,
     pub spans_exported: Counter,
     pub spans_dropped: Counter,
+    pub upstream_attempts: Family<AttemptLabels, Counter>,
+    pub circuits_opened: Family<DeploymentLabels, Counter>,
     last_log_error: Mutex<Option<String>>,
 }
 
@@ -192,8 +206,22 @@ impl Metrics {
             "Spans dropped (export queue full or export failed)",
             spans_dropped.clone(),
         );
+        let upstream_attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "cairn_upstream_attempts",
+            "Calls to model deployments by result (ok, error, skipped while the circuit is open)",
+            upstream_attempts.clone(),
+        );
+        let circuits_opened = Family::<DeploymentLabels, Counter>::default();
+        registry.register(
+            "cairn_circuits_opened",
+            "Times a deployment's circuit breaker opened",
+            circuits_opened.clone(),
+        );
         Self {
             registry,
+            upstream_attempts,
+            circuits_opened,
             limit_rejections,
             limits_backend_errors,
             guardrail_findings,
@@ -315,6 +343,23 @@ impl Metrics {
         self.cache_lookups
             .get_or_create(&ResultLabels {
                 result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn attempt(&self, deployment: &str, result: &str) {
+        self.upstream_attempts
+            .get_or_create(&AttemptLabels {
+                deployment: deployment.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn circuit_opened(&self, deployment: &str) {
+        self.circuits_opened
+            .get_or_create(&DeploymentLabels {
+                deployment: deployment.into(),
             })
             .inc();
     }
