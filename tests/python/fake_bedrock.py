@@ -116,6 +116,7 @@ class FakeBedrock(BackgroundServer):
                 model, op = urllib.parse.unquote(m[1]), m[2]
                 with fake.lock:
                     fake.calls.append({"op": op, "model": model, "access_key": akid,
+                                       "token": self.headers.get("x-amz-security-token"),
                                        "region": sigv4.parse_authorization(self.headers["authorization"])["region"],
                                        "body": req})
                     script = fake.fail.get(model) or []

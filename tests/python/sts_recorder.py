@@ -90,6 +90,7 @@ class StsRecorder(BackgroundServer):
                     with rec.lock:
                         rec.issued[key] = (xml_value(xml, "SecretAccessKey"), xml_value(xml, "SessionToken"))
                         entry["issued_key"] = key
+                        entry["issued_token"] = xml_value(xml, "SessionToken")
                         entry["assumed_role_arn"] = xml_value(xml, "Arn")
                         rec.sessions[key] = entry
                 self.send(r.status_code, xml, r.headers.get("content-type", "text/xml"))

@@ -3,6 +3,7 @@ formats and checks SigV4 signatures against the credentials a real STS-compatibl
 issued: the user's identity in AWS, Converse and ConverseStream through the OpenAI SDK, tool
 calls, error mapping, routing with fallback and circuit breakers, and Bedrock Guardrails."""
 
+import threading
 import time
 
 import httpx
@@ -249,3 +250,45 @@ def test_sts_failure_fails_closed(workdir, aws):
     out = [r for r in gw.records() if r["kind"] == "outcome"][0]
     assert out["reason"] == "identity_unavailable" and out["status"] == 503
     assert "AccessDenied" in out["error"] and "sts:TagSession" in out["error"]
+
+
+def test_credentials_are_fetched_once_and_refreshed_ahead_of_expiry(workdir, aws):
+    fake, sts = aws
+    # Sessions of 900 s refreshed 899 s ahead: after a second, every use is inside the refresh
+    # window, so the next request is served with the cached credentials while one background
+    # refresh fetches new ones.
+    cfg = bedrock_config(workdir, fake, sts).replace(
+        'sts_region = "us-east-1"', 'sts_region = "us-east-1"\nsession_duration_s = 900\nrefresh_before_s = 899')
+    gw = Gateway(workdir, cfg, env=ENV).start()
+    try:
+        def ask():
+            r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {ALICE_KEY}"},
+                           json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+            assert r.status_code == 200, r.text
+
+        # Eight concurrent first requests of one user: one AssumeRole, the others wait for it.
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(sts.assume_role_requests()) == 1
+        first = fake.calls[-1]["token"]
+        assert {c["token"] for c in fake.calls} == {first}
+        time.sleep(1.2)
+        ask()
+        assert fake.calls[-1]["token"] == first, "served with the cached credentials"
+        deadline = time.time() + 10
+        while len(sts.assume_role_requests()) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(sts.assume_role_requests()) == 2, "one background refresh"
+        # Once stored, the new credentials are used (the refresh may still be landing).
+        for _ in range(50):
+            ask()
+            if fake.calls[-1]["token"] != first:
+                break
+            time.sleep(0.05)
+        assert fake.calls[-1]["token"] != first, "then the new credentials"
+        assert fake.calls[-1]["token"] == sts.assume_role_requests()[1]["issued_token"]
+    finally:
+        gw.stop()
