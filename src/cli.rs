@@ -121,6 +121,39 @@ pub enum PolicyCommand {
         after_help = "Example:\n  cairn policy verify bundle.tar --pubkey .cairn/keys/signing.pub"
     )]
     Verify(VerifyArgs),
+    /// Replay recorded decisions under base policies and these ones; show what would change.
+    #[command(
+        after_help = "Examples:\n  cairn policy diff --base git:origin/main --records .cairn/records\n  cairn policy diff --base deployed.tar --base-pubkey signing.pub --records /var/lib/cairn/records --fail-on-change\n  cairn policy diff --base ../old-policies --records records/ --format json"
+    )]
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The proposed policies.
+    #[command(flatten)]
+    pub paths: PolicyPaths,
+    /// What to compare against: a policy directory, a signed bundle (with --base-pubkey), or
+    /// `git:REF` (the same policy directory at that commit, e.g. git:origin/main).
+    #[arg(long, value_name = "DIR|BUNDLE|git:REF")]
+    pub base: String,
+    /// Public key the base bundle must verify against.
+    #[arg(long, value_name = "FILE")]
+    pub base_pubkey: Option<PathBuf>,
+    /// Decision records to replay (a gateway's records directory).
+    #[arg(long, value_name = "DIR")]
+    pub records: PathBuf,
+    /// Verify the records' chain and signatures with this key before replaying them.
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+    /// Groups of changed decisions to list; 0 lists all.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Exit 1 when any decision changes (for CI).
+    #[arg(long)]
+    pub fail_on_change: bool,
 }
 
 #[derive(Debug, Args)]

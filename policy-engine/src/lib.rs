@@ -8,6 +8,7 @@
 //!   decisions, reasons and errors, coverage, JSON/JUnit/GitHub reports.
 //! - [`bundle`]: keys, DSSE signing, deterministic signed bundles and their verification.
 //! - [`PolicyEngine`]: the authorizer built from a verified bundle, which the gateway holds.
+//! - [`replay`]: recorded decisions decided again under two policy sets (`cairn policy diff`).
 //!
 //! Architecture invariant: this crate does no network IO and knows nothing of terminals.
 
@@ -19,6 +20,7 @@ pub mod format;
 pub mod load;
 pub mod policy_tests;
 mod problem;
+pub mod replay;
 
 pub use cedar_policy;
 pub use engine::PolicyEngine;

@@ -6,6 +6,7 @@ mod gateway;
 mod ingest;
 mod keys;
 mod policy;
+mod policy_diff;
 mod query;
 
 use crate::cli::{Cli, Command};

@@ -24,6 +24,7 @@ pub fn run(cmd: PolicyCommand) -> CliResult {
         PolicyCommand::Authorize(a) => authorize_cmd(&a),
         PolicyCommand::Bundle(a) => bundle_cmd(&a),
         PolicyCommand::Verify(a) => verify(&a),
+        PolicyCommand::Diff(a) => super::policy_diff::run(&a),
     }
 }
 

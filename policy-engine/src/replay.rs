@@ -1,0 +1,288 @@
+//! Replaying recorded decisions under two policy sets, to show what a policy change does to
+//! real traffic before it merges. A decision record keeps everything Cedar saw (principal with
+//! parents and attributes, action, resource with attributes, context), so each one can be
+//! decided again by the base and by the proposed policies and the two answers compared.
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Schema,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One recorded request, as Cedar saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    pub id: String,
+    pub ts: String,
+    pub principal: String,
+    pub parents: Vec<String>,
+    pub principal_attrs: Value,
+    pub action: String,
+    pub resource: String,
+    pub resource_attrs: Value,
+    pub context: Value,
+}
+
+impl Case {
+    /// The Cedar inputs of a decision record (a parsed JSON line); `None` for records Cedar did
+    /// not decide (authentication failures, malformed requests, limits, other record kinds).
+    pub fn from_record(r: &Value) -> Option<Self> {
+        if r["kind"] != "decision" || r.get("reasons").is_none() {
+            return None;
+        }
+        let s = |k: &str| r[k].as_str().map(str::to_string);
+        Some(Self {
+            id: s("id")?,
+            ts: s("ts").unwrap_or_default(),
+            principal: s("principal")?,
+            parents: r["principal_parents"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            principal_attrs: r
+                .get("principal_attrs")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            action: s("action")?,
+            resource: s("resource")?,
+            resource_attrs: r
+                .get("resource_attrs")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            context: r.get("context").cloned()?,
+        })
+    }
+}
+
+/// A policy set and the schema to read requests with.
+pub struct Side<'a> {
+    pub schema: &'a Schema,
+    pub policies: &'a PolicySet,
+}
+
+/// What one side decided: `allow`, `deny`, or `error` when the request could not be decided
+/// (e.g. the side's schema rejects the recorded context).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub decision: &'static str,
+    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    fn error(e: String) -> Self {
+        Self {
+            decision: "error",
+            reasons: Vec::new(),
+            error: Some(e),
+        }
+    }
+}
+
+/// How one case came out under the base and under the head.
+#[derive(Debug, Clone, Serialize)]
+pub struct Compared {
+    pub id: String,
+    pub ts: String,
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub base: Outcome,
+    pub head: Outcome,
+}
+
+impl Compared {
+    /// `allow→deny`, `deny→allow`, `reasons`, `error` or `same`.
+    pub fn change(&self) -> &'static str {
+        let (b, h) = (&self.base, &self.head);
+        if b.error.is_some() || h.error.is_some() {
+            "error"
+        } else if b.decision != h.decision {
+            if h.decision == "deny" {
+                "allow→deny"
+            } else {
+                "deny→allow"
+            }
+        } else if b.reasons != h.reasons {
+            "reasons"
+        } else {
+            "same"
+        }
+    }
+}
+
+fn uid_json(uid: &str) -> Result<Value, String> {
+    let parsed: EntityUid = uid.parse().map_err(|e| format!("`{uid}`: {e}"))?;
+    Ok(json!({ "type": parsed.type_name().to_string(), "id": parsed.id().unescaped() }))
+}
+
+fn decide(side: &Side<'_>, case: &Case) -> Outcome {
+    try_decide(side, case).unwrap_or_else(Outcome::error)
+}
+
+fn try_decide(side: &Side<'_>, case: &Case) -> Result<Outcome, String> {
+    let mut entities = vec![json!({
+        "uid": uid_json(&case.principal)?,
+        "attrs": case.principal_attrs,
+        "parents": case.parents.iter().map(|p| uid_json(p)).collect::<Result<Vec<_>, _>>()?,
+    })];
+    for p in &case.parents {
+        entities.push(json!({ "uid": uid_json(p)?, "attrs": {}, "parents": [] }));
+    }
+    if case.resource != case.principal {
+        entities.push(json!({ "uid": uid_json(&case.resource)?, "attrs": case.resource_attrs, "parents": [] }));
+    }
+    let entities = Entities::from_json_value(Value::Array(entities), Some(side.schema))
+        .map_err(|e| format!("entities: {}", crate::chain(&e)))?;
+    let action: EntityUid = case.action.parse().map_err(|e| format!("action: {e}"))?;
+    let context = Context::from_json_value(case.context.clone(), Some((side.schema, &action)))
+        .map_err(|e| format!("context: {}", crate::chain(&e)))?;
+    let request = Request::new(
+        case.principal
+            .parse()
+            .map_err(|e| format!("principal: {e}"))?,
+        action,
+        case.resource
+            .parse()
+            .map_err(|e| format!("resource: {e}"))?,
+        context,
+        Some(side.schema),
+    )
+    .map_err(|e| format!("request: {}", crate::chain(&e)))?;
+    let response = Authorizer::new().is_authorized(&request, side.policies, &entities);
+    // Named by `@id` when the policy has one (as the loader names them).
+    let mut reasons: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(|id| {
+            side.policies
+                .policy(id)
+                .and_then(|p| p.annotation("id"))
+                .map_or_else(|| id.to_string(), str::to_string)
+        })
+        .collect();
+    reasons.sort();
+    Ok(Outcome {
+        decision: if response.decision() == Decision::Allow {
+            "allow"
+        } else {
+            "deny"
+        },
+        reasons,
+        error: None,
+    })
+}
+
+/// Decides every case under both sides.
+pub fn compare<'c>(
+    base: &Side<'_>,
+    head: &Side<'_>,
+    cases: impl IntoIterator<Item = &'c Case>,
+) -> Vec<Compared> {
+    cases
+        .into_iter()
+        .map(|c| Compared {
+            id: c.id.clone(),
+            ts: c.ts.clone(),
+            principal: c.principal.clone(),
+            action: c.action.clone(),
+            resource: c.resource.clone(),
+            base: decide(base, c),
+            head: decide(head, c),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = r#"
+entity Group;
+entity User in [Group] { clearance: Long };
+entity Model { tier: String };
+action invoke_model appliesTo { principal: [User], resource: [Model], context: { level: Long } };
+"#;
+
+    fn side(src: &str) -> (Schema, PolicySet) {
+        let (schema, _) = Schema::from_cedarschema_str(SCHEMA).unwrap();
+        (schema, src.parse().unwrap())
+    }
+
+    fn record(user: &str, tier: &str, level: i64) -> Value {
+        json!({
+            "kind": "decision", "id": format!("{user}-{tier}-{level}"), "ts": "t",
+            "principal": format!("User::\"{user}\""), "principal_parents": ["Group::\"eng\""],
+            "principal_attrs": {"clearance": 1}, "action": "Action::\"invoke_model\"",
+            "resource": format!("Model::\"{tier}\""), "resource_attrs": {"tier": tier},
+            "context": {"level": level}, "reasons": [], "decision": "allow",
+        })
+    }
+
+    #[test]
+    fn a_new_forbid_shows_as_allow_to_deny() {
+        let (s1, p1) = side(r#"@id("all") permit(principal, action, resource);"#);
+        let (s2, p2) = side(
+            r#"@id("all") permit(principal, action, resource);
+               @id("no-premium") forbid(principal, action, resource) when { resource.tier == "premium" };
+               @id("cleared") forbid(principal in Group::"eng", action, resource) when { context.level > principal.clearance };"#,
+        );
+        let cases: Vec<Case> = [
+            record("a", "low", 1),
+            record("b", "premium", 1),
+            record("c", "low", 2),
+        ]
+        .iter()
+        .filter_map(Case::from_record)
+        .collect();
+        let out = compare(
+            &Side {
+                schema: &s1,
+                policies: &p1,
+            },
+            &Side {
+                schema: &s2,
+                policies: &p2,
+            },
+            &cases,
+        );
+        let changes: Vec<&str> = out.iter().map(Compared::change).collect();
+        assert_eq!(changes, ["same", "allow→deny", "allow→deny"]);
+        assert_eq!(out[1].head.reasons, ["no-premium"]);
+        assert_eq!(out[2].head.reasons, ["cleared"]);
+    }
+
+    #[test]
+    fn records_cedar_did_not_decide_are_skipped() {
+        let mut r = record("a", "low", 1);
+        r.as_object_mut().unwrap().remove("reasons");
+        assert!(Case::from_record(&r).is_none());
+        assert!(Case::from_record(&json!({"kind": "outcome"})).is_none());
+    }
+
+    #[test]
+    fn a_context_the_head_schema_rejects_is_an_error_not_a_panic() {
+        let (s1, p1) = side(r#"permit(principal, action, resource);"#);
+        let (s2, p2) = side(r#"permit(principal, action, resource);"#);
+        let mut r = record("a", "low", 1);
+        r["context"] = json!({"level": "high"});
+        let cases = vec![Case::from_record(&r).unwrap()];
+        let out = compare(
+            &Side {
+                schema: &s1,
+                policies: &p1,
+            },
+            &Side {
+                schema: &s2,
+                policies: &p2,
+            },
+            &cases,
+        );
+        assert_eq!(out[0].change(), "error");
+    }
+}

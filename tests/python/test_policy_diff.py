@@ -1,0 +1,90 @@
+"""`cairn policy diff` on real decision records (the demo's): a change that would deny what was
+allowed is shown before it merges, against a directory, a signed bundle or a git commit."""
+
+import json
+import os
+import shutil
+import subprocess
+
+from conftest import run
+
+NEW_FORBID = """
+// Engineering loses Sonnet (a change under review).
+@id("no-sonnet-for-engineering")
+forbid (
+  principal in Group::"engineering",
+  action == Action::"invoke_model",
+  resource == Model::"claude-sonnet"
+);
+"""
+
+
+def demo(tmp_path):
+    run(["demo", "--dir", "demo"], cwd=tmp_path, timeout=300)
+    return tmp_path / "demo"
+
+
+def allowed_sonnet_for_engineering(records_dir):
+    out = []
+    for seg in sorted(records_dir.glob("*.jsonl")):
+        for line in seg.read_text().splitlines():
+            r = json.loads(line)
+            if (r["kind"] == "decision" and r.get("resource") == 'Model::"claude-sonnet"'
+                    and 'Group::"engineering"' in r.get("principal_parents", [])
+                    and "reasons" in r and "users-invoke-models" in r["reasons"]):
+                out.append(r["id"])
+    return out
+
+
+def test_a_new_forbid_shows_the_decisions_it_would_change(tmp_path):
+    d = demo(tmp_path)
+    head = tmp_path / "head"
+    shutil.copytree(d / "policies", head)
+    (head / "review.cedar").write_text(NEW_FORBID)
+    expected = allowed_sonnet_for_engineering(d / "records")
+    assert expected, "the demo records have engineering calls to claude-sonnet"
+
+    out = run(["policy", "diff", "--policies", str(head), "--base", str(d / "policies"),
+               "--records", str(d / "records"), "--pubkey", str(d / "keys" / "signing.pub"),
+               "--format", "json"], cwd=tmp_path)
+    report = json.loads(out.stdout)
+    changed = [c for c in report["changes"] if c["base"]["decision"] != c["head"]["decision"]]
+    assert report["summary"].get("allow→deny") == len(expected)
+    assert sorted(c["id"] for c in changed) == sorted(expected)
+    assert all(c["head"]["reasons"] == ["no-sonnet-for-engineering"] for c in changed)
+    assert all(c["base"]["decision"] == "allow" for c in changed)
+
+    human = run(["policy", "diff", "--policies", str(head), "--base", str(d / "policies"),
+                 "--records", str(d / "records")], cwd=tmp_path)
+    assert f"changed: {len(expected)} allow→deny" in human.stdout
+    assert "head: deny (no-sonnet-for-engineering)" in human.stdout
+    failing = run(["policy", "diff", "--policies", str(head), "--base", str(d / "policies"),
+                   "--records", str(d / "records"), "--fail-on-change"], cwd=tmp_path, check=False)
+    assert failing.returncode == 1
+
+
+def test_base_from_a_signed_bundle_and_from_git(tmp_path):
+    d = demo(tmp_path)
+    # The deployed bundle against the same policies: nothing changes.
+    same = run(["policy", "diff", "--policies", str(d / "policies"), "--base", str(d / "bundle.tar"),
+                "--base-pubkey", str(d / "keys" / "signing.pub"), "--records", str(d / "records"),
+                "--fail-on-change"], cwd=tmp_path)
+    assert " 0 changed" in same.stdout
+    unsigned = run(["policy", "diff", "--policies", str(d / "policies"), "--base", str(d / "bundle.tar"),
+                    "--records", str(d / "records")], cwd=tmp_path, check=False)
+    assert unsigned.returncode == 2 and "--base-pubkey" in unsigned.stderr
+
+    repo = tmp_path / "repo"
+    shutil.copytree(d / "policies", repo / "policies")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "policies"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
+    (repo / "policies" / "review.cedar").write_text(NEW_FORBID)
+    out = run(["policy", "diff", "--base", "git:HEAD", "--records", str(d / "records"), "--format", "json"],
+              cwd=repo)
+    report = json.loads(out.stdout)
+    assert report["summary"].get("allow→deny") == len(allowed_sonnet_for_engineering(d / "records"))
+    bad = run(["policy", "diff", "--base", "git:no-such-ref", "--records", str(d / "records")], cwd=repo,
+              check=False)
+    assert bad.returncode == 2 and "git archive" in bad.stderr
