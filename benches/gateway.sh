@@ -5,7 +5,8 @@
 # input and output, Redis budgets and rate limits, records, OTLP spans to a real receiver).
 # Open-loop at fixed rates (oha with --latency-correction, so queueing delay counts), with an
 # instant upstream and a 20 ms one. Prints throughput, p50/p99, the latency Cairn adds, RSS, and
-# for each configuration the mean time per pipeline stage from the gateway's own histograms.
+# for each rate the mean time per pipeline stage from the gateway's own histograms (the difference
+# of two /metrics snapshots, so warm-up and other rates do not count).
 #
 #   benches/gateway.sh                 rates 500 1000 2000 4000, 10 s each, core and all
 #   RATES="1000 2000" DURATION=5 CONTROLS=all benches/gateway.sh
@@ -65,10 +66,12 @@ wait_line() { # file pattern -> the address after http://
   exit 1
 }
 
-start_upstream() { # latency_ms -> address
+# These run in the current shell (not in $(...)) so the pids they record reach `cleanup`.
+start_upstream() { # latency_ms -> sets UPSTREAM (address) and UPSTREAM_PID
   "$CAIRN" gateway mock-upstream --listen 127.0.0.1:0 --latency-ms "$1" >"up-$1.out" 2>&1 &
-  PIDS+=($!)
-  wait_line "up-$1.out"
+  UPSTREAM_PID=$!
+  PIDS+=("$UPSTREAM_PID")
+  UPSTREAM=$(wait_line "up-$1.out")
 }
 
 start_peers() { # redis, OIDC issuer and OTLP sink for the `all` configuration
@@ -114,7 +117,7 @@ batch_delay_ms = 200
 EOF
 }
 
-stage_means() { # gateway address -> "stage mean_us ..." from the stage histograms
+metrics_snapshot() { # gateway address -> stage histogram sums and counts, one "stage sum count" per line
   curl -s "http://$1/metrics" | python3 -c '
 import re, sys
 sums, counts = {}, {}
@@ -122,12 +125,33 @@ for line in sys.stdin:
     m = re.match(r"cairn_stage_duration_seconds_(sum|count)\{stage=\"(\w+)\"\} (\S+)", line)
     if m:
         (sums if m[1] == "sum" else counts)[m[2]] = float(m[3])
-order = ["authenticate", "guardrails", "budget", "policy", "cache", "record", "upstream", "total"]
-print("  ".join(f"{s} {sums[s] / counts[s] * 1e6:.0f} us" for s in order if counts.get(s)))
+for stage in sums:
+    print(stage, sums[stage], counts.get(stage, 0))
 '
 }
 
-start_gateway() { # upstream address, name, controls -> address
+stage_means() { # before-snapshot after-snapshot -> "stage mean_us ..." over the measured runs only
+  python3 - "$1" "$2" <<'PY'
+import sys
+def parse(text):
+    out = {}
+    for line in text.splitlines():
+        stage, s, c = line.split()
+        out[stage] = (float(s), float(c))
+    return out
+before, after = parse(sys.argv[1]), parse(sys.argv[2])
+order = ["authenticate", "guardrails", "budget", "policy", "cache", "record", "upstream", "total"]
+parts = []
+for stage in order:
+    s1, c1 = after.get(stage, (0.0, 0.0))
+    s0, c0 = before.get(stage, (0.0, 0.0))
+    if c1 > c0:
+        parts.append(f"{stage} {(s1 - s0) / (c1 - c0) * 1e6:.0f} us")
+print("  ".join(parts))
+PY
+}
+
+start_gateway() { # upstream address, name, controls -> sets GATEWAY (address) and GATEWAY_PID
   cat >"$2.toml" <<EOF
 [server]
 listen = "127.0.0.1:0"
@@ -154,9 +178,9 @@ base_url = "http://$1/v1"
 $(controls_toml "$3")
 EOF
   "$CAIRN" gateway serve --config "$2.toml" >"$2.out" 2>"$2.err" &
-  PIDS+=($!)
   GATEWAY_PID=$!
-  wait_line "$2.out"
+  PIDS+=("$GATEWAY_PID")
+  GATEWAY=$(wait_line "$2.out")
 }
 
 BODY='{"model":"claude-haiku","messages":[{"role":"user","content":"Summarise the incident review in two sentences."}],"max_tokens":32}'
@@ -191,21 +215,25 @@ for controls in $CONTROLS; do
   credential=$KEY
   [[ "$controls" == all ]] && credential=$TOKEN
   for latency in 0 20; do
-    up=$(start_upstream "$latency")
+    start_upstream "$latency"
+    up=$UPSTREAM
     name="gw-$controls-$latency"
-    gw=$(start_gateway "$up" "$name" "$controls")
+    start_gateway "$up" "$name" "$controls"
+    gw=$GATEWAY
     # Warm up connections and caches.
     "$OHA" -n 2000 -c 32 --no-tui -m POST -T application/json -d "$BODY" -H "Authorization: Bearer $credential" "http://$gw/v1/chat/completions" >/dev/null
     echo "controls: $controls, upstream latency ${latency} ms"
     for rate in $RATES; do
       direct=$(load "http://$up/v1/chat/completions" "$rate")
+      before=$(metrics_snapshot "$gw")
       through=$(load "http://$gw/v1/chat/completions" "$rate" "$credential")
+      after=$(metrics_snapshot "$gw")
       rss=$(ps -o rss= -p "$GATEWAY_PID" | tr -d ' ')
       summarise "  ${rate} req/s offered" "$direct" "$through" "$rss"
+      echo "    mean per stage: $(stage_means "$before" "$after")"
     done
-    echo "  mean per stage: $(stage_means "$gw")"
     records=$(cat "$WORK"/records-"$name"/segment-*.jsonl | wc -l)
     echo "  records written: $records; verify: $("$CAIRN" audit verify "$WORK/records-$name" --pubkey "$WORK/keys/signing.pub" 2>&1 | tail -1)"
-    kill "$GATEWAY_PID" 2>/dev/null || true
+    kill "$GATEWAY_PID" "$UPSTREAM_PID" 2>/dev/null || true
   done
 done

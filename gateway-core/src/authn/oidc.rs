@@ -3,17 +3,24 @@
 //! at most once per `refresh_min_interval_ms`. The algorithm is pinned by the key: an RSA key
 //! verifies only RS*/PS*, a P-256 key only ES256, an Ed25519 key only EdDSA, and symmetric keys
 //! are never accepted, so `alg: none` and HS/RS confusion cannot work.
+//!
+//! A signature check costs hundreds of microseconds while clients reuse one token for many
+//! requests, so tokens that verified are remembered by the SHA-256 of their whole text (any other
+//! byte, signature included, is another entry). A remembered token is still refused once outside
+//! `nbf`..`exp`, and every JWKS fetch forgets all of them, so a key dropped from the set stops
+//! working at the same moment it did without the cache.
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::{AuthError, Principal, map_claims};
 use crate::config::OidcConfig;
@@ -33,8 +40,17 @@ struct KeySet {
     anonymous: Vec<Arc<VerifyKey>>,
 }
 
+/// A token whose signature and claims checked out, and the key-set generation that checked it.
+struct Verified {
+    principal: Principal,
+    exp: i64,
+    nbf: Option<i64>,
+    generation: u64,
+}
+
 pub struct OidcVerifier {
     config: OidcConfig,
+    verified: Mutex<HashMap<[u8; 32], Arc<Verified>>>,
     allowed: Vec<Algorithm>,
     client: reqwest::Client,
     keys: ArcSwap<KeySet>,
@@ -95,6 +111,7 @@ impl OidcVerifier {
         let jwks_url = (!config.jwks_url.is_empty()).then(|| config.jwks_url.clone());
         Ok(Self {
             config,
+            verified: Mutex::new(HashMap::new()),
             allowed,
             client,
             keys: ArcSwap::from_pointee(KeySet::default()),
@@ -198,7 +215,56 @@ impl OidcVerifier {
         }
     }
 
+    /// The principal of a token verified before with the current keys, if it is still in its
+    /// validity window; an expired one is forgotten and refused here, as a full check would.
+    fn remembered(
+        &self,
+        digest: &[u8; 32],
+        generation: u64,
+    ) -> Option<Result<Principal, AuthError>> {
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = cache.get(digest)?.clone();
+        if entry.generation != generation {
+            cache.remove(digest);
+            return None;
+        }
+        let now = chrono::Utc::now().timestamp();
+        let leeway = i64::try_from(self.config.leeway_seconds).unwrap_or(i64::MAX);
+        if now > entry.exp.saturating_add(leeway) {
+            cache.remove(digest);
+            return Some(Err(AuthError::Expired));
+        }
+        if entry
+            .nbf
+            .is_some_and(|nbf| now < nbf.saturating_sub(leeway))
+        {
+            return Some(Err(AuthError::NotYetValid));
+        }
+        Some(Ok(entry.principal.clone()))
+    }
+
+    fn remember(&self, digest: [u8; 32], entry: Verified) {
+        let capacity = self.config.verified_cache_entries;
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= capacity {
+            let now = chrono::Utc::now().timestamp();
+            cache.retain(|_, v| v.exp > now && v.generation == entry.generation);
+            if cache.len() >= capacity {
+                // Still full of live tokens: start over rather than track recency on the hot path.
+                cache.clear();
+            }
+        }
+        cache.insert(digest, Arc::new(entry));
+    }
+
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let use_cache = self.config.verified_cache_entries > 0;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if use_cache
+            && let Some(found) = self.remembered(&digest, self.generation.load(Ordering::Acquire))
+        {
+            return found;
+        }
         let header =
             decode_header(token).map_err(|_| AuthError::InvalidToken("malformed header"))?;
         let kid = header.kid.as_deref();
@@ -245,6 +311,121 @@ impl OidcVerifier {
                     _ => AuthError::InvalidToken("malformed token"),
                 }
             })?;
-        map_claims(&data.claims, &self.config.claims, &self.config.issuer)
+        let principal = map_claims(&data.claims, &self.config.claims, &self.config.issuer)?;
+        if use_cache && let Some(exp) = data.claims.get("exp").and_then(Value::as_i64) {
+            self.remember(
+                digest,
+                Verified {
+                    principal: principal.clone(),
+                    exp,
+                    nbf: data.claims.get("nbf").and_then(Value::as_i64),
+                    generation,
+                },
+            );
+        }
+        Ok(principal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::*;
+
+    const ISSUER: &str = "https://issuer.test";
+
+    fn verifier_with_key(signing: &SigningKey) -> OidcVerifier {
+        let config = OidcConfig {
+            issuer: ISSUER.into(),
+            // Nothing listens here: a refresh fails, as an unreachable issuer would.
+            jwks_url: "http://127.0.0.1:9/jwks".into(),
+            refresh_min_interval_ms: 0,
+            ..OidcConfig::default()
+        };
+        let verifier = OidcVerifier::new(config).expect("verifier");
+        let key = DecodingKey::from_ed_der(signing.verifying_key().as_bytes());
+        let mut keys = KeySet::default();
+        keys.by_kid.insert(
+            "k1".into(),
+            Arc::new(VerifyKey {
+                key,
+                alg: Algorithm::EdDSA,
+            }),
+        );
+        verifier.keys.store(Arc::new(keys));
+        verifier
+    }
+
+    fn token(signing: &SigningKey, exp: i64) -> String {
+        let der = signing.to_pkcs8_der().expect("pkcs8");
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        let claims = json!({"iss": ISSUER, "aud": "cairn", "sub": "alice", "exp": exp});
+        encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes())).expect("token")
+    }
+
+    fn cached(v: &OidcVerifier) -> usize {
+        v.verified.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_until_the_key_set_changes() {
+        let signing = SigningKey::from_bytes(&[3; 32]);
+        let v = verifier_with_key(&signing);
+        let t = token(&signing, chrono::Utc::now().timestamp() + 600);
+        assert_eq!(v.verify(&t).await.expect("valid").id, "alice");
+        assert_eq!(cached(&v), 1);
+        // With the keys gone but no fetch seen, the remembered verdict answers.
+        v.keys.store(Arc::new(KeySet::default()));
+        assert_eq!(v.verify(&t).await.expect("remembered").id, "alice");
+        // A fetch (a new generation) forgets it: the token is checked again and now fails.
+        v.generation.fetch_add(1, Ordering::Release);
+        assert_eq!(v.verify(&t).await, Err(AuthError::JwksUnavailable));
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_still_expires_and_a_changed_one_is_checked() {
+        let signing = SigningKey::from_bytes(&[4; 32]);
+        let v = verifier_with_key(&signing);
+        let t = token(&signing, chrono::Utc::now().timestamp() + 600);
+        v.verify(&t).await.expect("valid");
+        let digest: [u8; 32] = Sha256::digest(t.as_bytes()).into();
+        {
+            let mut cache = v.verified.lock().expect("lock");
+            let entry = cache.get(&digest).expect("remembered").clone();
+            let expired = Verified {
+                principal: entry.principal.clone(),
+                exp: chrono::Utc::now().timestamp() - 31,
+                nbf: None,
+                generation: entry.generation,
+            };
+            cache.insert(digest, Arc::new(expired));
+        }
+        assert_eq!(v.verify(&t).await, Err(AuthError::Expired));
+        assert_eq!(cached(&v), 0);
+        // One flipped signature byte is another token, verified from scratch.
+        let mut forged = t.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).expect("ascii");
+        assert_eq!(v.verify(&forged).await, Err(AuthError::BadSignature));
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_stays_bounded() {
+        let signing = SigningKey::from_bytes(&[5; 32]);
+        let mut v = verifier_with_key(&signing);
+        v.config.verified_cache_entries = 3;
+        let now = chrono::Utc::now().timestamp();
+        for i in 0..10 {
+            v.verify(&token(&signing, now + 600 + i))
+                .await
+                .expect("valid");
+            assert!(cached(&v) <= 3);
+        }
     }
 }

@@ -119,6 +119,10 @@ pub struct OidcConfig {
     pub refresh_interval_s: u64,
     /// Tokens longer than this are rejected unread.
     pub max_token_bytes: usize,
+    /// Tokens whose signature verified are remembered (by SHA-256 of the whole token) so a
+    /// client reusing its token skips the signature check; `exp`/`nbf` are still checked on every
+    /// use and a JWKS change forgets them all. 0 turns the cache off.
+    pub verified_cache_entries: usize,
     /// How claims become the Cedar principal.
     pub claims: ClaimsMapping,
 }
@@ -134,6 +138,7 @@ impl Default for OidcConfig {
             refresh_min_interval_ms: 10_000,
             refresh_interval_s: 600,
             max_token_bytes: 8 * 1024,
+            verified_cache_entries: 10_000,
             claims: ClaimsMapping::default(),
         }
     }
