@@ -8,9 +8,13 @@ from background import BackgroundServer
 
 
 class CaptureUpstream(BackgroundServer):
+    """Answers with `answer`, or, while `tool_call_args` is set, with one tool call whose arguments
+    are those pieces (one stream chunk each)."""
+
     def __init__(self, answer="captured answer"):
         self.requests = []
         self.answer = answer
+        self.tool_call_args = None
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -20,7 +24,10 @@ class CaptureUpstream(BackgroundServer):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 upstream.requests.append(body)
                 usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
-                if body.get("stream"):
+                pieces = upstream.tool_call_args
+                if pieces is not None:
+                    out, ctype = tool_call_answer(body, pieces, usage)
+                elif body.get("stream"):
                     events = [
                         {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
                          "choices": [{"index": 0, "delta": {"role": "assistant", "content": upstream.answer},
@@ -59,3 +66,30 @@ class CaptureUpstream(BackgroundServer):
 
     def prompts(self):
         return [m.get("content") for r in self.requests for m in r["messages"]]
+
+
+def tool_call_answer(body, pieces, usage):
+    call = {"id": "call_1", "type": "function", "function": {"name": "send_mail", "arguments": "".join(pieces)}}
+    if not body.get("stream"):
+        return json.dumps({
+            "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                         "finish_reason": "tool_calls"}],
+            "usage": usage,
+        }), "application/json"
+
+    def chunk(delta, finish=None):
+        return {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    events = []
+    for i, piece in enumerate(pieces):
+        tc = {"index": 0, "function": {"arguments": piece}}
+        if i == 0:
+            tc.update(id="call_1", type="function")
+            tc["function"]["name"] = "send_mail"
+        events.append(chunk({"tool_calls": [tc]}))
+    events.append(chunk({}, "tool_calls"))
+    events.append({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                   "choices": [], "usage": usage})
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n", "text/event-stream"

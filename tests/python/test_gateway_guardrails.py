@@ -3,6 +3,7 @@ upstream is checked on a capturing OpenAI-compatible server), streamed output ch
 chunk boundaries, and no detected text in logs, spans or records."""
 
 import base64
+import json
 
 import httpx
 import pytest
@@ -185,4 +186,58 @@ def test_streamed_output_is_checked_across_chunks(env):
     assert all(o["usage"]["output_tokens"] > 0 for o in outs)
     written = everything_written(gw, otlp)
     for secret in ("AKIAIOSFODNN7EXAMPLE", "MIIEowIBAAKCAQEAu1SU1", "jane.doe@example.org", "4111 1111 1111 1111"):
+        assert secret not in written, secret
+
+
+def test_tool_call_arguments_are_checked_both_ways(env):
+    gw, up, otlp = env
+    c = OpenAI(base_url=gw.base_url, api_key=ALICE_KEY, max_retries=0)
+
+    def call(stream):
+        kw = {"model": "captured", "messages": [{"role": "user", "content": "mail the team"}]}
+        if not stream:
+            choice = c.chat.completions.create(**kw).choices[0]
+            calls = choice.message.tool_calls or []
+            return "".join(t.function.arguments for t in calls), choice.finish_reason
+        args, finish = "", None
+        for chunk in c.chat.completions.create(stream=True, **kw):
+            for ch in chunk.choices:
+                for t in ch.delta.tool_calls or []:
+                    args += t.function.arguments or ""
+                finish = ch.finish_reason or finish
+        return args, finish
+
+    # An e-mail address split across argument pieces is redacted; the arguments stay JSON.
+    up.tool_call_args = ['{"to": "jane.d', 'oe@example.org", "body": "', "see you at ten" + "." * 200 + '"}']
+    for stream in (False, True):
+        args, finish = call(stream)
+        assert finish == "tool_calls"
+        assert json.loads(args)["to"] == "[REDACTED:email]", args
+
+    # An access key id in the arguments withholds the call.
+    up.tool_call_args = ['{"note": "AKIAIOSF', 'ODNN7EXAMPLE"}']
+    for stream in (False, True):
+        args, finish = call(stream)
+        assert finish == "content_filter"
+        assert "AKIA" not in args and "ODNN7" not in args
+
+    # Arguments of earlier tool calls in the prompt are checked on the way in.
+    up.tool_call_args = None
+    history = [
+        {"role": "user", "content": "mail the team"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_0", "type": "function",
+            "function": {"name": "send_mail", "arguments": '{"to": "jane.doe@example.org"}'}}]},
+        {"role": "tool", "tool_call_id": "call_0", "content": "sent"},
+    ]
+    c.chat.completions.create(model="captured", messages=history)
+    sent = up.requests[-1]["messages"][1]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(sent) == {"to": "[REDACTED:email]"}
+
+    gw.stop()
+    outs = [r for r in gw.records() if r["kind"] == "outcome"]
+    assert [o["guardrails"]["output"]["findings"] for o in outs[:4]] == [
+        {"email": 1}, {"email": 1}, {"aws_access_key": 1}, {"aws_access_key": 1}]
+    written = everything_written(gw, otlp) + json.dumps(up.requests)
+    for secret in ("jane.doe@example.org", "AKIAIOSFODNN7EXAMPLE"):
         assert secret not in written, secret

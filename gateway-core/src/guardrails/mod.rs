@@ -110,7 +110,7 @@ impl Verdict {
         self.counts.keys().copied().collect()
     }
 
-    fn merge(&mut self, other: Verdict) {
+    pub fn merge(&mut self, other: Verdict) {
         for (k, n) in other.counts {
             *self.counts.entry(k).or_default() += n;
         }
@@ -281,7 +281,28 @@ impl Guardrails {
         v
     }
 
-    /// Checks every message of a request (string contents and text parts), redacting in place.
+    /// Scans the arguments of tool calls in OpenAI's shape (`[{"function": {"arguments": "..."}}]`),
+    /// redacting in place. Arguments are JSON text; redaction markers keep it JSON.
+    pub fn check_tool_calls(&self, calls: &mut Value, classification: &str) -> Verdict {
+        let mut v = Verdict::default();
+        let Value::Array(calls) = calls else {
+            return v;
+        };
+        for call in calls {
+            if let Some(Value::String(args)) = call
+                .get_mut("function")
+                .and_then(|f| f.get_mut("arguments"))
+            {
+                let mut text = std::mem::take(args);
+                v.merge(self.check_text(&mut text, classification));
+                *args = text;
+            }
+        }
+        v
+    }
+
+    /// Checks every message of a request (string contents, text parts and the arguments of
+    /// earlier tool calls), redacting in place.
     pub fn check_request(&self, request: &mut ChatRequest, classification: &str) -> Verdict {
         let mut v = Verdict::default();
         if !self.config.enabled {
@@ -315,6 +336,9 @@ impl Guardrails {
                     }
                 }
                 _ => {}
+            }
+            if let Some(calls) = m.extra.get_mut("tool_calls") {
+                v.merge(self.check_tool_calls(calls, classification));
             }
         }
         v

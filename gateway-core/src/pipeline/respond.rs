@@ -208,9 +208,12 @@ fn complete_response(
     }
     if state.guardrails.checks_output() {
         let c = allowed.scope.begin();
-        let verdict = state
+        let mut verdict = state
             .guardrails
             .check_text(&mut completion.content, &allowed.label);
+        if let Some(calls) = &mut completion.tool_calls {
+            verdict.merge(state.guardrails.check_tool_calls(calls, &allowed.label));
+        }
         allowed
             .scope
             .end(state, "guardrails", c, verdict.span_attrs("output"), None);

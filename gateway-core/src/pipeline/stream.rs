@@ -3,6 +3,7 @@
 //! exactly once: when the stream ends, or when it is dropped early (client gone, upstream
 //! broken), charging what the provider sent.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -32,6 +33,8 @@ struct StreamOutcome {
     call_clock: StageClock,
     call_started: std::time::Instant,
     guard: Option<StreamGuard>,
+    /// One guard per streamed tool call (by index) for its arguments, when output is checked.
+    tool_guards: BTreeMap<u32, StreamGuard>,
     /// Text the provider sent (what usage is estimated from when it sends none).
     received: String,
     /// Text the client was sent.
@@ -99,11 +102,15 @@ impl StreamOutcome {
         if estimated {
             extra(&mut rec, "usage_estimated", json!(true));
         }
-        if let Some(g) = &self.guard
-            && !g.verdict.counts.is_empty()
-        {
-            count_findings(&state, &g.verdict, &self.allowed.label, "output");
-            rec.guardrails = Some(json!({ "output": g.verdict.json() }));
+        if let Some(g) = &self.guard {
+            let mut verdict = g.verdict.clone();
+            for t in self.tool_guards.values() {
+                verdict.merge(t.verdict.clone());
+            }
+            if !verdict.counts.is_empty() {
+                count_findings(&state, &verdict, &self.allowed.label, "output");
+                rec.guardrails = Some(json!({ "output": verdict.json() }));
+            }
         }
         let complete = self.error.is_none()
             && self
@@ -164,6 +171,48 @@ impl StreamOutcome {
                 false
             }
         }
+    }
+
+    /// Passes a piece of a tool call's arguments through that call's guard. `None` when the guard
+    /// blocked it.
+    fn pass_tool_arguments(&mut self, index: u32, arguments: String) -> Option<String> {
+        if self.guard.is_none() {
+            return Some(arguments);
+        }
+        let guardrails = &self.state.guardrails;
+        let label = &self.allowed.label;
+        self.tool_guards
+            .entry(index)
+            .or_insert_with(|| guardrails.stream(label))
+            .push(&arguments)
+            .ok()
+    }
+
+    /// Sends what the tool calls' guards hold back, checked, as the calls' last argument pieces.
+    /// False when a guard blocked it: the stream then finishes with `content_filter`.
+    fn release_held_tools(&mut self, chunks: &mut Chunks<'_>) -> bool {
+        for (index, g) in &mut self.tool_guards {
+            match g.finish() {
+                Ok(rest) if rest.is_empty() => {}
+                Ok(rest) => chunks.tool_call(&openai::ToolCallPiece {
+                    index: *index,
+                    id: None,
+                    name: None,
+                    arguments: &rest,
+                }),
+                Err(_) => {
+                    self.finish = Some("content_filter".into());
+                    chunks.finish("content_filter");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Everything held back, text first.
+    fn release_all(&mut self, chunks: &mut Chunks<'_>) -> bool {
+        self.release_held(chunks) && self.release_held_tools(chunks)
     }
 }
 
@@ -264,6 +313,7 @@ pub fn respond(
         call_clock,
         call_started: std::time::Instant::now(),
         guard,
+        tool_guards: BTreeMap::new(),
         received: String::new(),
         sent: String::new(),
         usage: None,
@@ -324,7 +374,7 @@ pub fn respond(
                         if s.withheld {
                             continue;
                         }
-                        if o.release_held(&mut chunks) {
+                        if o.release_all(&mut chunks) {
                             chunks.finish(&reason);
                             o.finish = Some(reason);
                         } else {
@@ -346,12 +396,21 @@ pub fn respond(
                             continue;
                         }
                         o.received.push_str(&arguments);
-                        chunks.tool_call(&openai::ToolCallPiece {
-                            index,
-                            id: call_id.as_deref(),
-                            name: name.as_deref(),
-                            arguments: &arguments,
-                        });
+                        match o.pass_tool_arguments(index, arguments) {
+                            Some(arguments) => chunks.tool_call(&openai::ToolCallPiece {
+                                index,
+                                id: call_id.as_deref(),
+                                name: name.as_deref(),
+                                arguments: &arguments,
+                            }),
+                            None => {
+                                o.finish = Some("content_filter".into());
+                                chunks.finish("content_filter");
+                                o.settle();
+                                chunks.raw(openai::SSE_DONE.as_bytes());
+                                s.ended = true;
+                            }
+                        }
                     }
                     Some(Ok(StreamEvent::Guardrail(assessment))) => {
                         o.provider_guardrail = Some(assessment);
@@ -370,7 +429,7 @@ pub fn respond(
                     Some(Err(e)) => {
                         // What the guard holds back was received whole: send it, checked.
                         if !s.withheld {
-                            o.release_held(&mut chunks);
+                            o.release_all(&mut chunks);
                         }
                         let (_, kind) = e.classify();
                         o.error = Some(e.to_string());
@@ -383,7 +442,7 @@ pub fn respond(
                         // An upstream that ends without a finish event: send what the guard
                         // still holds, checked.
                         if !s.withheld && o.finish.is_none() {
-                            o.release_held(&mut chunks);
+                            o.release_all(&mut chunks);
                         }
                         o.settle();
                         chunks.raw(openai::SSE_DONE.as_bytes());
