@@ -207,19 +207,24 @@ def test_tool_call_arguments_are_checked_both_ways(env):
                 finish = ch.finish_reason or finish
         return args, finish
 
-    # An e-mail address split across argument pieces is redacted; the arguments stay JSON.
-    up.tool_call_args = ['{"to": "jane.d', 'oe@example.org", "body": "', "see you at ten" + "." * 200 + '"}']
+    # An e-mail address split across argument pieces is redacted; the arguments stay JSON, also
+    # when the address follows a JSON escape (the detectors read the decoded strings).
+    up.tool_call_args = ['{"to": "jane.d', 'oe@example.org", "cc": "Hi,\\nbob@exa', 'mple.org", "body": "',
+                         "see you at ten" + "." * 200 + '"}']
     for stream in (False, True):
         args, finish = call(stream)
         assert finish == "tool_calls"
         assert json.loads(args)["to"] == "[REDACTED:email]", args
+        assert json.loads(args)["cc"] == "Hi,\n[REDACTED:email]", args
 
-    # An access key id in the arguments withholds the call.
-    up.tool_call_args = ['{"note": "AKIAIOSF', 'ODNN7EXAMPLE"}']
-    for stream in (False, True):
-        args, finish = call(stream)
-        assert finish == "content_filter"
-        assert "AKIA" not in args and "ODNN7" not in args
+    # An access key id in the arguments withholds the call, escaped or not.
+    for pieces in (['{"note": "AKIAIOSF', 'ODNN7EXAMPLE"}'], ['{"note": "see\\nAKIAIOSF', 'ODNN7EXAMPLE"}'],
+                   ['{"note": "\\u0041KIAIOSFODNN7EXAMPLE"}']):
+        up.tool_call_args = pieces
+        for stream in (False, True):
+            args, finish = call(stream)
+            assert finish == "content_filter", (pieces, stream, args)
+            assert "KIA" not in args and "ODNN7" not in args
 
     # Arguments of earlier tool calls in the prompt are checked on the way in.
     up.tool_call_args = None
@@ -236,8 +241,7 @@ def test_tool_call_arguments_are_checked_both_ways(env):
 
     gw.stop()
     outs = [r for r in gw.records() if r["kind"] == "outcome"]
-    assert [o["guardrails"]["output"]["findings"] for o in outs[:4]] == [
-        {"email": 1}, {"email": 1}, {"aws_access_key": 1}, {"aws_access_key": 1}]
+    assert [o["guardrails"]["output"]["findings"] for o in outs[:8]] == [{"email": 2}] * 2 + [{"aws_access_key": 1}] * 6
     written = everything_written(gw, otlp) + json.dumps(up.requests)
-    for secret in ("jane.doe@example.org", "AKIAIOSFODNN7EXAMPLE"):
+    for secret in ("jane.doe@example.org", "bob@example.org", "AKIAIOSFODNN7EXAMPLE", "KIAIOSFODNN7"):
         assert secret not in written, secret

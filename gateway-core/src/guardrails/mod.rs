@@ -282,7 +282,7 @@ impl Guardrails {
     }
 
     /// Scans the arguments of tool calls in OpenAI's shape (`[{"function": {"arguments": "..."}}]`),
-    /// redacting in place. Arguments are JSON text; redaction markers keep it JSON.
+    /// redacting in place.
     pub fn check_tool_calls(&self, calls: &mut Value, classification: &str) -> Verdict {
         let mut v = Verdict::default();
         let Value::Array(calls) = calls else {
@@ -293,12 +293,52 @@ impl Guardrails {
                 .get_mut("function")
                 .and_then(|f| f.get_mut("arguments"))
             {
-                let mut text = std::mem::take(args);
-                v.merge(self.check_text(&mut text, classification));
-                *args = text;
+                v.merge(self.check_arguments(args, classification));
             }
         }
         v
+    }
+
+    /// Scans one tool call's arguments. They are JSON text, so the detectors run on the decoded
+    /// strings (an escape such as `\n` or `\u0041` would otherwise hide a secret from them, and a
+    /// redaction could land inside an escape); the arguments are written again only when
+    /// something was redacted. Arguments that are not JSON are scanned as they are.
+    pub fn check_arguments(&self, args: &mut String, classification: &str) -> Verdict {
+        let Ok(mut value) = serde_json::from_str::<Value>(args) else {
+            return self.check_text(args, classification);
+        };
+        let mut v = Verdict::default();
+        self.check_json_strings(&mut value, classification, &mut v);
+        if v.redacted > 0
+            && let Ok(text) = serde_json::to_string(&value)
+        {
+            *args = text;
+        }
+        v
+    }
+
+    fn check_json_strings(&self, value: &mut Value, classification: &str, v: &mut Verdict) {
+        match value {
+            Value::String(s) => {
+                let mut text = std::mem::take(s);
+                v.merge(self.check_text(&mut text, classification));
+                *s = text;
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.check_json_strings(item, classification, v);
+                }
+            }
+            Value::Object(fields) => {
+                // Keys are model-written text too; serde_json's parser bounds the depth.
+                for (mut key, mut field) in std::mem::take(fields) {
+                    v.merge(self.check_text(&mut key, classification));
+                    self.check_json_strings(&mut field, classification, v);
+                    fields.insert(key, field);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Checks every message of a request (string contents, text parts and the arguments of
@@ -477,6 +517,29 @@ mod tests {
             c.actions.insert(k.to_string(), v.to_string());
         }
         Arc::new(Guardrails::new(c))
+    }
+
+    #[test]
+    fn tool_arguments_are_read_as_decoded_json() {
+        let g = Guardrails::new(GuardrailsConfig::default());
+        // An escape before the address or key would hide it from word-boundary detectors.
+        let mut args = r#"{"cc":"Hi,\nbob@example.org","n":1}"#.to_string();
+        let v = g.check_arguments(&mut args, "internal");
+        assert_eq!(v.counts.get("email"), Some(&1));
+        let parsed: Value = serde_json::from_str(&args).unwrap();
+        assert_eq!(parsed["cc"], "Hi,\n[REDACTED:email]");
+        assert_eq!(parsed["n"], 1);
+        let mut args = r#"{"note":"x\n\u0041KIAIOSFODNN7EXAMPLE"}"#.to_string();
+        let v = g.check_arguments(&mut args, "internal");
+        assert_eq!(v.blocked, vec![Kind::AwsAccessKey]);
+        // Nothing redacted: the model's text is passed as it was written.
+        let mut args = "{ \"city\" : \"Paris\" }".to_string();
+        assert!(g.check_arguments(&mut args, "internal").counts.is_empty());
+        assert_eq!(args, "{ \"city\" : \"Paris\" }");
+        // Not JSON: scanned as text.
+        let mut args = "to jane@example.org".to_string();
+        g.check_arguments(&mut args, "internal");
+        assert_eq!(args, "to [REDACTED:email]");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::{Allowed, count_findings, extra};
 use crate::cache::Cached;
 use crate::clock;
 use crate::decision_log::Usage;
-use crate::guardrails::StreamGuard;
+use crate::guardrails::{StreamGuard, Verdict};
 use crate::openai;
 use crate::providers::mock::count_tokens;
 use crate::providers::{EventStream, StreamEvent};
@@ -33,8 +33,14 @@ struct StreamOutcome {
     call_clock: StageClock,
     call_started: std::time::Instant,
     guard: Option<StreamGuard>,
-    /// One guard per streamed tool call (by index) for its arguments, when output is checked.
-    tool_guards: BTreeMap<u32, StreamGuard>,
+    /// Streamed tool calls' arguments (by index), held while output is checked until the call is
+    /// complete (another call or text follows, or the stream ends), then checked whole as JSON
+    /// and sent as one piece.
+    tool_args: BTreeMap<u32, String>,
+    /// What the checks of tool-call arguments found.
+    tool_verdict: Verdict,
+    /// The answer had tool calls: it is not cached (the cache keeps text only).
+    had_tool_calls: bool,
     /// Text the provider sent (what usage is estimated from when it sends none).
     received: String,
     /// Text the client was sent.
@@ -104,9 +110,7 @@ impl StreamOutcome {
         }
         if let Some(g) = &self.guard {
             let mut verdict = g.verdict.clone();
-            for t in self.tool_guards.values() {
-                verdict.merge(t.verdict.clone());
-            }
+            verdict.merge(self.tool_verdict.clone());
             if !verdict.counts.is_empty() {
                 count_findings(&state, &verdict, &self.allowed.label, "output");
                 rec.guardrails = Some(json!({ "output": verdict.json() }));
@@ -120,6 +124,7 @@ impl StreamOutcome {
         if let Some((key, ttl)) = self.allowed.cache
             && complete
             && !estimated
+            && !self.had_tool_calls
         {
             state.cache.put(
                 key,
@@ -173,38 +178,38 @@ impl StreamOutcome {
         }
     }
 
-    /// Passes a piece of a tool call's arguments through that call's guard. `None` when the guard
-    /// blocked it.
-    fn pass_tool_arguments(&mut self, index: u32, arguments: String) -> Option<String> {
-        if self.guard.is_none() {
-            return Some(arguments);
-        }
-        let guardrails = &self.state.guardrails;
-        let label = &self.allowed.label;
-        self.tool_guards
-            .entry(index)
-            .or_insert_with(|| guardrails.stream(label))
-            .push(&arguments)
-            .ok()
-    }
-
-    /// Sends what the tool calls' guards hold back, checked, as the calls' last argument pieces.
-    /// False when a guard blocked it: the stream then finishes with `content_filter`.
-    fn release_held_tools(&mut self, chunks: &mut Chunks<'_>) -> bool {
-        for (index, g) in &mut self.tool_guards {
-            match g.finish() {
-                Ok(rest) if rest.is_empty() => {}
-                Ok(rest) => chunks.tool_call(&openai::ToolCallPiece {
-                    index: *index,
+    /// Checks and sends the held arguments of every tool call but `keep`. False when a check
+    /// blocked them: the stream then finishes with `content_filter`.
+    fn release_tools(&mut self, keep: Option<u32>, chunks: &mut Chunks<'_>) -> bool {
+        let done: Vec<u32> = self
+            .tool_args
+            .keys()
+            .copied()
+            .filter(|i| Some(*i) != keep)
+            .collect();
+        for index in done {
+            let Some(mut args) = self.tool_args.remove(&index) else {
+                continue;
+            };
+            let verdict = self
+                .state
+                .guardrails
+                .check_arguments(&mut args, &self.allowed.label);
+            let blocked = !verdict.blocked.is_empty();
+            self.tool_verdict.merge(verdict);
+            if blocked {
+                self.tool_args.clear();
+                self.finish = Some("content_filter".into());
+                chunks.finish("content_filter");
+                return false;
+            }
+            if !args.is_empty() {
+                chunks.tool_call(&openai::ToolCallPiece {
+                    index,
                     id: None,
                     name: None,
-                    arguments: &rest,
-                }),
-                Err(_) => {
-                    self.finish = Some("content_filter".into());
-                    chunks.finish("content_filter");
-                    return false;
-                }
+                    arguments: &args,
+                });
             }
         }
         true
@@ -212,7 +217,7 @@ impl StreamOutcome {
 
     /// Everything held back, text first.
     fn release_all(&mut self, chunks: &mut Chunks<'_>) -> bool {
-        self.release_held(chunks) && self.release_held_tools(chunks)
+        self.release_held(chunks) && self.release_tools(None, chunks)
     }
 }
 
@@ -313,7 +318,9 @@ pub fn respond(
         call_clock,
         call_started: std::time::Instant::now(),
         guard,
-        tool_guards: BTreeMap::new(),
+        tool_args: BTreeMap::new(),
+        tool_verdict: Verdict::default(),
+        had_tool_calls: false,
         received: String::new(),
         sent: String::new(),
         usage: None,
@@ -350,6 +357,11 @@ pub fn respond(
                         o.received.push_str(&text);
                         if s.withheld {
                             continue;
+                        }
+                        if !o.release_tools(None, &mut chunks) {
+                            s.withheld = true;
+                            let bytes = Bytes::from(chunks.out);
+                            return Some((Ok::<Bytes, std::io::Error>(bytes), s));
                         }
                         let passed = match &mut o.guard {
                             Some(g) => g.push(&text),
@@ -390,26 +402,33 @@ pub fn respond(
                         if s.withheld {
                             continue;
                         }
-                        // Tool calls pass as they come; text before them is sent first.
-                        if !o.release_held(&mut chunks) {
-                            s.withheld = true;
-                            continue;
-                        }
                         o.received.push_str(&arguments);
-                        match o.pass_tool_arguments(index, arguments) {
-                            Some(arguments) => chunks.tool_call(&openai::ToolCallPiece {
+                        o.had_tool_calls = true;
+                        // Text before a call, and the calls before this one, are complete:
+                        // they are checked and sent first.
+                        if !(o.release_held(&mut chunks)
+                            && o.release_tools(Some(index), &mut chunks))
+                        {
+                            // The content_filter finish is in `chunks`; usage is still read.
+                            s.withheld = true;
+                        } else if o.guard.is_none() {
+                            chunks.tool_call(&openai::ToolCallPiece {
                                 index,
                                 id: call_id.as_deref(),
                                 name: name.as_deref(),
                                 arguments: &arguments,
-                            }),
-                            None => {
-                                o.finish = Some("content_filter".into());
-                                chunks.finish("content_filter");
-                                o.settle();
-                                chunks.raw(openai::SSE_DONE.as_bytes());
-                                s.ended = true;
+                            });
+                        } else {
+                            // The call's id and name go now; its arguments once complete.
+                            if call_id.is_some() || name.is_some() {
+                                chunks.tool_call(&openai::ToolCallPiece {
+                                    index,
+                                    id: call_id.as_deref(),
+                                    name: name.as_deref(),
+                                    arguments: "",
+                                });
                             }
+                            o.tool_args.entry(index).or_default().push_str(&arguments);
                         }
                     }
                     Some(Ok(StreamEvent::Guardrail(assessment))) => {
