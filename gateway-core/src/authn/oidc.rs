@@ -249,8 +249,9 @@ impl OidcVerifier {
         if cache.len() >= capacity {
             let now = chrono::Utc::now().timestamp();
             cache.retain(|_, v| v.exp > now && v.generation == entry.generation);
-            if cache.len() >= capacity {
-                // Still full of live tokens: start over rather than track recency on the hot path.
+            if cache.len() >= capacity / 2 {
+                // Still mostly live tokens: start over rather than track recency on the hot
+                // path, and so that the next sweep is at least capacity / 2 inserts away.
                 cache.clear();
             }
         }
