@@ -1,7 +1,6 @@
 """Driver of benches/reports.sh."""
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -16,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-REPO = Path(os.environ["CAIRN_REPO"])
 CAIRN = os.environ["CAIRN_BIN"]
 DAYS = 30
 START = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -34,7 +32,7 @@ def seed_lake(tmp: Path) -> Path:
 
 def read_table(lake: Path, table: str) -> pa.Table:
     files = sorted((lake / table).rglob("*.parquet"))
-    return pa.concat_tables([pq.read_table(f) for f in files]).drop_null if False else pa.concat_tables([pq.read_table(f) for f in files])
+    return pa.concat_tables([pq.read_table(f) for f in files])
 
 
 def replicate(seed: pa.Table, rows: int, time_col: str, key_cols, out: Path, table: str, rng_offset=0):
@@ -92,8 +90,7 @@ def duck(lake: Path):
     con.execute(f"SET threads = {os.cpu_count() or 2}")
     con.execute(DUCK_MACROS)
     for t in ["cloudtrail", "decisions", "outcomes", "genai_spans", "_quarantine"]:
-        files = list((lake / t).rglob("*.parquet"))
-        if files:
+        if any((lake / t).rglob("*.parquet")):
             con.execute(f"CREATE VIEW \"{t}\" AS SELECT * FROM read_parquet('{lake}/{t}/*/*.parquet', hive_partitioning = true, hive_types = {{'date': DATE}})")
     return con
 

@@ -271,9 +271,9 @@ pub const SAMPLE_DATA: &[(&str, &[u8])] = &[
     ("README.md", include_bytes!("../tests/fixtures/README.md")),
 ];
 
-/// Writes the sample data into `dir` (files that exist are left alone).
-pub fn write_sample_data(dir: &Path) -> std::io::Result<()> {
-    for (rel, bytes) in SAMPLE_DATA {
+/// Writes `files` (path under `dir`, contents) into `dir`; files that exist are left alone.
+fn write_missing<B: AsRef<[u8]>>(dir: &Path, files: &[(&str, B)]) -> std::io::Result<()> {
+    for (rel, contents) in files {
         let path = dir.join(rel);
         if path.exists() {
             continue;
@@ -281,24 +281,19 @@ pub fn write_sample_data(dir: &Path) -> std::io::Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(path, bytes)?;
+        std::fs::write(path, contents.as_ref())?;
     }
     Ok(())
 }
 
+/// Writes the sample data into `dir` (files that exist are left alone).
+pub fn write_sample_data(dir: &Path) -> std::io::Result<()> {
+    write_missing(dir, SAMPLE_DATA)
+}
+
 /// Writes the default policies into `dir` (files that exist are left alone).
 pub fn write_default_policies(dir: &Path) -> std::io::Result<()> {
-    for (rel, text) in DEFAULT_POLICIES {
-        let path = dir.join(rel);
-        if path.exists() {
-            continue;
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, text)?;
-    }
-    Ok(())
+    write_missing(dir, DEFAULT_POLICIES)
 }
 
 #[cfg(test)]

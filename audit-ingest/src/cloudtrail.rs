@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::json::{boolean, json_text, text, timestamp_ms};
+use crate::json::{boolean, json_text, nested, text, timestamp_ms};
 use crate::reject::Reject;
 use crate::schema::CloudTrailColumns;
 
@@ -137,12 +137,6 @@ struct SessionIssuer<'a> {
     principal_id: Option<&'a RawValue>,
     #[serde(rename = "userName", borrow)]
     user_name: Option<&'a RawValue>,
-}
-
-/// Parses a nested object leniently: a missing, null or wrongly typed part reads as empty.
-fn nested<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
-    raw.and_then(|r| serde_json::from_str(r.get()).ok())
-        .unwrap_or_default()
 }
 
 /// A parsed event whose required fields are present, with its time.

@@ -1,7 +1,7 @@
 //! `cairn ingest compact`: merges the small files of each partition into files of up to
-//! [`writer::FLUSH_ROWS`] rows, sorted by time, without duplicates. The merged file is written
-//! before the files it replaces are deleted, so no row is ever absent; a reader scanning during
-//! that moment may see a row twice.
+//! [`FLUSH_ROWS`](crate::lake::writer::FLUSH_ROWS) rows, sorted by time, without duplicates.
+//! The merged file is written before the files it replaces are deleted, so no row is ever
+//! absent; a reader scanning during that moment may see a row twice.
 
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::IngestError;
 use crate::lake::Lake;
-use crate::lake::writer::{self, TableWriter};
+use crate::lake::writer::TableWriter;
 
 /// Files at or above this size are left alone.
 pub const SMALL_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -68,6 +68,5 @@ pub fn compact(
             rt.block_on(lake.delete(&f.location))?;
         }
     }
-    let _ = writer::FLUSH_ROWS;
     Ok(out)
 }

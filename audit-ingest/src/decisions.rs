@@ -12,6 +12,14 @@ fn json(v: &Option<Value>) -> Option<String> {
     v.as_ref().filter(|v| !v.is_null()).map(Value::to_string)
 }
 
+/// A string member of an optional JSON object.
+fn str_field(v: &Option<Value>, key: &str) -> Option<String> {
+    v.as_ref()
+        .and_then(|o| o.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 fn strings(v: &Option<Vec<String>>) -> Option<String> {
     v.as_ref().map(|l| Value::from(l.clone()).to_string())
 }
@@ -32,15 +40,8 @@ fn split_uid(uid: &str) -> (Option<String>, Option<String>) {
 /// The principal's team for reports: its `owner_team`, else its `department`, else its first
 /// group.
 pub fn team(r: &Record) -> Option<String> {
-    let attr = |k: &str| {
-        r.principal_attrs
-            .as_ref()
-            .and_then(|a| a.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    attr("owner_team")
-        .or_else(|| attr("department"))
+    str_field(&r.principal_attrs, "owner_team")
+        .or_else(|| str_field(&r.principal_attrs, "department"))
         .or_else(|| {
             r.principal_parents
                 .as_ref()
@@ -96,25 +97,13 @@ pub fn append_decision(
     );
     cols.stream.append_option(r.stream);
     cols.trace_id.append_option(r.trace_id.as_ref());
-    let auth = |k: &str| {
-        r.auth
-            .as_ref()
-            .and_then(|a| a.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let auth = |k: &str| str_field(&r.auth, k);
     cols.auth_method.append_option(auth("method"));
     cols.auth_subject.append_option(auth("subject"));
     cols.auth_issuer.append_option(auth("issuer"));
     cols.auth_error.append_option(auth("error"));
     cols.guardrails.append_option(json(&r.guardrails));
-    let extra = |k: &str| {
-        r.extra
-            .as_ref()
-            .and_then(|a| a.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let extra = |k: &str| str_field(&r.extra, k);
     cols.assumed_role_arn
         .append_option(extra("assumed_role_arn"));
     cols.role_session_name
@@ -144,15 +133,14 @@ pub fn append_outcome(
     cols.model.append_option(r.model.as_ref());
     cols.provider.append_option(r.provider.as_ref());
     cols.status.append_option(r.status.map(i64::from));
-    let u = r.usage.unwrap_or_default();
     cols.input_tokens
-        .append_option(r.usage.map(|_| u.input_tokens as i64));
+        .append_option(r.usage.map(|u| u.input_tokens as i64));
     cols.output_tokens
-        .append_option(r.usage.map(|_| u.output_tokens as i64));
+        .append_option(r.usage.map(|u| u.output_tokens as i64));
     cols.cache_read_tokens
-        .append_option(r.usage.map(|_| u.cache_read_tokens as i64));
+        .append_option(r.usage.map(|u| u.cache_read_tokens as i64));
     cols.cache_write_tokens
-        .append_option(r.usage.map(|_| u.cache_write_tokens as i64));
+        .append_option(r.usage.map(|u| u.cache_write_tokens as i64));
     cols.cost_usd.append_option(r.cost_usd);
     cols.latency_ms
         .append_option(r.latency_ms.map(|l| l as i64));
@@ -230,9 +218,7 @@ pub fn run(
         };
         let entry = rt.block_on(manifest::load(&opts.lake, "decisions", &obj.uri))?;
         if let Some(e) = &entry
-            && Some(e.size) == obj.size
-            && e.version.is_some()
-            && e.version == obj.version
+            && e.unchanged(obj)
         {
             if let Some((seq, hash)) = &e.tail {
                 checker = ChainChecker::resume(keys.clone(), *seq, hash.clone());
@@ -263,20 +249,20 @@ pub fn run(
             }
             line_no += 1;
             s.read += 1;
-            let text = String::from_utf8_lossy(&buf);
-            let at = format!("{}:{line_no}", obj.uri);
+            // Where the line is, for quarantine details (built only when one is needed).
+            let at = || format!("{}:{line_no}", obj.uri);
             if !buf.ends_with(b"\n") {
                 q.add(
                     &obj.uri,
                     line_no,
                     "truncated_input",
-                    &format!("{at}: {}", ChainFault::Truncated),
+                    &format!("{}: {}", at(), ChainFault::Truncated),
                     &buf,
                 );
                 last_kind = None;
                 continue;
             }
-            match checker.check(&text) {
+            match checker.check(&String::from_utf8_lossy(&buf)) {
                 Ok((record, hash)) => {
                     tail = Some((record.seq, hash.clone()));
                     last_kind = Some(record.kind);
@@ -288,7 +274,7 @@ pub fn run(
                             &obj.uri,
                             line_no,
                             "unparseable_time",
-                            &format!("{at}: `ts` `{}` is not a time", record.ts),
+                            &format!("{}: `ts` `{}` is not a time", at(), record.ts),
                             &buf,
                         );
                         continue;
@@ -316,8 +302,8 @@ pub fn run(
                         _ => "chain_broken",
                     };
                     let detail = match seq {
-                        Some(n) => format!("{at} (record seq {n}): {fault}"),
-                        None => format!("{at}: {fault}"),
+                        Some(n) => format!("{} (record seq {n}): {fault}", at()),
+                        None => format!("{}: {fault}", at()),
                     };
                     q.add(&obj.uri, line_no, reason, &detail, &buf);
                     last_kind = None;
@@ -328,16 +314,10 @@ pub fn run(
             s.error = Some(format!("{}: {}", obj.uri, ChainFault::Unsealed));
         }
         for (date, mut c) in ddays {
-            let added =
-                decisions.add(&date, c.finish().map_err(crate::error::IngestError::arrow)?)?;
-            s.written += added.new as u64;
-            s.duplicates += added.duplicates as u64;
+            s.count(decisions.add(&date, c.finish().map_err(crate::error::IngestError::arrow)?)?);
         }
         for (date, mut c) in odays {
-            let added =
-                outcomes.add(&date, c.finish().map_err(crate::error::IngestError::arrow)?)?;
-            s.written += added.new as u64;
-            s.duplicates += added.duplicates as u64;
+            s.count(outcomes.add(&date, c.finish().map_err(crate::error::IngestError::arrow)?)?);
         }
         if !q.is_empty() {
             let date = q.date();

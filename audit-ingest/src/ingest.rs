@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::error::IngestError;
 use crate::json::date_of;
-use crate::lake::writer::TableWriter;
+use crate::lake::writer::{Added, TableWriter};
 use crate::lake::{Lake, manifest};
 use crate::reject::Reject;
 use crate::schema::{CloudTrailColumns, QuarantineColumns, SpanColumns};
@@ -56,6 +56,12 @@ pub struct SourceSummary {
 impl SourceSummary {
     pub fn quarantined_total(&self) -> u64 {
         self.quarantined.values().sum()
+    }
+
+    /// Counts what a table writer did with this source's rows.
+    pub fn count(&mut self, added: Added) {
+        self.written += added.new as u64;
+        self.duplicates += added.duplicates as u64;
     }
 }
 
@@ -124,10 +130,10 @@ pub(crate) struct Days<C> {
 }
 
 impl<C> Days<C> {
-    fn get(&mut self, time_ms: i64) -> (&mut C, i64) {
-        let day = time_ms.div_euclid(DAY_MS);
-        let new = self.new;
-        (self.map.entry(day).or_insert_with(new), day)
+    fn get(&mut self, time_ms: i64) -> &mut C {
+        self.map
+            .entry(time_ms.div_euclid(DAY_MS))
+            .or_insert_with(self.new)
     }
 }
 
@@ -148,8 +154,7 @@ impl Kind for CloudTrail {
     fn add(bytes: &[u8], days: &mut Days<Self::Cols>, source: &str, number: u64) -> Vec<Reject> {
         match cloudtrail::parse(bytes) {
             Ok(c) => {
-                let (cols, _) = days.get(c.time_ms);
-                cloudtrail::append(cols, &c, source, number);
+                cloudtrail::append(days.get(c.time_ms), &c, source, number);
                 Vec::new()
             }
             Err(r) => vec![r],
@@ -177,10 +182,7 @@ impl Kind for Otel {
                 let mut rejects = Vec::new();
                 for s in spans {
                     match s {
-                        Ok(p) => {
-                            let (cols, _) = days.get(p.start_ms);
-                            otel::append(cols, p, source, number);
-                        }
+                        Ok(p) => otel::append(days.get(p.start_ms), p, source, number),
                         Err((i, mut r)) => {
                             r.detail = format!("span {i}: {}", r.detail);
                             rejects.push(r);
@@ -408,23 +410,16 @@ pub(crate) fn run<K: Kind>(
         ..Default::default()
     };
     let mut todo = VecDeque::new();
-    let mut known = Vec::with_capacity(objects.len());
     for (i, o) in objects.iter().enumerate() {
         let entry = if matches!(o.location, source::Location::Stdin) {
             None
         } else {
             rt.block_on(manifest::load(&opts.lake, K::TABLE, &o.uri))?
         };
-        if let Some(e) = &entry
-            && Some(e.size) == o.size
-            && e.version.is_some()
-            && e.version == o.version
-        {
+        if entry.is_some_and(|e| e.unchanged(o)) {
             summary.sources[i].skipped = Some("already ingested (unchanged since)".into());
-            known.push(entry);
             continue;
         }
-        known.push(entry);
         todo.push_back((i, o.clone()));
     }
     let total_bytes: Option<u64> = todo.iter().map(|(_, o)| o.size).sum();
@@ -466,8 +461,7 @@ pub(crate) fn run<K: Kind>(
                 match msg {
                     Msg::Rows { source, day, batch } => {
                         let added = data.add(&date_of(day * DAY_MS), batch)?;
-                        summary.sources[source].written += added.new as u64;
-                        summary.sources[source].duplicates += added.duplicates as u64;
+                        summary.sources[source].count(added);
                     }
                     Msg::Quarantine { batch } => {
                         quarantine.add(&q_date, batch)?;

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// A scalar as text: strings unescaped, numbers and booleans as written, null as `None`;
@@ -30,6 +31,12 @@ pub fn text<'a>(raw: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
 pub fn json_text(raw: Option<&RawValue>) -> Option<&str> {
     let raw = raw?.get();
     (raw != "null").then_some(raw)
+}
+
+/// A nested object parsed leniently: a missing, null or wrongly typed part reads as empty.
+pub fn nested<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+        .unwrap_or_default()
 }
 
 /// A boolean from `true`/`false`, `"true"`/`"false"` (any case), or 1/0.

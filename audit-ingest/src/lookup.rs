@@ -87,12 +87,10 @@ pub fn run(
             }
         }
         for (day, mut cols) in days {
-            let added = data.add(
+            s.count(data.add(
                 &date_of(day * 86_400_000),
                 cols.finish().map_err(IngestError::arrow)?,
-            )?;
-            s.written += added.new as u64;
-            s.duplicates += added.duplicates as u64;
+            )?);
         }
         opts.progress.advance(page.events().len() as u64, 0);
         token = page.next_token().map(str::to_string);

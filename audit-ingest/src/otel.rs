@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::json::{integer, text};
+use crate::json::{integer, nested, text};
 use crate::reject::Reject;
 use crate::schema::SpanColumns;
 
@@ -105,8 +105,14 @@ struct Event<'a> {
 
 /// An OTLP `AnyValue` as plain JSON.
 pub fn any_value(raw: Option<&RawValue>) -> Value {
-    let Some(raw) = raw else { return Value::Null };
-    let Ok(obj) = serde_json::from_str::<Map<String, Value>>(raw.get()) else {
+    raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+        .map_or(Value::Null, any_json)
+}
+
+/// An OTLP `AnyValue` already parsed as JSON, as plain JSON (nested values are converted in
+/// place, not written out and parsed again).
+fn any_json(v: Value) -> Value {
+    let Value::Object(obj) = v else {
         return Value::Null;
     };
     let Some((k, v)) = obj.into_iter().next() else {
@@ -130,32 +136,37 @@ pub fn any_value(raw: Option<&RawValue>) -> Value {
                 .map_or(v, Value::Number),
             _ => v,
         },
-        "arrayValue" => Value::Array(
-            v.get("values")
-                .and_then(Value::as_array)
-                .map(|vals| {
-                    vals.iter()
-                        .map(|x| any_value(serde_json::value::to_raw_value(x).ok().as_deref()))
-                        .collect()
+        "arrayValue" => Value::Array(values(v).into_iter().map(any_json).collect()),
+        "kvlistValue" => Value::Object(
+            values(v)
+                .into_iter()
+                .filter_map(|mut kv| {
+                    let key = kv.get("key")?.as_str()?.to_string();
+                    let value = kv.get_mut("value").map_or(Value::Null, Value::take);
+                    Some((key, any_json(value)))
                 })
-                .unwrap_or_default(),
+                .collect(),
         ),
-        "kvlistValue" => {
-            let mut m = Map::new();
-            if let Some(vals) = v.get("values").and_then(Value::as_array) {
-                for kv in vals {
-                    if let Some(key) = kv.get("key").and_then(Value::as_str) {
-                        let raw = kv
-                            .get("value")
-                            .and_then(|x| serde_json::value::to_raw_value(x).ok());
-                        m.insert(key.to_string(), any_value(raw.as_deref()));
-                    }
-                }
-            }
-            Value::Object(m)
-        }
         _ => v,
     }
+}
+
+/// The `values` list of an OTLP `arrayValue` or `kvlistValue`.
+fn values(v: Value) -> Vec<Value> {
+    match v {
+        Value::Object(mut m) => match m.remove("values") {
+            Some(Value::Array(vals)) => vals,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// OTLP attributes as a JSON object.
+fn attr_map(kvs: &[KeyValue<'_>]) -> Map<String, Value> {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), any_value(kv.value)))
+        .collect()
 }
 
 /// Hex ids as they are; base64 ids (protobuf JSON) converted to hex.
@@ -230,12 +241,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<SpanResult>, Reject> {
         let resource_attrs: Map<String, Value> = rs
             .resource
             .as_ref()
-            .map(|r| {
-                r.attributes
-                    .iter()
-                    .map(|kv| (kv.key.clone(), any_value(kv.value)))
-                    .collect()
-            })
+            .map(|r| attr_map(&r.attributes))
             .unwrap_or_default();
         let service_name = resource_attrs
             .get("service.name")
@@ -297,15 +303,8 @@ fn span(
         )
     })?;
     let end_ns = integer(s.end);
-    let status: Status<'_> = s
-        .status
-        .and_then(|r| serde_json::from_str(r.get()).ok())
-        .unwrap_or_default();
-    let attrs: Map<String, Value> = s
-        .attributes
-        .iter()
-        .map(|kv| (kv.key.clone(), any_value(kv.value)))
-        .collect();
+    let status: Status<'_> = nested(s.status);
+    let attrs = attr_map(&s.attributes);
     let events: Vec<Value> = s
         .events
         .iter()
@@ -314,7 +313,7 @@ fn span(
             serde_json::json!({
                 "time_unix_nano": integer(e.time),
                 "name": text(e.name),
-                "attributes": e.attributes.iter().map(|kv| (kv.key.clone(), any_value(kv.value))).collect::<Map<_, _>>(),
+                "attributes": attr_map(&e.attributes),
             })
         })
         .collect();

@@ -42,6 +42,40 @@ enum Mode {
     Done,
 }
 
+/// Brace matching outside strings, fed one byte at a time.
+#[derive(Debug, Default, Clone, Copy)]
+struct Braces {
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Braces {
+    /// Takes the next byte; true when it closes the value that was opened first.
+    fn feed(&mut self, b: u8) -> bool {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            return false;
+        }
+        match b {
+            b'"' => self.in_string = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                return self.depth == 0;
+            }
+            _ => {}
+        }
+        false
+    }
+}
+
 pub struct Splitter<R> {
     reader: R,
     mode: Mode,
@@ -96,9 +130,7 @@ impl<R: BufRead> Splitter<R> {
     /// Reads one balanced JSON value starting at the current `{` or `[`.
     fn read_value(&mut self) -> Result<Vec<u8>, (String, Vec<u8>, bool)> {
         let mut out = Vec::with_capacity(2048);
-        let mut depth = 0usize;
-        let mut in_string = false;
-        let mut escaped = false;
+        let mut braces = Braces::default();
         loop {
             let buf = match self.reader.fill_buf() {
                 Ok(b) => b,
@@ -119,33 +151,10 @@ impl<R: BufRead> Splitter<R> {
                     true,
                 ));
             }
-            let mut used = 0;
-            let mut done = false;
-            for &b in buf {
-                used += 1;
-                if in_string {
-                    if escaped {
-                        escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                    } else if b == b'"' {
-                        in_string = false;
-                    }
-                    continue;
-                }
-                match b {
-                    b'"' => in_string = true,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            done = true;
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
+            let (used, done) = match buf.iter().position(|&b| braces.feed(b)) {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
             out.extend_from_slice(&buf[..used]);
             self.reader.consume(used);
             if done {
@@ -155,7 +164,7 @@ impl<R: BufRead> Splitter<R> {
                 // Skip the rest of this record so the following ones can still be read.
                 let reason = format!("the record is larger than {MAX_RECORD_BYTES} bytes");
                 out.truncate(4096);
-                return self.skip_rest(depth, in_string, escaped).map_or_else(
+                return self.skip_rest(braces).map_or_else(
                     |e| Err((format!("the input cannot be read: {e}"), out.clone(), true)),
                     |()| Err((reason.clone(), out.clone(), false)),
                 );
@@ -163,44 +172,22 @@ impl<R: BufRead> Splitter<R> {
         }
     }
 
-    fn skip_rest(
-        &mut self,
-        mut depth: usize,
-        mut in_string: bool,
-        mut escaped: bool,
-    ) -> std::io::Result<()> {
+    fn skip_rest(&mut self, mut braces: Braces) -> std::io::Result<()> {
         loop {
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
                 return Ok(());
             }
-            let mut used = 0;
-            for &b in buf {
-                used += 1;
-                if in_string {
-                    if escaped {
-                        escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                    } else if b == b'"' {
-                        in_string = false;
-                    }
-                    continue;
+            match buf.iter().position(|&b| braces.feed(b)) {
+                Some(i) => {
+                    self.reader.consume(i + 1);
+                    return Ok(());
                 }
-                match b {
-                    b'"' => in_string = true,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            self.reader.consume(used);
-                            return Ok(());
-                        }
-                    }
-                    _ => {}
+                None => {
+                    let n = buf.len();
+                    self.reader.consume(n);
                 }
             }
-            self.reader.consume(used);
         }
     }
 

@@ -45,10 +45,32 @@ struct Entry {
     value: Cached,
     expires: Instant,
     bytes: usize,
+    /// Which insertion this is: an `order` slot naming an older one is stale.
+    seq: u64,
 }
 
-/// Entries, their insertion order (oldest first, for eviction), and their total size.
-type Store = (HashMap<[u8; 32], Entry>, VecDeque<[u8; 32]>, usize);
+/// Entries, their insertions oldest first (for eviction), and their total size. An entry that
+/// expires or is replaced leaves a stale slot in `order`; slots are skipped when their sequence
+/// number no longer matches, and swept when they outnumber the entries.
+#[derive(Default)]
+struct Store {
+    map: HashMap<[u8; 32], Entry>,
+    order: VecDeque<([u8; 32], u64)>,
+    bytes: usize,
+    next_seq: u64,
+}
+
+impl Store {
+    fn remove(&mut self, key: &[u8; 32]) {
+        if let Some(e) = self.map.remove(key) {
+            self.bytes -= e.bytes;
+        }
+    }
+
+    fn is_current(&self, key: &[u8; 32], seq: u64) -> bool {
+        self.map.get(key).is_some_and(|e| e.seq == seq)
+    }
+}
 
 pub struct ResponseCache {
     config: CacheConfig,
@@ -78,7 +100,7 @@ impl ResponseCache {
     pub fn new(config: CacheConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new((HashMap::new(), VecDeque::new(), 0)),
+            inner: Mutex::new(Store::default()),
         }
     }
 
@@ -87,14 +109,11 @@ impl ResponseCache {
     }
 
     pub fn get(&self, key: &[u8; 32]) -> Option<Cached> {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, _, bytes) = &mut *g;
-        match map.get(key) {
+        let mut store = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match store.map.get(key) {
             Some(e) if e.expires > Instant::now() => Some(e.value.clone()),
             Some(_) => {
-                if let Some(e) = map.remove(key) {
-                    *bytes -= e.bytes;
-                }
+                store.remove(key);
                 None
             }
             None => None,
@@ -109,29 +128,35 @@ impl ResponseCache {
         if size > self.config.max_bytes {
             return;
         }
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, order, bytes) = &mut *g;
-        if let Some(old) = map.remove(&key) {
-            *bytes -= old.bytes;
-        }
-        while map.len() >= self.config.max_entries || *bytes + size > self.config.max_bytes {
-            let Some(oldest) = order.pop_front() else {
+        let mut store = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        store.remove(&key);
+        while store.map.len() >= self.config.max_entries
+            || store.bytes + size > self.config.max_bytes
+        {
+            let Some((oldest, seq)) = store.order.pop_front() else {
                 break;
             };
-            if let Some(e) = map.remove(&oldest) {
-                *bytes -= e.bytes;
+            if store.is_current(&oldest, seq) {
+                store.remove(&oldest);
             }
         }
-        map.insert(
+        if store.order.len() > 2 * store.map.len() + 64 {
+            let Store { map, order, .. } = &mut *store;
+            order.retain(|(k, seq)| map.get(k).is_some_and(|e| e.seq == *seq));
+        }
+        let seq = store.next_seq;
+        store.next_seq += 1;
+        store.map.insert(
             key,
             Entry {
                 value,
                 expires: Instant::now() + ttl,
                 bytes: size,
+                seq,
             },
         );
-        order.push_back(key);
-        *bytes += size;
+        store.order.push_back((key, seq));
+        store.bytes += size;
     }
 }
 
@@ -156,6 +181,14 @@ mod tests {
         }
     }
 
+    fn two_entry_cache() -> (ResponseCache, [[u8; 32]; 3]) {
+        let c = ResponseCache::new(CacheConfig {
+            max_entries: 2,
+            ..Default::default()
+        });
+        (c, ["1", "2", "3"].map(|t| key(&req(t), "s")))
+    }
+
     #[test]
     fn keys_depend_on_request_and_scope() {
         assert_eq!(key(&req("a"), "u1"), key(&req("a"), "u1"));
@@ -165,15 +198,7 @@ mod tests {
 
     #[test]
     fn expiry_and_bounds() {
-        let c = ResponseCache::new(CacheConfig {
-            max_entries: 2,
-            ..Default::default()
-        });
-        let (k1, k2, k3) = (
-            key(&req("1"), "s"),
-            key(&req("2"), "s"),
-            key(&req("3"), "s"),
-        );
+        let (c, [k1, k2, k3]) = two_entry_cache();
         c.put(k1, cached(), Duration::from_secs(60));
         c.put(k2, cached(), Duration::from_secs(60));
         c.put(k3, cached(), Duration::from_secs(60));
@@ -181,5 +206,25 @@ mod tests {
         assert!(c.get(&k3).is_some());
         c.put(k1, cached(), Duration::from_millis(0));
         assert!(c.get(&k1).is_none(), "expired");
+    }
+
+    #[test]
+    fn a_replaced_entry_is_not_evicted_by_its_old_slot_and_slots_stay_bounded() {
+        let (c, [k1, k2, k3]) = two_entry_cache();
+        c.put(k1, cached(), Duration::from_secs(60));
+        c.put(k2, cached(), Duration::from_secs(60));
+        // k1 again: now the newest; its first slot is stale.
+        c.put(k1, cached(), Duration::from_secs(60));
+        c.put(k3, cached(), Duration::from_secs(60));
+        assert!(c.get(&k2).is_none(), "k2 is the oldest live entry");
+        assert!(
+            c.get(&k1).is_some(),
+            "the stale slot did not evict the fresh k1"
+        );
+        for _ in 0..1000 {
+            c.put(k1, cached(), Duration::from_secs(60));
+        }
+        let slots = c.inner.lock().map(|s| s.order.len()).unwrap_or(0);
+        assert!(slots <= 2 * 2 + 64 + 1, "{slots} slots for 2 entries");
     }
 }

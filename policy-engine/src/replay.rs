@@ -3,11 +3,11 @@
 //! parents and attributes, action, resource with attributes, context), so each one can be
 //! decided again by the base and by the proposed policies and the two answers compared.
 
-use cedar_policy::{
-    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Schema,
-};
+use cedar_policy::{Authorizer, Decision, Entities, EntityUid, PolicySet, Schema};
 use serde::Serialize;
 use serde_json::{Value, json};
+
+use crate::authorize::{RequestSpec, build_request};
 
 /// One recorded request, as Cedar saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,34 +126,35 @@ fn decide(side: &Side<'_>, case: &Case) -> Outcome {
 }
 
 fn try_decide(side: &Side<'_>, case: &Case) -> Result<Outcome, String> {
+    let parents = case
+        .parents
+        .iter()
+        .map(|p| uid_json(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut entities = vec![json!({
         "uid": uid_json(&case.principal)?,
         "attrs": case.principal_attrs,
-        "parents": case.parents.iter().map(|p| uid_json(p)).collect::<Result<Vec<_>, _>>()?,
+        "parents": parents,
     })];
-    for p in &case.parents {
-        entities.push(json!({ "uid": uid_json(p)?, "attrs": {}, "parents": [] }));
+    for uid in parents {
+        entities.push(json!({ "uid": uid, "attrs": {}, "parents": [] }));
     }
     if case.resource != case.principal {
         entities.push(json!({ "uid": uid_json(&case.resource)?, "attrs": case.resource_attrs, "parents": [] }));
     }
     let entities = Entities::from_json_value(Value::Array(entities), Some(side.schema))
         .map_err(|e| format!("entities: {}", crate::chain(&e)))?;
-    let action: EntityUid = case.action.parse().map_err(|e| format!("action: {e}"))?;
-    let context = Context::from_json_value(case.context.clone(), Some((side.schema, &action)))
-        .map_err(|e| format!("context: {}", crate::chain(&e)))?;
-    let request = Request::new(
-        case.principal
-            .parse()
-            .map_err(|e| format!("principal: {e}"))?,
-        action,
-        case.resource
-            .parse()
-            .map_err(|e| format!("resource: {e}"))?,
-        context,
+    // The same checks as `cairn policy authorize` (uids, context and request against the schema).
+    let request = build_request(
+        &RequestSpec {
+            principal: case.principal.clone(),
+            action: case.action.clone(),
+            resource: case.resource.clone(),
+            context: case.context.clone(),
+        },
         Some(side.schema),
     )
-    .map_err(|e| format!("request: {}", crate::chain(&e)))?;
+    .map_err(|p| p.message)?;
     let response = Authorizer::new().is_authorized(&request, side.policies, &entities);
     // Named by `@id` when the policy has one (as the loader names them).
     let mut reasons: Vec<String> = response

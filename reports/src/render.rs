@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::Array;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use minijinja::{Environment, Value, context};
 use serde::Serialize;
@@ -112,17 +112,15 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A bar chart as inline SVG: one bar per row, `y` as its height, `stack` (if any) drawn as the
-/// part of the bar it accounts for.
-pub fn bar_chart(chart: &ChartSpec, out: &QueryOutput) -> Result<Option<String>, ReportError> {
-    let schema = &out.schema;
+/// A bar chart as inline SVG over a query's `rows` (as [`display_rows`] gives them): one bar per
+/// row, `y` as its height, `stack` (if any) drawn as the part of the bar it accounts for.
+fn bar_chart(chart: &ChartSpec, schema: &Schema, rows: &[Vec<String>]) -> Option<String> {
     let (Ok(xi), Ok(yi)) = (schema.index_of(&chart.x), schema.index_of(&chart.y)) else {
-        return Ok(None);
+        return None;
     };
     let si = chart.stack.as_ref().and_then(|s| schema.index_of(s).ok());
-    let rows = display_rows(out)?;
     if rows.is_empty() {
-        return Ok(None);
+        return None;
     }
     let val =
         |r: &Vec<String>, i: usize| r.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
@@ -209,7 +207,7 @@ pub fn bar_chart(chart: &ChartSpec, out: &QueryOutput) -> Result<Option<String>,
     };
     svg.push_str(&legend);
     svg.push_str("</svg>");
-    Ok(Some(svg))
+    Some(svg)
 }
 
 fn environment(templates: Option<&Path>) -> Environment<'static> {
@@ -241,6 +239,11 @@ fn sections_context(run: &ReportRun, format: Format) -> Result<Vec<Value>, Repor
     for s in &run.sections {
         let all = display_rows(&s.output)?;
         let row_count = all.len();
+        // The chart uses every row; the table shows at most MAX_ROWS.
+        let chart = match (&s.spec.chart, format) {
+            (Some(c), Format::Html) => bar_chart(c, &s.output.schema, &all),
+            _ => None,
+        };
         let rows: Vec<Vec<String>> = all.into_iter().take(MAX_ROWS).collect();
         let columns: Vec<Column> = s
             .output
@@ -252,10 +255,6 @@ fn sections_context(run: &ReportRun, format: Format) -> Result<Vec<Value>, Repor
                 numeric: numeric(f.data_type()),
             })
             .collect();
-        let chart = match (&s.spec.chart, format) {
-            (Some(c), Format::Html) => bar_chart(c, &s.output)?,
-            _ => None,
-        };
         sections.push(context! {
             name => format!("{}-{}", run.spec.name, s.spec.name),
             title => s.spec.title,

@@ -391,123 +391,32 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
         const WITH_CONTACT: &str =
             "Draft a reply to jane.doe@example.com (+1 415 555 0132) about the outage.";
         const WITH_SECRET: &str = "Why does AKIAIOSFODNN7EXAMPLE get AccessDenied on s3:GetObject?";
-        let script: Vec<(&str, String, &str, &str, bool, &str)> = vec![
-            (
-                "alice",
-                key("alice"),
-                "claude-sonnet",
-                "internal",
-                false,
-                SUMMARY,
-            ),
-            (
-                "alice",
-                key("alice"),
-                "claude-sonnet",
-                "confidential",
-                true,
-                SUMMARY,
-            ),
-            (
-                "alice",
-                key("alice"),
-                "claude-opus",
-                "internal",
-                false,
-                SUMMARY,
-            ),
-            (
-                "alice",
-                key("alice"),
-                "claude-haiku",
-                "internal",
-                false,
-                WITH_CONTACT,
-            ),
-            (
-                "bob",
-                key("bob"),
-                "claude-sonnet",
-                "confidential",
-                false,
-                SUMMARY,
-            ),
-            (
-                "ivan",
-                key("ivan"),
-                "claude-haiku",
-                "internal",
-                false,
-                SUMMARY,
-            ),
-            (
-                "ivan",
-                key("ivan"),
-                "claude-sonnet",
-                "internal",
-                false,
-                SUMMARY,
-            ),
-            (
-                "carol",
-                key("carol"),
-                "claude-opus",
-                "restricted",
-                false,
-                SUMMARY,
-            ),
-            (
-                "carol",
-                key("carol"),
-                "claude-opus",
-                "restricted",
-                false,
-                SUMMARY,
-            ),
-            (
-                "carol",
-                key("carol"),
-                "claude-opus",
-                "restricted",
-                false,
-                SUMMARY,
-            ),
-            (
-                "dev-key",
-                dev.api_key.clone(),
-                "llama-apac",
-                "internal",
-                false,
-                SUMMARY,
-            ),
-            (
-                "dev-key",
-                dev.api_key.clone(),
-                "claude-haiku",
-                "public",
-                true,
-                SUMMARY,
-            ),
-            (
-                "dev-key",
-                dev.api_key.clone(),
-                "claude-haiku",
-                "internal",
-                false,
-                WITH_SECRET,
-            ),
-            (
-                "stranger",
-                "not-a-key".to_string(),
-                "claude-haiku",
-                "internal",
-                false,
-                SUMMARY,
-            ),
+        // (who, model, data classification, stream, prompt). Each user sends with their own key,
+        // `dev-key` with the dev key (`key` falls back to it), `stranger` with no valid key.
+        let script = [
+            ("alice", "claude-sonnet", "internal", false, SUMMARY),
+            ("alice", "claude-sonnet", "confidential", true, SUMMARY),
+            ("alice", "claude-opus", "internal", false, SUMMARY),
+            ("alice", "claude-haiku", "internal", false, WITH_CONTACT),
+            ("bob", "claude-sonnet", "confidential", false, SUMMARY),
+            ("ivan", "claude-haiku", "internal", false, SUMMARY),
+            ("ivan", "claude-sonnet", "internal", false, SUMMARY),
+            ("carol", "claude-opus", "restricted", false, SUMMARY),
+            ("carol", "claude-opus", "restricted", false, SUMMARY),
+            ("carol", "claude-opus", "restricted", false, SUMMARY),
+            ("dev-key", "llama-apac", "internal", false, SUMMARY),
+            ("dev-key", "claude-haiku", "public", true, SUMMARY),
+            ("dev-key", "claude-haiku", "internal", false, WITH_SECRET),
+            ("stranger", "claude-haiku", "internal", false, SUMMARY),
         ];
         let client = reqwest::Client::new();
         let mut out = Vec::new();
-        for (who, api_key, model, classification, stream, prompt) in script {
+        for (who, model, classification, stream, prompt) in script {
+            let api_key = if who == "stranger" {
+                "not-a-key".to_string()
+            } else {
+                key(who)
+            };
             let body = serde_json::json!({
                 "model": model,
                 "stream": stream,

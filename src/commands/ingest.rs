@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
 use policy_engine::bundle::keys;
 
+use super::query::date;
 use crate::cli::{IngestCommand, IngestCommon, OutputFormat};
 use crate::exit::{CliError, CliResult, Outcome};
 
@@ -22,10 +23,9 @@ impl Progress for Bar {
         }
         self.0.set_message(format!("{sources} source(s)"));
     }
-    fn advance(&self, records: u64, bytes: u64) {
+    fn advance(&self, _records: u64, bytes: u64) {
         self.0.inc(bytes);
         let pos = self.0.position();
-        let _ = records;
         let elapsed = self.0.elapsed().as_secs_f64().max(1e-3);
         self.0
             .set_message(format!("{:.1} MB/s", pos as f64 / 1e6 / elapsed));
@@ -47,19 +47,6 @@ fn progress() -> Arc<dyn Progress> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     Arc::new(Bar(bar))
-}
-
-fn date(flag: &str, v: &Option<String>) -> Result<Option<NaiveDate>, CliError> {
-    v.as_ref()
-        .map(|s| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| {
-                CliError::input(miette::miette!(
-                    help = "write it as YYYY-MM-DD",
-                    "--{flag} `{s}` is not a date: {e}"
-                ))
-            })
-        })
-        .transpose()
 }
 
 fn options(common: &IngestCommon) -> Result<Options, CliError> {
@@ -208,8 +195,11 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
                 "quarantined"
             );
             for x in &s.sources {
-                let name = if x.source.len() > width {
-                    format!("...{}", &x.source[x.source.len() - width + 3..])
+                let chars = x.source.chars().count();
+                let name = if chars > width {
+                    // Keep the end of the path; cut on a character, not a byte.
+                    let tail: String = x.source.chars().skip(chars + 3 - width).collect();
+                    format!("...{tail}")
                 } else {
                     x.source.clone()
                 };

@@ -103,7 +103,8 @@ pub fn query(args: &QueryArgs) -> CliResult {
     Ok(Outcome::Success)
 }
 
-fn date(flag: &str, v: &Option<String>) -> Result<Option<NaiveDate>, CliError> {
+/// The `--{flag}` date option (`YYYY-MM-DD`), if given.
+pub(super) fn date(flag: &str, v: &Option<String>) -> Result<Option<NaiveDate>, CliError> {
     v.as_ref()
         .map(|s| {
             NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| {

@@ -2,9 +2,7 @@
 exactly what left the gateway (e.g. that a prompt was redacted)."""
 
 import json
-from http.server import BaseHTTPRequestHandler
-
-from background import BackgroundServer
+from background import BackgroundServer, QuietHandler
 
 
 class CaptureUpstream(BackgroundServer):
@@ -17,7 +15,7 @@ class CaptureUpstream(BackgroundServer):
         self.tool_call_args = None
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
@@ -47,15 +45,7 @@ class CaptureUpstream(BackgroundServer):
                         "usage": usage,
                     })
                     ctype = "application/json"
-                data = out.encode()
-                self.send_response(200)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
+                self.respond(200, out.encode(), ctype)
 
         self.serve(Handler)
 

@@ -16,9 +16,7 @@ import threading
 import time
 import urllib.parse
 import zlib
-from http.server import BaseHTTPRequestHandler
-
-from background import BackgroundServer
+from background import BackgroundServer, QuietHandler
 
 import sigv4
 
@@ -79,21 +77,11 @@ class FakeBedrock(BackgroundServer):
         self.lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *a):
-                pass
-
             def reply(self, status, body, headers=None):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                self.respond(status, json.dumps(body).encode(), "application/json", headers)
 
             def error(self, status, kind, message):
                 self.reply(status, {"message": message}, {"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"})

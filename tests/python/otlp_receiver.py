@@ -4,9 +4,7 @@ and the raw bodies."""
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
-
-from background import BackgroundServer
+from background import BackgroundServer, QuietHandler
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -29,7 +27,7 @@ class Receiver(BackgroundServer):
         self.lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if self.path != "/v1/traces" or self.headers.get("content-type") != "application/x-protobuf":
@@ -57,15 +55,7 @@ class Receiver(BackgroundServer):
                                     "status_message": s.status.message,
                                     "scope": ss.scope.name,
                                 })
-                out = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args):
-                pass
+                self.respond(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
         self.serve(Handler)
 

@@ -7,9 +7,7 @@ AssumeRole with AccessDenied instead."""
 import re
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler
-
-from background import BackgroundServer
+from background import BackgroundServer, QuietHandler
 
 import httpx
 
@@ -52,19 +50,11 @@ class StsRecorder(BackgroundServer):
         self.lock = threading.Lock()
         rec = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *a):
-                pass
-
             def send(self, status, text, ctype="text/xml"):
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.respond(status, text.encode(), ctype)
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))

@@ -3,15 +3,14 @@ LookupEvents API from a fake endpoint that checks SigV4 with botocore."""
 
 import json
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import duckdb
 import httpx
 
 import ct_fixtures as ct
 import sigv4
+from background import BackgroundServer, QuietHandler
 from conftest import run
 from gateway_harness import ALICE_KEY, CI_KEY, Gateway, base_config, chat_body, make_signed_bundle
 
@@ -73,7 +72,7 @@ def test_decision_records_are_verified_into_the_lake(workdir):
     assert sum(x["quarantined"].get("record_altered", 0) for x in s["sources"]) == sum(x["read"] for x in s["sources"])
 
 
-class LookupEventsFake:
+class LookupEventsFake(BackgroundServer):
     """CloudTrail's JSON protocol for LookupEvents, paged, rejecting any request whose SigV4
     signature does not verify with botocore."""
 
@@ -82,10 +81,7 @@ class LookupEventsFake:
         self.calls, self.rejected = [], 0
         fake = self
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class H(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 ok, _, why = sigv4.verify("POST", f"http://{self.headers['host']}{self.path}", dict(self.headers), body, fake.secrets)
@@ -109,31 +105,24 @@ class LookupEventsFake:
                 self.reply(200, out)
 
             def reply(self, status, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/x-amz-json-1.1")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.respond(status, json.dumps(obj).encode(), "application/x-amz-json-1.1")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serve(H)
 
 
 def test_lookup_events_pages_at_two_requests_a_second(tmp_path):
     events = ct.sample_records()[:13]
-    fake = LookupEventsFake(events, {"AKIDLOOKUPTEST": ("lookup-secret", None)})
-    env = {"AWS_ACCESS_KEY_ID": "AKIDLOOKUPTEST", "AWS_SECRET_ACCESS_KEY": "lookup-secret",
-           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": fake.url, "AWS_EC2_METADATA_DISABLED": "true"}
-    s = ingest(["cloudtrail", "--lookup", "--lake", "lake"], cwd=tmp_path, env=env)
-    assert s["sources"][0]["written"] == len(events)
-    assert fake.rejected == 0 and len(fake.calls) == 4
-    gaps = [b - a for a, b in zip(fake.calls, fake.calls[1:])]
-    assert min(gaps) >= 0.45, gaps
-    assert q(tmp_path / "lake", "select count(*) from cloudtrail")[0][0] == len(events)
-    # Signed with another secret: the fake refuses, the ingest fails with the reason.
-    bad = dict(env, AWS_SECRET_ACCESS_KEY="wrong")
-    r = run(["ingest", "cloudtrail", "--lookup", "--lake", "lake2"], cwd=tmp_path, env=bad, check=False)
-    assert r.returncode == 2 and fake.rejected == 1
-    assert "InvalidSignature" in r.stderr or "signature" in r.stderr.lower()
+    with LookupEventsFake(events, {"AKIDLOOKUPTEST": ("lookup-secret", None)}) as fake:
+        env = {"AWS_ACCESS_KEY_ID": "AKIDLOOKUPTEST", "AWS_SECRET_ACCESS_KEY": "lookup-secret",
+               "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": fake.url, "AWS_EC2_METADATA_DISABLED": "true"}
+        s = ingest(["cloudtrail", "--lookup", "--lake", "lake"], cwd=tmp_path, env=env)
+        assert s["sources"][0]["written"] == len(events)
+        assert fake.rejected == 0 and len(fake.calls) == 4
+        gaps = [b - a for a, b in zip(fake.calls, fake.calls[1:])]
+        assert min(gaps) >= 0.45, gaps
+        assert q(tmp_path / "lake", "select count(*) from cloudtrail")[0][0] == len(events)
+        # Signed with another secret: the fake refuses, the ingest fails with the reason.
+        bad = dict(env, AWS_SECRET_ACCESS_KEY="wrong")
+        r = run(["ingest", "cloudtrail", "--lookup", "--lake", "lake2"], cwd=tmp_path, env=bad, check=False)
+        assert r.returncode == 2 and fake.rejected == 1
+        assert "InvalidSignature" in r.stderr or "signature" in r.stderr.lower()

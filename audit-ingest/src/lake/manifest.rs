@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::Lake;
 use crate::error::IngestError;
+use crate::source::SourceObject;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
@@ -23,6 +24,14 @@ pub struct Entry {
     /// chain can be checked without reading this one again.
     #[serde(default)]
     pub tail: Option<(u64, String)>,
+}
+
+impl Entry {
+    /// Whether `obj` is the source this entry recorded, unchanged: the same size and the same
+    /// (known) version.
+    pub fn unchanged(&self, obj: &SourceObject) -> bool {
+        Some(self.size) == obj.size && self.version.is_some() && self.version == obj.version
+    }
 }
 
 fn path(lake: &Lake, table: &str, uri: &str) -> datafusion::object_store::path::Path {

@@ -259,17 +259,19 @@ impl OidcVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let use_cache = self.config.verified_cache_entries > 0;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if use_cache
-            && let Some(found) = self.remembered(&digest, self.generation.load(Ordering::Acquire))
+        // Read before the key lookup: an entry is never tagged with a newer key set than the one
+        // that verified it.
+        let generation = self.generation.load(Ordering::Acquire);
+        let digest: Option<[u8; 32]> = (self.config.verified_cache_entries > 0)
+            .then(|| Sha256::digest(token.as_bytes()).into());
+        if let Some(d) = &digest
+            && let Some(found) = self.remembered(d, generation)
         {
             return found;
         }
         let header =
             decode_header(token).map_err(|_| AuthError::InvalidToken("malformed header"))?;
         let kid = header.kid.as_deref();
-        let generation = self.generation.load(Ordering::Acquire);
         let key = match self.lookup(kid) {
             Some(k) => k,
             None => {
@@ -313,7 +315,9 @@ impl OidcVerifier {
                 }
             })?;
         let principal = map_claims(&data.claims, &self.config.claims, &self.config.issuer)?;
-        if use_cache && let Some(exp) = data.claims.get("exp").and_then(Value::as_i64) {
+        if let Some(digest) = digest
+            && let Some(exp) = data.claims.get("exp").and_then(Value::as_i64)
+        {
             self.remember(
                 digest,
                 Verified {

@@ -329,6 +329,23 @@ pub async fn from_cache(
             true,
             None,
         )));
+        // A cached answer with tool calls (stored from a non-streamed request) streams them too.
+        let calls = cached.tool_calls.as_ref().and_then(|c| c.as_array());
+        for (index, call) in calls.into_iter().flatten().enumerate() {
+            let function = &call["function"];
+            body.extend_from_slice(&openai::sse_event(&openai::tool_call_chunk_json(
+                &id,
+                &cached.model,
+                created,
+                false,
+                &openai::ToolCallPiece {
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    id: call["id"].as_str(),
+                    name: function["name"].as_str(),
+                    arguments: function["arguments"].as_str().unwrap_or_default(),
+                },
+            )));
+        }
         body.extend_from_slice(&openai::sse_event(&openai::chunk_json(
             &id,
             &cached.model,
@@ -351,6 +368,8 @@ pub async fn from_cache(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream"),
         );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         r
     } else {
         let completion = Completion {

@@ -158,6 +158,12 @@ impl StreamOutcome {
 }
 
 impl StreamOutcome {
+    /// Output guardrails blocked: the stream finishes with `content_filter`.
+    fn filtered(&mut self, chunks: &mut Chunks<'_>) {
+        self.finish = Some("content_filter".into());
+        chunks.finish("content_filter");
+    }
+
     /// Sends what the output guard holds back, checked. False when the guard blocked it: the
     /// stream then finishes with `content_filter`.
     fn release_held(&mut self, chunks: &mut Chunks<'_>) -> bool {
@@ -171,8 +177,7 @@ impl StreamOutcome {
                 true
             }
             Err(_) => {
-                self.finish = Some("content_filter".into());
-                chunks.finish("content_filter");
+                self.filtered(chunks);
                 false
             }
         }
@@ -199,8 +204,7 @@ impl StreamOutcome {
             self.tool_verdict.merge(verdict);
             if blocked {
                 self.tool_args.clear();
-                self.finish = Some("content_filter".into());
-                chunks.finish("content_filter");
+                self.filtered(chunks);
                 return false;
             }
             if !args.is_empty() {
@@ -302,9 +306,10 @@ pub fn respond(
         .metrics
         .request("allow", &allowed.model.id, 200, "policy");
     let include_usage = allowed.request.include_usage();
-    let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
+    // Shared, not copied, by every step of the stream.
+    let id: Arc<str> = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()).into();
     let created = clock::unix_seconds();
-    let model_name = allowed.model.id.clone();
+    let model_name: Arc<str> = allowed.model.id.as_str().into();
     let mut resp_headers = Response::new(Body::empty());
     allowed.scope.headers(&mut resp_headers);
     super::respond::routing_headers(&allowed, &mut resp_headers);
@@ -359,26 +364,25 @@ pub fn respond(
                             continue;
                         }
                         if !o.release_tools(None, &mut chunks) {
+                            // The content_filter finish is in `chunks`; usage is still read.
                             s.withheld = true;
-                            let bytes = Bytes::from(chunks.out);
-                            return Some((Ok::<Bytes, std::io::Error>(bytes), s));
-                        }
-                        let passed = match &mut o.guard {
-                            Some(g) => g.push(&text),
-                            None => Ok(text),
-                        };
-                        match passed {
-                            Ok(t) => {
-                                o.sent.push_str(&t);
-                                chunks.delta(&t);
-                            }
-                            Err(_) => {
-                                // Stop the generation: nothing more of it will be sent.
-                                o.finish = Some("content_filter".into());
-                                chunks.finish("content_filter");
-                                o.settle();
-                                chunks.raw(openai::SSE_DONE.as_bytes());
-                                s.ended = true;
+                        } else {
+                            let passed = match &mut o.guard {
+                                Some(g) => g.push(&text),
+                                None => Ok(text),
+                            };
+                            match passed {
+                                Ok(t) => {
+                                    o.sent.push_str(&t);
+                                    chunks.delta(&t);
+                                }
+                                Err(_) => {
+                                    // Stop the generation: nothing more of it will be sent.
+                                    o.filtered(&mut chunks);
+                                    o.settle();
+                                    chunks.raw(openai::SSE_DONE.as_bytes());
+                                    s.ended = true;
+                                }
                             }
                         }
                     }

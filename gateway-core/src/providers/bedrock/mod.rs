@@ -33,6 +33,7 @@ use serde_json::Value;
 use self::identity::{Identity, SessionSpec};
 use super::{CallContext, EventStream, ProviderError, StreamEvent};
 use crate::authn::Principal;
+use crate::catalogue::CatalogueModel;
 use crate::config::{BedrockConfig, BedrockGuardrailConfig};
 use crate::openai::{ChatRequest, Completion};
 
@@ -229,14 +230,17 @@ impl BedrockProvider {
             .map_or(0, Identity::assume_role_calls)
     }
 
-    /// One client per region; per-user credentials are passed per call.
-    fn client(&self, region: &str) -> aws_sdk_bedrockruntime::Client {
-        let region = if region.is_empty() {
-            self.inner.config.region.as_str()
-        } else {
-            region
+    /// The client for the model's region; one per region, per-user credentials are passed per
+    /// call.
+    fn client(&self, model: &CatalogueModel) -> aws_sdk_bedrockruntime::Client {
+        let region = match model.attrs["region"].as_str() {
+            Some(r) if !r.is_empty() => r,
+            _ => self.inner.config.region.as_str(),
         };
         let mut clients = self.inner.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(region) {
+            return client.clone();
+        }
         clients
             .entry(region.to_string())
             .or_insert_with(|| {
@@ -290,7 +294,7 @@ impl BedrockProvider {
         ctx: CallContext<'_>,
     ) -> Result<Completion, ProviderError> {
         let input = convert::converse_input(request)?;
-        let client = self.client(ctx.model.attrs["region"].as_str().unwrap_or_default());
+        let client = self.client(ctx.model);
         let guardrail = self.guardrail(&ctx);
         let mut call = client
             .converse()
@@ -401,7 +405,7 @@ impl BedrockProvider {
         ctx: CallContext<'_>,
     ) -> Result<EventStream, ProviderError> {
         let input = convert::converse_input(request)?;
-        let client = self.client(ctx.model.attrs["region"].as_str().unwrap_or_default());
+        let client = self.client(ctx.model);
         let guardrail = self.guardrail(&ctx).cloned();
         let conf = self.call_config(ctx.principal).await?;
         if let Some(g) = &guardrail {
