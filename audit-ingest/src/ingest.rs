@@ -211,6 +211,9 @@ enum Msg {
         quarantined: BTreeMap<String, u64>,
         checksum: (String, u64),
         error: Option<String>,
+        /// Reading failed in a way another run may not (a reset connection, an IO error): the
+        /// source is not recorded as ingested, so the next run reads it again.
+        retry: bool,
     },
     Failed(IngestError),
 }
@@ -289,6 +292,7 @@ fn work<K: Kind>(
                 quarantined: q.counts,
                 checksum: (String::new(), 0),
                 error: Some(e.to_string()),
+                retry: true,
             });
             return;
         }
@@ -299,6 +303,7 @@ fn work<K: Kind>(
     };
     let mut read = 0u64;
     let mut error = None;
+    let mut retry = false;
     let mut last_bytes = 0;
     // Hands one day's rows to the writer; false when the run is over.
     let send_day = |days: &mut Days<K::Cols>, day: i64, tx: &mpsc::SyncSender<Msg>| -> bool {
@@ -346,6 +351,7 @@ fn work<K: Kind>(
                     q.add(&obj.uri, e.number, reason, &e.reason, &e.raw);
                 }
                 if e.fatal {
+                    retry = reason == "unreadable_input";
                     error = Some(e.reason);
                 }
             }
@@ -386,6 +392,7 @@ fn work<K: Kind>(
         quarantined: q.counts,
         checksum: sum.finish(),
         error,
+        retry,
     });
 }
 
@@ -472,13 +479,24 @@ pub(crate) fn run<K: Kind>(
                         quarantined,
                         checksum,
                         error,
+                        retry,
                     } => {
                         let s = &mut summary.sources[source];
                         s.read = read;
                         s.quarantined = quarantined;
-                        s.error = error;
+                        s.error = error.map(|e| {
+                            if retry {
+                                format!(
+                                    "{e}; not recorded as ingested, the next run reads it again"
+                                )
+                            } else {
+                                e
+                            }
+                        });
                         summary.bytes_read += checksum.1;
-                        checksums.insert(source, checksum);
+                        if !retry {
+                            checksums.insert(source, checksum);
+                        }
                     }
                     Msg::Failed(e) => return Err(e),
                 }

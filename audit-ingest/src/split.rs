@@ -10,6 +10,9 @@ use std::io::{BufRead, ErrorKind};
 /// The largest single record accepted; larger ones are quarantined unread.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
+/// How far ahead the first line is looked at to tell JSON Lines from pretty-printed objects.
+const LINE_PROBE_BYTES: usize = 64 * 1024;
+
 /// One record's bytes and where it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
@@ -76,9 +79,72 @@ impl Braces {
     }
 }
 
+/// A `BufRead` that can look further ahead than its inner reader's buffer happens to hold, so
+/// a shape is decided on enough bytes even at a buffer boundary.
+struct Lookahead<R> {
+    front: Vec<u8>,
+    pos: usize,
+    inner: R,
+}
+
+impl<R: BufRead> Lookahead<R> {
+    /// Up to `n` bytes from the current position (fewer only at the end of the input).
+    fn peek_n(&mut self, n: usize) -> std::io::Result<&[u8]> {
+        if self.pos > 0 {
+            self.front.drain(..self.pos);
+            self.pos = 0;
+        }
+        while self.front.len() < n {
+            let buf = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                break;
+            }
+            let k = (n - self.front.len()).min(buf.len());
+            self.front.extend_from_slice(&buf[..k]);
+            self.inner.consume(k);
+        }
+        Ok(&self.front[..n.min(self.front.len())])
+    }
+}
+
+impl<R: BufRead> std::io::Read for Lookahead<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let buf = self.fill_buf()?;
+        let n = buf.len().min(out.len());
+        out[..n].copy_from_slice(&buf[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Lookahead<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos < self.front.len() {
+            return Ok(&self.front[self.pos..]);
+        }
+        self.front.clear();
+        self.pos = 0;
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        if self.pos < self.front.len() {
+            self.pos = (self.pos + amt).min(self.front.len());
+        } else {
+            self.inner.consume(amt);
+        }
+    }
+}
+
 pub struct Splitter<R> {
-    reader: R,
+    reader: Lookahead<R>,
     mode: Mode,
+    /// The current array is the `Records` member of a delivery wrapper, whose `}` follows it.
+    wrapped: bool,
     number: u64,
     failed: bool,
 }
@@ -86,8 +152,13 @@ pub struct Splitter<R> {
 impl<R: BufRead> Splitter<R> {
     pub fn new(reader: R) -> Self {
         Self {
-            reader,
+            reader: Lookahead {
+                front: Vec::new(),
+                pos: 0,
+                inner: reader,
+            },
             mode: Mode::Start,
+            wrapped: false,
             number: 0,
             failed: false,
         }
@@ -277,27 +348,44 @@ impl<R: BufRead> Splitter<R> {
         }))
     }
 
+    /// Reads past the rest of a delivery wrapper after its `Records` array: its `}`, and any
+    /// other members it has (which are not records).
+    fn close_wrapper(&mut self) -> std::io::Result<()> {
+        match self.skip_ws()? {
+            Some(b'}') => {
+                self.bump();
+                Ok(())
+            }
+            Some(b',') => self.skip_rest(Braces {
+                depth: 1,
+                ..Braces::default()
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Decides the shape from the first value.
     fn start(&mut self) -> std::io::Result<()> {
         match self.skip_ws()? {
             None => self.mode = Mode::Done,
             Some(b'[') => {
                 self.bump();
+                self.wrapped = false;
                 self.mode = Mode::Array;
             }
             Some(b'{') => {
                 // `{"Records": [` is the delivery wrapper; anything else is a record.
-                let probe = self.reader.fill_buf()?;
-                let head: Vec<u8> = probe.iter().take(64).copied().collect();
+                let head = self.reader.peek_n(64)?.to_vec();
                 let text = String::from_utf8_lossy(&head);
                 let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
                 if compact.starts_with("{\"Records\":[") {
                     let skip = head.iter().position(|b| *b == b'[').map_or(0, |i| i + 1);
                     self.reader.consume(skip);
+                    self.wrapped = true;
                     self.mode = Mode::Array;
                 } else {
                     // A first line that is a whole object on its own means JSON Lines.
-                    let buf = self.reader.fill_buf()?;
+                    let buf = self.reader.peek_n(LINE_PROBE_BYTES)?;
                     let line = buf.split(|b| *b == b'\n').next().unwrap_or(buf);
                     let complete_line = line.len() < buf.len();
                     let trimmed = line.trim_ascii();
@@ -338,9 +426,15 @@ impl<R: BufRead> Iterator for Splitter<R> {
                     match next {
                         Some(b',') => self.bump(),
                         Some(b']') => {
-                            // The end of the records (and of the wrapper's object, if any).
+                            // The end of the records. A wrapper's object closes next; then
+                            // more may follow (concatenated or multi-member gzip deliveries).
                             self.bump();
-                            self.mode = Mode::Done;
+                            if std::mem::take(&mut self.wrapped)
+                                && let Err(e) = self.close_wrapper()
+                            {
+                                return self.io_error(e);
+                            }
+                            self.mode = Mode::Start;
                         }
                         Some(b'{' | b'[') => return self.element(),
                         Some(_) => {
@@ -455,6 +549,38 @@ mod tests {
         assert_eq!(split(r#"{"a":1}"#), vec![Ok(r#"{"a":1}"#.to_string())]);
         assert_eq!(split(""), vec![]);
         assert_eq!(split("[]"), vec![]);
+    }
+
+    #[test]
+    fn concatenated_deliveries_are_all_read() {
+        // `zcat *.json.gz`, or a multi-member gzip: one wrapper after another.
+        let text = "{\"Records\":[{\"a\":1}]}\n{\"Records\": [{\"b\":2},{\"c\":3}], \"x\": {\"y\": [1]}}[{\"d\":4}]{\"e\":5}";
+        let want: Vec<Result<String, String>> = [
+            r#"{"a":1}"#,
+            r#"{"b":2}"#,
+            r#"{"c":3}"#,
+            r#"{"d":4}"#,
+            r#"{"e":5}"#,
+        ]
+        .iter()
+        .map(|s| Ok(s.to_string()))
+        .collect();
+        assert_eq!(split(text), want);
+        // The same through a reader whose buffer holds only a few bytes at a time.
+        for cap in [1, 3, 7, 64] {
+            let reader = std::io::BufReader::with_capacity(cap, text.as_bytes());
+            let got: Vec<Result<String, String>> = Splitter::new(reader)
+                .map(|r| {
+                    r.map(|e| String::from_utf8(e.bytes).unwrap())
+                        .map_err(|e| e.reason)
+                })
+                .collect();
+            assert_eq!(got, want, "buffer of {cap} bytes");
+        }
+        // Something after the last wrapper that is not a record is reported, not ignored.
+        let got = split("{\"Records\":[{\"a\":1}]} trailing");
+        assert_eq!(got.len(), 2);
+        assert!(got[1].is_err(), "{got:?}");
     }
 
     #[test]

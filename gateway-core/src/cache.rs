@@ -77,21 +77,24 @@ pub struct ResponseCache {
     inner: Mutex<Store>,
 }
 
-/// The cache key of a request for a scope.
-pub fn key(request: &ChatRequest, scope: &str) -> [u8; 32] {
-    let normal = serde_json::json!({
-        "model": request.model,
-        "messages": request.messages.iter().map(|m| serde_json::json!({"role": m.role, "content": m.content})).collect::<Vec<_>>(),
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "max_tokens": request.max_output_tokens(),
-        "stop": request.stop,
-        "tools": request.tools,
-        "tool_choice": request.tool_choice,
-    });
+/// The cache key of a request for a scope and data classification: everything that can change
+/// the answer or how it was checked (every message field, tools, sampling, `response_format`,
+/// `seed`, ...), except how it is delivered (`stream`, `stream_options`) and the end-user tag.
+pub fn key(request: &ChatRequest, scope: &str, classification: &str) -> [u8; 32] {
+    let mut normal = serde_json::to_value(request).unwrap_or_default();
+    if let Some(map) = normal.as_object_mut() {
+        for delivery in ["stream", "stream_options", "user"] {
+            map.remove(delivery);
+        }
+        // `max_tokens` and `max_completion_tokens` mean the same.
+        map.remove("max_completion_tokens");
+        map.insert("max_tokens".into(), request.max_output_tokens().into());
+    }
     let mut h = Sha256::new();
-    h.update(scope.as_bytes());
-    h.update([0]);
+    for part in [scope, classification] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
     h.update(normal.to_string().as_bytes());
     h.finalize().into()
 }
@@ -186,14 +189,33 @@ mod tests {
             max_entries: 2,
             ..Default::default()
         });
-        (c, ["1", "2", "3"].map(|t| key(&req(t), "s")))
+        (c, ["1", "2", "3"].map(|t| key(&req(t), "s", "internal")))
     }
 
     #[test]
-    fn keys_depend_on_request_and_scope() {
-        assert_eq!(key(&req("a"), "u1"), key(&req("a"), "u1"));
-        assert_ne!(key(&req("a"), "u1"), key(&req("a"), "u2"));
-        assert_ne!(key(&req("a"), "u1"), key(&req("b"), "u1"));
+    fn keys_depend_on_request_scope_and_classification() {
+        let k = |r: &ChatRequest, scope| key(r, scope, "internal");
+        assert_eq!(k(&req("a"), "u1"), k(&req("a"), "u1"));
+        assert_ne!(k(&req("a"), "u1"), k(&req("a"), "u2"));
+        assert_ne!(k(&req("a"), "u1"), k(&req("b"), "u1"));
+        assert_ne!(
+            key(&req("a"), "u1", "internal"),
+            key(&req("a"), "u1", "confidential")
+        );
+        // Fields outside role and content, and extra request fields, change the answer.
+        let mut tool = req("a");
+        tool.messages[0]
+            .extra
+            .insert("tool_call_id".into(), "call_1".into());
+        assert_ne!(k(&tool, "u1"), k(&req("a"), "u1"));
+        let mut seeded = req("a");
+        seeded.extra.insert("seed".into(), 7.into());
+        assert_ne!(k(&seeded, "u1"), k(&req("a"), "u1"));
+        // How the answer is delivered does not.
+        let mut streamed = req("a");
+        streamed.stream = Some(true);
+        streamed.user = Some("end-user-1".into());
+        assert_eq!(k(&streamed, "u1"), k(&req("a"), "u1"));
     }
 
     #[test]

@@ -143,7 +143,11 @@ pub fn locate_entity_error(text: &str, message: &str) -> Option<usize> {
     let mut search = 0;
     let entity_at = loop {
         let i = search + text.get(search..)?.find(&needle)?;
-        let window = &text[i.saturating_sub(120)..i];
+        let mut from = i.saturating_sub(120);
+        while !text.is_char_boundary(from) {
+            from += 1;
+        }
+        let window = &text[from..i];
         if window.contains(&format!("\"{ty}\"")) {
             break i;
         }
@@ -159,4 +163,27 @@ pub fn locate_entity_error(text: &str, message: &str) -> Option<usize> {
         return Some(entity_at + j);
     }
     Some(entity_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate_entity_error;
+
+    #[test]
+    fn entity_errors_are_located_in_files_with_non_ascii_text() {
+        // The search window before the id once started inside a multi-byte character.
+        let text = format!(
+            "[{{\"uid\":{{\"type\":\"User\",\"id\":\"zoë\"}},\"attrs\":{{\"name\":\"{}\"}}}},\n {{\"uid\":{{\"type\":\"User\",\"id\":\"bob\"}},\"attrs\":{{\"age\":\"x\"}}}}]",
+            "é".repeat(70)
+        );
+        for shift in 0..4 {
+            let text = format!("{}{text}", " ".repeat(shift));
+            let at = locate_entity_error(
+                &text,
+                "in attribute `age` on `User::\"bob\"`, type mismatch",
+            );
+            let at = at.expect("located");
+            assert!(text[at..].starts_with("\"age\""), "{}", &text[at..]);
+        }
+    }
 }

@@ -46,6 +46,9 @@ type Ack = oneshot::Sender<Result<Receipt, LogError>>;
 enum Msg {
     Append(Box<Record>, Ack),
     Close(oneshot::Sender<()>),
+    /// Once a second, so an idle writer still reopens a failed directory (and `/readyz`
+    /// recovers without traffic) and rotates an old segment.
+    Tick,
 }
 
 /// A handle to the writer thread. Cheap to clone.
@@ -86,6 +89,7 @@ impl DecisionLog {
             observer,
         };
         writer.try_open();
+        spawn_ticker(tx.downgrade());
         let handle = std::thread::Builder::new()
             .name("cairn-record-writer".into())
             .spawn(move || writer.run(rx))
@@ -107,8 +111,13 @@ impl DecisionLog {
 
     /// Queues a record and waits until it is on disk.
     pub async fn append(&self, record: Record) -> Result<Receipt, LogError> {
-        let (ack, wait) = oneshot::channel();
         self.pending.fetch_add(1, Ordering::Relaxed);
+        self.append_counted(record).await
+    }
+
+    /// `append` for a record already counted in `pending`.
+    async fn append_counted(&self, record: Record) -> Result<Receipt, LogError> {
+        let (ack, wait) = oneshot::channel();
         if self
             .tx
             .send(Msg::Append(Box::new(record), ack))
@@ -124,9 +133,11 @@ impl DecisionLog {
     /// Queues a record without waiting (outcome records); it is still written before `close`
     /// returns.
     pub fn append_detached(&self, record: Record) {
+        // Counted now, not in the task: `close` must not miss a record whose task has not run.
+        self.pending.fetch_add(1, Ordering::Relaxed);
         let log = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = log.append(record).await {
+            if let Err(e) = log.append_counted(record).await {
                 tracing::error!(error = %e, "an outcome record could not be written");
             }
         });
@@ -154,6 +165,25 @@ impl DecisionLog {
         if self.tx.send(Msg::Close(tx)).await.is_ok() {
             let _ = rx.await;
         }
+    }
+}
+
+/// Sends [`Msg::Tick`] once a second for as long as any handle to the log exists.
+fn spawn_ticker(tx: mpsc::WeakSender<Msg>) {
+    let started = std::thread::Builder::new()
+        .name("cairn-record-ticker".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let Some(tx) = tx.upgrade() else { return };
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Msg::Tick) {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = started {
+        // Appends still retry a failed directory; only idle recovery and rotation are lost.
+        tracing::warn!(error = %e, "cannot start the record ticker thread");
     }
 }
 
@@ -192,7 +222,11 @@ impl Writer {
                 match m {
                     Msg::Append(r, ack) => appends.push((r, ack)),
                     Msg::Close(done) => close = Some(done),
+                    Msg::Tick => {}
                 }
+            }
+            if self.file.is_none() && Instant::now() >= self.retry_at {
+                self.try_open();
             }
             if !appends.is_empty() {
                 let n = appends.len() as u64;
@@ -259,6 +293,10 @@ impl Writer {
                 }
             }
             self.recovered = true;
+        } else if let Some(path) = self.segment_path.clone() {
+            // A segment closed by a write failure whose seal could not be written then: seal it
+            // first, or the chain would show a segment that ends without one.
+            self.seal_path(&path, "closed after a write failure")?;
         }
         self.new_segment()
     }
@@ -367,22 +405,22 @@ impl Writer {
                 self.retry_at = Instant::now() + Duration::from_secs(1);
                 // The next attempt starts a fresh segment; seal this one if the disk allows.
                 if let Some(path) = self.segment_path.clone() {
-                    self.seal_path(&path, "closed after a write failure");
+                    // If this fails too, the next open seals it before starting a segment.
+                    let _ = self.seal_path(&path, "closed after a write failure");
                 }
             }
         }
     }
 
-    fn seal_path(&mut self, path: &Path, reason: &str) {
+    fn seal_path(&mut self, path: &Path, reason: &str) -> std::io::Result<()> {
         let (line, hash) = self.seal_record(reason, self.segment_records);
-        let ok = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .append(true)
             .open(path)
-            .and_then(|mut f| f.write_all(&line).and_then(|()| f.sync_data()));
-        if ok.is_ok() {
-            self.advance(hash);
-            self.segment_path = None;
-        }
+            .and_then(|mut f| f.write_all(&line).and_then(|()| f.sync_data()))?;
+        self.advance(hash);
+        self.segment_path = None;
+        Ok(())
     }
 
     /// Writes the closing seal of the current segment.
@@ -398,6 +436,7 @@ impl Writer {
                 .is_ok()
         {
             self.advance(hash);
+            self.segment_path = None;
         }
         self.file = None;
     }

@@ -82,11 +82,13 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:\+[1-9]\d{0,2}[ .-]?)?\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b|\+[1-9]\d{7,14}\b")
+    re(
+        r"(?:\+[1-9][0-9]{0,2}[ .-]?)?\(?\b[0-9]{3}\)?[ .-][0-9]{3}[ .-][0-9]{4}\b|\+[1-9][0-9]{7,14}\b",
+    )
 });
-static CARD: LazyLock<Regex> = LazyLock::new(|| re(r"\b\d(?:[ -]?\d){12,18}\b"));
-static SSN: LazyLock<Regex> = LazyLock::new(|| re(r"\b(\d{3})-(\d{2})-(\d{4})\b"));
-static IBAN: LazyLock<Regex> = LazyLock::new(|| re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"));
+static CARD: LazyLock<Regex> = LazyLock::new(|| re(r"\b[0-9](?:[ -]?[0-9]){12,18}\b"));
+static SSN: LazyLock<Regex> = LazyLock::new(|| re(r"\b([0-9]{3})-([0-9]{2})-([0-9]{4})\b"));
+static IBAN: LazyLock<Regex> = LazyLock::new(|| re(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"));
 static AWS_KEY_ID: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\b(?:AKIA|ASIA|AIDA|AROA|ABIA|ACCA|AGPA|ANPA|ANVA|APKA|AIPA)[A-Z0-9]{16}\b")
 });
@@ -117,7 +119,8 @@ fn luhn(digits: &[u8]) -> bool {
 
 fn iban_valid(s: &str) -> bool {
     let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if !(15..=34).contains(&compact.len()) {
+    // Byte slicing below needs ASCII; anything else is not an IBAN anyway.
+    if !compact.is_ascii() || !(15..=34).contains(&compact.len()) {
         return false;
     }
     let rearranged = format!("{}{}", &compact[4..], &compact[..4]);
@@ -324,5 +327,18 @@ mod tests {
             .map(|f| f.kind)
             .collect();
         assert_eq!(found, [Kind::DeniedTopic]);
+    }
+
+    #[test]
+    fn digits_of_other_scripts_are_not_digits_and_never_panic() {
+        // Devanagari and fullwidth digits once reached byte slicing in the IBAN check.
+        for text in [
+            "GB\u{0969}\u{0969}ABCDEFGHIJK",
+            "GB82\u{FF10}WEST12345698765432",
+            "card \u{0664}\u{0661}\u{0661}\u{0661} 1111 1111 1111",
+            "ssn \u{0661}23-45-6789",
+        ] {
+            assert!(kinds(text).is_empty(), "{text}");
+        }
     }
 }

@@ -431,79 +431,99 @@ impl StreamGuard {
 
     fn drain(&mut self, last: bool) -> Result<String, Kind> {
         let mut out = String::new();
-        if let Some(action) = self.in_private_key {
-            // Drop key material until its END line.
-            match self
-                .pending
-                .find("PRIVATE KEY-----")
-                .filter(|_| self.pending.contains("-----END "))
-            {
-                Some(i) => {
-                    let end = i + "PRIVATE KEY-----".len();
-                    self.pending.drain(..end);
-                    self.in_private_key = None;
-                }
-                None => {
-                    let keep = floor_boundary(&self.pending, self.pending.len().saturating_sub(64));
-                    self.pending.drain(..keep);
-                    let _ = action;
-                    return Ok(out);
-                }
-            }
-        }
-        let mut emit_end = if last {
-            self.pending.len()
-        } else {
-            floor_boundary(
-                &self.pending,
-                self.pending.len().saturating_sub(STREAM_HOLD),
-            )
-        };
-        // A token that could still grow into a JWT, or a key header, is not sent yet.
-        if !last {
-            for marker in ["eyJ", "-----BEGIN"] {
-                if let Some(i) = self.pending.rfind(marker) {
-                    let tail = &self.pending[i..];
-                    let open = marker == "-----BEGIN"
-                        || tail
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-                    if open && i < emit_end {
-                        emit_end = i;
+        loop {
+            if self.in_private_key.is_some() {
+                // Drop key material through its END line.
+                let end = self
+                    .pending
+                    .find("-----END ")
+                    .and_then(|i| self.pending[i..].find("PRIVATE KEY-----").map(|j| i + j));
+                match end {
+                    Some(j) => {
+                        self.pending.drain(..j + "PRIVATE KEY-----".len());
+                        self.in_private_key = None;
+                    }
+                    None if last => {
+                        self.pending.clear();
+                        self.in_private_key = None;
+                        return Ok(out);
+                    }
+                    None => {
+                        // Keep enough to see an END line split across chunks.
+                        let keep =
+                            floor_boundary(&self.pending, self.pending.len().saturating_sub(64));
+                        self.pending.drain(..keep);
+                        return Ok(out);
                     }
                 }
             }
-        }
-        let findings = scan(&self.pending, &self.guardrails.denied);
-        for f in &findings {
-            if f.start < emit_end && f.end > emit_end {
-                emit_end = f.start;
+            let mut emit_end = if last {
+                self.pending.len()
+            } else {
+                floor_boundary(
+                    &self.pending,
+                    self.pending.len().saturating_sub(STREAM_HOLD),
+                )
+            };
+            // A token that could still grow into a JWT, or a key header, is not sent yet.
+            if !last {
+                for marker in ["eyJ", "-----BEGIN"] {
+                    if let Some(i) = self.pending.rfind(marker) {
+                        let tail = &self.pending[i..];
+                        let open = if marker == "-----BEGIN" {
+                            // Only a header still being written is held back: once its closing
+                            // dashes (or the end of its line) arrived, the detector has seen it.
+                            let rest = &tail[marker.len()..];
+                            !rest.contains("-----") && !rest.contains('\n') && rest.len() < 64
+                        } else {
+                            tail.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+                            })
+                        };
+                        if open && i < emit_end {
+                            emit_end = i;
+                        }
+                    }
+                }
             }
-        }
-        let final_findings: Vec<(Finding, Action)> = findings
-            .into_iter()
-            .filter(|f| f.end <= emit_end)
-            .map(|f| (f, self.guardrails.action(f.kind, &self.classification)))
-            .collect();
-        for (f, a) in &final_findings {
-            *self.verdict.counts.entry(f.kind.name()).or_default() += 1;
-            if *a == Action::Block {
-                self.verdict.blocked.push(f.kind);
-                return Err(f.kind);
+            let findings = scan(&self.pending, &self.guardrails.denied);
+            for f in &findings {
+                if f.start < emit_end && f.end > emit_end {
+                    emit_end = f.start;
+                }
             }
+            let final_findings: Vec<(Finding, Action)> = findings
+                .into_iter()
+                .filter(|f| f.end <= emit_end)
+                .map(|f| (f, self.guardrails.action(f.kind, &self.classification)))
+                .collect();
+            for (f, a) in &final_findings {
+                *self.verdict.counts.entry(f.kind.name()).or_default() += 1;
+                if *a == Action::Block {
+                    self.verdict.blocked.push(f.kind);
+                    return Err(f.kind);
+                }
+            }
+            // A key block whose END has not arrived and that is to be redacted: send up to its
+            // header (redacted) and nothing of what follows.
+            let mut enter_key = false;
+            if let Some((f, a)) = final_findings.last()
+                && f.kind == Kind::PrivateKey
+                && *a == Action::Redact
+                && !self.pending[f.start..f.end].contains("-----END ")
+            {
+                emit_end = f.end;
+                enter_key = true;
+            }
+            let head: String = self.pending.drain(..emit_end).collect();
+            let (text, n) = redact(&head, &final_findings);
+            self.verdict.redacted += n;
+            out.push_str(&text);
+            if !enter_key {
+                return Ok(out);
+            }
+            self.in_private_key = Some(Action::Redact);
         }
-        let head: String = self.pending.drain(..emit_end).collect();
-        let (text, n) = redact(&head, &final_findings);
-        self.verdict.redacted += n;
-        out.push_str(&text);
-        // An unterminated key block at the end of what was scanned: redact from its header on.
-        if let Some((f, a)) = final_findings.last()
-            && f.kind == Kind::PrivateKey
-            && !head[f.start..f.end].contains("-----END ")
-        {
-            self.in_private_key = Some(*a);
-        }
-        Ok(out)
     }
 }
 
@@ -629,5 +649,33 @@ mod tests {
         assert!(!sent.contains("MIIE"), "{sent}");
         assert!(sent.starts_with("before [REDACTED:private_key]"), "{sent}");
         assert!(sent.ends_with(" after"), "{sent}");
+    }
+
+    #[test]
+    fn a_certificate_does_not_stall_the_stream() {
+        let g = g(&[("private_key", "redact")]);
+        let mut s = g.stream("internal");
+        let mut before_finish = String::new();
+        before_finish.push_str(&s.push("here: -----BEGIN CERTIFICATE-----\n").unwrap());
+        for _ in 0..20 {
+            before_finish.push_str(&s.push("MIIBszCCAVmgAwIBAgIU ").unwrap());
+        }
+        assert!(
+            before_finish.contains("BEGIN CERTIFICATE-----\nMIIB"),
+            "text after a complete header flows on: {before_finish:?}"
+        );
+        // A key header still being written is held back until it is whole.
+        let mut s = g.stream("internal");
+        let sent = s.push("x -----BEGIN EC PRI").unwrap();
+        assert!(!sent.contains("BEGIN"), "{sent}");
+        let mut sent = sent + &s.push("VATE KEY-----\n").unwrap();
+        for _ in 0..20 {
+            sent.push_str(&s.push("MHcCAQEEIBYr ").unwrap());
+        }
+        assert!(!sent.contains("MHcC"), "key material is dropped: {sent}");
+        sent.push_str(&s.push("\n-----END EC PRIVATE KEY----- bye").unwrap());
+        sent.push_str(&s.finish().unwrap());
+        assert!(!sent.contains("MHcC"), "{sent}");
+        assert!(sent.ends_with(" bye"), "{sent}");
     }
 }

@@ -131,7 +131,10 @@ fn records_unavailable(state: &AppState, scope: &RequestScope, model: &str) -> R
     state
         .metrics
         .request("none", model, status.as_u16(), reason);
-    error_response(scope, &e)
+    let mut resp = error_response(scope, &e);
+    // No record carries this id: handing it out would point an auditor at nothing.
+    resp.headers_mut().remove("x-cairn-decision-id");
+    resp
 }
 
 /// The data classification of the prompt: the header's label, or the configured default.
@@ -590,7 +593,7 @@ pub async fn chat_completions(
             _ => principal.uid(),
         };
         (
-            crate::cache::key(&request, &scope_value),
+            crate::cache::key(&request, &scope_value, &label),
             Duration::from_secs(ttl),
         )
     });

@@ -108,20 +108,41 @@ pub fn routing_headers(allowed: &Allowed, resp: &mut Response) {
 }
 
 pub async fn upstream(state: Arc<AppState>, mut allowed: Allowed, record: Record) -> Response {
+    if !state.log.healthy() {
+        // Known unusable: refuse before the prompt goes anywhere.
+        allowed.settle(&state, &Usage::default(), true);
+        return records_unavailable(&state, &allowed.scope, &allowed.model.id);
+    }
     let record_clock = allowed.scope.begin();
-    let durable = async {
-        let r = state.log.append(record).await;
-        allowed.scope.end(
-            &state,
-            "record",
-            record_clock,
-            Vec::new(),
-            r.as_ref().err().map(ToString::to_string),
-        );
-        r
+    // The fsync overlaps the upstream call; if the record fails, the call is dropped at once
+    // rather than finished (and retried) for an answer that will never be sent.
+    let (receipt, routed) = {
+        let durable = async {
+            let r = state.log.append(record).await;
+            allowed.scope.end(
+                &state,
+                "record",
+                record_clock,
+                Vec::new(),
+                r.as_ref().err().map(ToString::to_string),
+            );
+            r
+        };
+        let route = super::route::route(&state, &allowed);
+        tokio::pin!(durable, route);
+        tokio::select! {
+            biased;
+            receipt = &mut durable => {
+                let routed = if receipt.is_ok() { Some(route.await) } else { None };
+                (receipt, routed)
+            }
+            routed = &mut route => (durable.await, Some(routed)),
+        }
     };
-    let (receipt, (routed, attempts)) =
-        tokio::join!(durable, super::route::route(&state, &allowed));
+    let Some((routed, attempts)) = routed else {
+        allowed.settle(&state, &Usage::default(), true);
+        return records_unavailable(&state, &allowed.scope, &allowed.model.id);
+    };
     allowed.attempts = attempts;
     if receipt.is_err() {
         // The provider may have charged for an answer nobody will see; budgets count it.

@@ -80,6 +80,13 @@ fn decode(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// True when `sig` is the standard base64 of a 64-byte signature, spelled as `sign` spells it.
+pub fn canonical_signature(sig: &str) -> bool {
+    STANDARD
+        .decode(sig)
+        .is_ok_and(|b| b.len() == 64 && STANDARD.encode(&b) == sig)
+}
+
 /// Verifies the envelope with `key` and returns the payload bytes.
 pub fn verify(envelope: &Envelope, key: &VerifyingKey) -> Result<Vec<u8>, EnvelopeError> {
     let payload = decode(&envelope.payload).ok_or(EnvelopeError::BadPayloadEncoding)?;

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use miette::Diagnostic;
@@ -202,10 +204,11 @@ pub fn create(
         member_of_file.insert(&f.name, member.clone());
         members.insert(member, &f.text);
     }
+    let schema_text = cedar_schema_text(schema)?;
     let mut files = vec![FileEntry {
         path: SCHEMA_MEMBER.to_string(),
-        sha256: sha256_hex(schema.text.as_bytes()),
-        size: schema.text.len() as u64,
+        sha256: sha256_hex(schema_text.as_bytes()),
+        size: schema_text.len() as u64,
     }];
     files.extend(members.iter().map(|(path, text)| FileEntry {
         path: path.clone(),
@@ -252,10 +255,25 @@ pub fn create(
     envelope_bytes.push(b'\n');
     let mut ordered: Vec<(String, Vec<u8>)> = vec![
         (ENVELOPE_MEMBER.into(), envelope_bytes),
-        (SCHEMA_MEMBER.into(), schema.text.as_bytes().to_vec()),
+        (SCHEMA_MEMBER.into(), schema_text.into_bytes()),
     ];
     ordered.extend(members.into_iter().map(|(p, t)| (p, t.as_bytes().to_vec())));
     pack(&ordered, meta.created.timestamp().max(0) as u64)
+}
+
+/// The schema in the Cedar schema language, which is what the bundle's schema member holds: a
+/// JSON schema is converted, so the gateway reads every bundle the same way.
+fn cedar_schema_text(schema: &SourceFile) -> Result<String, BundleError> {
+    if !schema.name.ends_with(".json") {
+        return Ok(schema.text.to_string());
+    }
+    let not_reviewed = |e: String| BundleError::NotReviewed {
+        reason: format!("the JSON schema `{}` cannot be converted: {e}", schema.name),
+    };
+    cedar_policy::SchemaFragment::from_json_str(&schema.text)
+        .map_err(|e| not_reviewed(e.to_string()))?
+        .to_cedarschema()
+        .map_err(|e| not_reviewed(e.to_string()))
 }
 
 /// Writes members into a tar archive with normalised headers.
@@ -360,6 +378,39 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<VerifiedBundle, Bundle
             reason: other.to_string(),
         },
     })?;
+    // The envelope is not covered by any digest: only its one canonical spelling is accepted,
+    // so no byte of it (a key id, the base64 alphabet, whitespace) can change unnoticed.
+    let canonical_envelope = dsse::Envelope {
+        payload: STANDARD.encode(&payload),
+        payload_type: PAYLOAD_TYPE.to_string(),
+        signatures: envelope
+            .signatures
+            .iter()
+            .map(|s| dsse::EnvelopeSignature {
+                keyid: ours.clone(),
+                sig: s.sig.clone(),
+            })
+            .collect(),
+    };
+    let mut expected_envelope =
+        serde_json::to_vec_pretty(&canonical_envelope).map_err(|e| BundleError::Envelope {
+            reason: e.to_string(),
+        })?;
+    expected_envelope.push(b'\n');
+    let sig_canonical =
+        envelope.signatures.len() == 1 && dsse::canonical_signature(&envelope.signatures[0].sig);
+    if !sig_canonical || expected_envelope != *envelope_bytes {
+        let offset = expected_envelope
+            .iter()
+            .zip(envelope_bytes.iter())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected_envelope.len().min(envelope_bytes.len()));
+        return Err(BundleError::Envelope {
+            reason: format!(
+                "the envelope is not in its canonical form (first difference at byte {offset}: a key id, encoding, extra signature or whitespace was changed)"
+            ),
+        });
+    }
     let manifest: Manifest =
         serde_json::from_slice(&payload).map_err(|e| BundleError::Manifest {
             field: "(payload)".into(),
@@ -531,4 +582,61 @@ fn unpack(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, BundleError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::parse;
+
+    const POLICY: &str = r#"@id("users-may-read")
+permit (principal, action == Action::"read", resource);
+"#;
+
+    fn bundle(schema_name: &str, schema: &str) -> (Vec<u8>, SigningKey) {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let loaded = parse(
+            Some(SourceFile::new(Path::new(schema_name), schema)),
+            vec![SourceFile::new(Path::new("p.cedar"), POLICY)],
+        );
+        assert!(!loaded.has_errors(), "{:?}", loaded.problems);
+        let meta = BundleMeta {
+            version: "v1".into(),
+            source_commit: "unknown".into(),
+            created: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+        };
+        (create(&loaded, None, &meta, &key).unwrap(), key)
+    }
+
+    const SCHEMA: &str =
+        "entity User;\nentity Doc;\naction read appliesTo { principal: User, resource: Doc };\n";
+
+    #[test]
+    fn every_byte_of_the_envelope_is_covered() {
+        let (good, key) = bundle("schema.cedarschema", SCHEMA);
+        let vk = key.verifying_key();
+        assert!(verify(&good, &vk).is_ok());
+        // The envelope is the first member: its data starts after the first header.
+        let members = unpack(&good).unwrap();
+        let envelope_len = members[0].1.len();
+        for i in 512..512 + envelope_len {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                verify(&bad, &vk).is_err(),
+                "byte {} of the envelope",
+                i - 512
+            );
+        }
+    }
+
+    #[test]
+    fn a_json_schema_is_packed_in_the_cedar_schema_language() {
+        let json = r#"{"": {"entityTypes": {"User": {}, "Doc": {}},
+            "actions": {"read": {"appliesTo": {"principalTypes": ["User"], "resourceTypes": ["Doc"]}}}}}"#;
+        let (bytes, key) = bundle("schema.cedarschema.json", json);
+        let verified = verify(&bytes, &key.verifying_key()).unwrap();
+        let engine = crate::PolicyEngine::from_bundle(verified);
+        assert!(engine.is_ok(), "{:?}", engine.err());
+    }
 }
