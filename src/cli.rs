@@ -199,10 +199,10 @@ pub struct TestArgs {
 #[derive(Debug, Args)]
 pub struct AuthorizeArgs {
     /// Policy directory or one `.cedar` file.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, short = 'p', value_name = "PATH")]
     pub policies: PathBuf,
     /// Cedar schema, for schema-based parsing and validation of the request.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, short = 's', value_name = "FILE")]
     pub schema: Option<PathBuf>,
     /// Entities (Cedar entity JSON).
     #[arg(long, value_name = "FILE")]

@@ -36,11 +36,35 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     output::install_panic_hook();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // `policy authorize` follows the Cedar CLI, where 2 means DENY: its usage errors
+            // are errors (1), so a script never reads a typo as a decision.
+            let code = if e.use_stderr() && invoked_authorize() {
+                1
+            } else {
+                e.exit_code()
+            };
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
     output::init(&cli.global);
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(err) => err.report(),
     };
     code.into()
+}
+
+/// Whether the command line names `cairn policy authorize` (the first two words that are not
+/// flags).
+fn invoked_authorize() -> bool {
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .take(2)
+        .collect();
+    words == ["policy", "authorize"]
 }

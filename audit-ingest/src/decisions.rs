@@ -146,6 +146,8 @@ pub fn append_outcome(
         .append_option(r.latency_ms.map(|l| l as i64));
     cols.finish_reason.append_option(r.finish_reason.as_ref());
     cols.error.append_option(r.error.as_ref());
+    cols.reason.append_option(r.reason.as_ref());
+    cols.guardrails.append_option(json(&r.guardrails));
     cols.stream.append_option(r.stream);
     cols.usage_estimated.append_value(
         r.extra
@@ -158,6 +160,7 @@ pub fn append_outcome(
     cols.trace_id.append_option(r.trace_id.as_ref());
     cols.key_id.append_value(&r.key_id);
     cols.hash.append_value(hash);
+    cols.prev.append_value(&r.prev);
     cols.ingest_source.append_value(source);
     cols.ingest_record.append_value(line as i64);
     cols.row_done();
@@ -228,7 +231,24 @@ pub fn run(
             continue;
         }
         let mut q = QuarantineSink::new("decisions");
-        let (mut reader, sum) = crate::source::open(obj, rt)?;
+        let (mut reader, sum) = match crate::source::open(obj, rt) {
+            Ok(r) => r,
+            Err(e) => {
+                // Counted and reported; the segment is not recorded as ingested, so the next
+                // run tries it again. The chain check picks up at the next readable segment.
+                q.add(&obj.uri, 0, "unreadable_input", &e.to_string(), b"");
+                s.error = Some(format!(
+                    "{e}; not recorded as ingested, the next run reads it again"
+                ));
+                quarantine.add(
+                    &q.date(),
+                    q.take().map_err(crate::error::IngestError::arrow)?,
+                )?;
+                s.quarantined = q.counts;
+                summary.sources.push(s);
+                continue;
+            }
+        };
         checker.start_segment();
         let mut ddays: std::collections::BTreeMap<String, DecisionColumns> = Default::default();
         let mut odays: std::collections::BTreeMap<String, OutcomeColumns> = Default::default();
@@ -236,21 +256,52 @@ pub fn run(
         let mut tail = None;
         let mut last_kind = None;
         let mut buf = Vec::with_capacity(4096);
+        let mut retry = false;
+        let last_segment = i + 1 == count;
         loop {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|source| {
-                crate::error::IngestError::Io {
-                    what: format!("read `{}`", obj.uri),
-                    source,
+            let n = match reader.read_until(b'\n', &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    // What was read so far stands; the rest is read again by the next run.
+                    q.add(
+                        &obj.uri,
+                        line_no + 1,
+                        "unreadable_input",
+                        &format!(
+                            "{}:{}: the segment cannot be read: {e}",
+                            obj.uri,
+                            line_no + 1
+                        ),
+                        &buf,
+                    );
+                    s.error = Some(format!(
+                        "{}: reading stopped at line {}: {e}; not recorded as ingested, the next run reads it again",
+                        obj.uri,
+                        line_no + 1
+                    ));
+                    retry = true;
+                    break;
                 }
-            })?;
+            };
             if n == 0 {
                 break;
             }
             line_no += 1;
-            s.read += 1;
             // Where the line is, for quarantine details (built only when one is needed).
             let at = || format!("{}:{line_no}", obj.uri);
+            if !buf.ends_with(b"\n") && last_segment && last_kind.is_some() {
+                // The live segment's last line is still being written (the gateway appends a
+                // line with one write; a crash's torn tail is removed when it restarts). It is
+                // not a record yet: leave it for the next run, which sees the segment grown.
+                s.error = Some(format!(
+                    "{}: the last line is incomplete (a segment still being written); the next run reads it",
+                    at()
+                ));
+                retry = true;
+                break;
+            }
+            s.read += 1;
             if !buf.ends_with(b"\n") {
                 q.add(
                     &obj.uri,
@@ -327,6 +378,10 @@ pub fn run(
         let (sha, size) = sum.finish();
         summary.bytes_read += size;
         opts.progress.advance(s.read, size);
+        if retry {
+            summary.sources.push(s);
+            continue;
+        }
         entries.push(manifest::Entry {
             uri: obj.uri.clone(),
             size: obj.size.unwrap_or(size),

@@ -51,15 +51,14 @@ pub fn boolean(raw: Option<&RawValue>) -> Option<bool> {
 /// An integer from a number or a numeric string (OTLP writes 64-bit integers as strings).
 pub fn integer(raw: Option<&RawValue>) -> Option<i64> {
     let t = text(raw)?;
-    t.parse::<i64>()
-        .ok()
-        .or_else(|| t.parse::<u64>().ok().map(|u| u as i64))
-        .or_else(|| {
-            t.parse::<f64>()
-                .ok()
-                .filter(|f| f.fract() == 0.0)
-                .map(|f| f as i64)
-        })
+    // Out of i64's range is not an integer here (no time or count is that large); wrapping or
+    // saturating would turn it into a wrong value.
+    t.parse::<i64>().ok().or_else(|| {
+        t.parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+            .map(|f| f as i64)
+    })
 }
 
 pub fn float(raw: Option<&RawValue>) -> Option<f64> {

@@ -15,8 +15,9 @@ use crate::schema::SpanColumns;
 
 #[derive(Deserialize)]
 struct TracesData<'a> {
+    /// Absent (not merely empty) means the object is not a `TracesData` at all.
     #[serde(rename = "resourceSpans", default, borrow)]
-    resource_spans: Vec<ResourceSpans<'a>>,
+    resource_spans: Option<Vec<ResourceSpans<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -235,9 +236,15 @@ pub type SpanResult = Result<ParsedSpan, (usize, Reject)>;
 /// 1-based index in the object).
 pub fn parse(bytes: &[u8]) -> Result<Vec<SpanResult>, Reject> {
     let data: TracesData<'_> = serde_json::from_slice(bytes).map_err(Reject::from_json)?;
+    let Some(resource_spans) = &data.resource_spans else {
+        return Err(Reject::new(
+            "wrong_shape",
+            "not an OTLP `TracesData` object: it has no `resourceSpans`",
+        ));
+    };
     let mut out = Vec::new();
     let mut index = 0;
-    for rs in &data.resource_spans {
+    for rs in resource_spans {
         let resource_attrs: Map<String, Value> = rs
             .resource
             .as_ref()
@@ -308,13 +315,14 @@ fn span(
     let events: Vec<Value> = s
         .events
         .iter()
-        .filter_map(|r| serde_json::from_str::<Event<'_>>(r.get()).ok())
-        .map(|e| {
-            serde_json::json!({
+        .map(|r| match serde_json::from_str::<Event<'_>>(r.get()) {
+            Ok(e) => serde_json::json!({
                 "time_unix_nano": integer(e.time),
                 "name": text(e.name),
                 "attributes": attr_map(&e.attributes),
-            })
+            }),
+            // An event of another shape is kept as it came, not dropped.
+            Err(_) => serde_json::from_str(r.get()).unwrap_or(Value::Null),
         })
         .collect();
     let key = format!("{trace_id}:{span_id}");
@@ -354,8 +362,12 @@ fn as_text(v: &Value) -> Option<String> {
 
 fn as_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                .map(|f| f as i64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
@@ -377,34 +389,42 @@ fn as_json(v: &Value) -> Option<String> {
 
 pub fn append(cols: &mut SpanColumns, p: ParsedSpan, source: &str, number: u64) {
     let mut r = p.row;
-    let mut take = |k: &str| r.attrs.remove(k);
+    // A value that does not fit its column's type stays in `attributes`, so nothing is lost.
+    fn typed<T>(
+        attrs: &mut Map<String, Value>,
+        key: &str,
+        convert: fn(&Value) -> Option<T>,
+    ) -> Option<T> {
+        let v = attrs.get(key)?;
+        let t = convert(v);
+        if t.is_some() || v.is_null() {
+            attrs.remove(key);
+        }
+        t
+    }
     macro_rules! s {
         ($col:ident, $key:literal) => {
-            cols.$col
-                .append_option(take($key).as_ref().and_then(as_text))
+            cols.$col.append_option(typed(&mut r.attrs, $key, as_text))
         };
     }
     macro_rules! i {
         ($col:ident, $key:literal) => {
-            cols.$col
-                .append_option(take($key).as_ref().and_then(as_i64))
+            cols.$col.append_option(typed(&mut r.attrs, $key, as_i64))
         };
     }
     macro_rules! f {
         ($col:ident, $key:literal) => {
-            cols.$col
-                .append_option(take($key).as_ref().and_then(as_f64))
+            cols.$col.append_option(typed(&mut r.attrs, $key, as_f64))
         };
     }
     macro_rules! j {
         ($col:ident, $key:literal) => {
-            cols.$col
-                .append_option(take($key).as_ref().and_then(as_json))
+            cols.$col.append_option(typed(&mut r.attrs, $key, as_json))
         };
     }
     s!(gen_ai_operation_name, "gen_ai.operation.name");
-    let provider = take("gen_ai.provider.name");
-    let system = take("gen_ai.system");
+    let provider = r.attrs.remove("gen_ai.provider.name");
+    let system = r.attrs.remove("gen_ai.system");
     cols.gen_ai_provider_name
         .append_option(provider.as_ref().or(system.as_ref()).and_then(as_text));
     s!(gen_ai_request_model, "gen_ai.request.model");
@@ -472,7 +492,7 @@ pub fn append(cols: &mut SpanColumns, p: ParsedSpan, source: &str, number: u64) 
     cols.end_time
         .append_option(r.end_ns.map(|n| n.div_euclid(1_000_000)));
     cols.duration_ns
-        .append_option(r.end_ns.map(|e| e - r.start_ns));
+        .append_option(r.end_ns.and_then(|e| e.checked_sub(r.start_ns)));
     cols.trace_id.append_value(&r.trace_id);
     cols.span_id.append_value(&r.span_id);
     cols.parent_span_id.append_option(r.parent_span_id.as_ref());
@@ -545,5 +565,41 @@ mod tests {
         assert_eq!(i("gen_ai_usage_input_tokens"), 812);
         assert_eq!(i("server_port"), 443);
         assert_eq!(i("duration_ns"), 1_250_000_000);
+    }
+
+    #[test]
+    fn nothing_is_lost_to_a_wrong_shape_or_type() {
+        // Not a TracesData at all (a CloudTrail line fed to the OTel ingest).
+        let r = parse(br#"{"eventVersion":"1.08","eventName":"InvokeModel"}"#);
+        assert!(
+            matches!(r, Err(ref e) if e.reason == "wrong_shape"),
+            "{:?}",
+            r.err()
+        );
+        assert!(parse(br#"{"resourceSpans":[]}"#).unwrap().is_empty());
+        // A typed attribute that does not convert stays in `attributes`; times past i64 do not
+        // wrap into a negative duration.
+        let line = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+            {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+             "startTimeUnixNano":"1730217104000000000","endTimeUnixNano":"18446744073709551615",
+             "attributes":[{"key":"gen_ai.usage.input_tokens","value":{"stringValue":"many"}},
+                           {"key":"server.port","value":{"doubleValue":443.5}}],
+             "events":[{"name":"ok","timeUnixNano":"1"},{"name":7}]}]}]}]}"#;
+        let mut spans = parse(line.as_bytes()).unwrap();
+        let span = spans.remove(0).ok().unwrap();
+        let mut cols = SpanColumns::new(1);
+        append(&mut cols, span, "f", 1);
+        let b = cols.finish().unwrap();
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        assert!(col("gen_ai_usage_input_tokens").is_null(0));
+        assert!(col("server_port").is_null(0));
+        assert!(col("end_time").is_null(0) && col("duration_ns").is_null(0));
+        let attrs: Value =
+            serde_json::from_str(col("attributes").as_string::<i32>().value(0)).unwrap();
+        assert_eq!(attrs["gen_ai.usage.input_tokens"], "many");
+        assert_eq!(attrs["server.port"], 443.5);
+        let events: Value =
+            serde_json::from_str(col("events").as_string::<i32>().value(0)).unwrap();
+        assert_eq!(events.as_array().map(Vec::len), Some(2), "{events}");
     }
 }

@@ -252,6 +252,11 @@ async fn healthz() -> Response {
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let bundle = state.policy.current().map(|e| e.digest().to_string());
     let records = state.log.healthy();
+    if state.limiter.enabled() && !state.limiter.healthy() {
+        // Health is otherwise learnt from traffic, which a load balancer stops sending to a
+        // replica that is not ready: ask the backend again.
+        let _ = state.limiter.probe().await;
+    }
     let limits = !state.limiter.enabled() || state.limiter.healthy();
     let ready = bundle.is_some() && records && (limits || state.limiter.fail_open());
     let body = json!({

@@ -308,16 +308,16 @@ fn authorize_cmd(args: &AuthorizeArgs) -> CliResult {
             return Ok(Outcome::Code(1));
         }
     };
-    // Like the Cedar CLI, deciding needs parseable policies, not `@id`s or a schema.
+    // Like the Cedar CLI, deciding needs parseable policies, not `@id`s or a schema; but a
+    // schema the user named must exist.
+    let schema_optional = args.schema.is_none();
     let blocking: Vec<Problem> = loaded
         .problems
         .iter()
         .filter(|p| {
             p.is_error()
-                && !matches!(
-                    p.code.as_str(),
-                    "cairn::missing-id" | "cairn::schema-missing" | "cairn::duplicate-id"
-                )
+                && !(matches!(p.code.as_str(), "cairn::missing-id" | "cairn::duplicate-id")
+                    || (schema_optional && p.code == "cairn::schema-missing"))
         })
         .cloned()
         .collect();
@@ -410,6 +410,17 @@ pub fn build_bundle(
     version: Option<&str>,
     created: Option<&str>,
 ) -> Result<Result<bundle::VerifiedBundle, Outcome>, CliError> {
+    // Exactly what `cairn policy validate` checks (the shared entity files included) must pass
+    // before anything is signed.
+    {
+        let sources = PolicySources::discover(&paths.policies, paths.schema.as_deref())?;
+        let (_, problems) = check_all(&sources, tests)?;
+        if problems.iter().any(Problem::is_error) {
+            eprint_problems(&problems);
+            eprintln!("the policies have errors; fix them first (see `cairn policy validate`)");
+            return Ok(Err(Outcome::CheckFailed));
+        }
+    }
     let (loaded, run, sources) = match run_tests(paths, tests)? {
         Ok(r) => r,
         Err(o) => return Ok(Err(o)),

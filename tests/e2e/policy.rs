@@ -377,7 +377,28 @@ fn authorize_follows_cedar_cli_exit_codes() {
         .expect_code(2)
         .expect_output("DENY")
         .expect_output("  interns-low-cost-only");
-    run("Robot::\"x\"").expect_code(1);
+    run("Robot::\"x\"").expect_code(1).expect_output("Robot");
+
+    // A usage error is an error (1), never a DENY (2).
+    c.run(&[
+        "policy",
+        "authorize",
+        "-p",
+        "policies",
+        "--entities",
+        "all.json",
+        "--principal",
+        "User::\"ivan\"",
+    ])
+    .expect_code(1);
+    // A schema that was named must exist.
+    let mut args = base("Model::\"claude-haiku\"");
+    args[5] = "all.json".into();
+    args.extend(["--schema".to_string(), "no-such.cedarschema".to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.run(&refs)
+        .expect_code(1)
+        .expect_output("no-such.cedarschema");
 
     c.write(
         "req.json",
@@ -451,6 +472,16 @@ fn bundle_is_deterministic_and_verifies() {
 
 #[test]
 fn bundle_refuses_unreviewed_policies() {
+    let bundle = |c: &Cairn| {
+        c.run(&[
+            "policy",
+            "bundle",
+            "--key",
+            "k/signing.key",
+            "--out",
+            "b.tar",
+        ])
+    };
     let c = Cairn::with_policies();
     make_key(&c, "k");
     c.replace(
@@ -458,16 +489,9 @@ fn bundle_refuses_unreviewed_policies() {
         "expect: deny",
         "expect: allow",
     );
-    c.run(&[
-        "policy",
-        "bundle",
-        "--key",
-        "k/signing.key",
-        "--out",
-        "b.tar",
-    ])
-    .expect_code(1)
-    .expect_output("policy test(s) failed");
+    bundle(&c)
+        .expect_code(1)
+        .expect_output("policy test(s) failed");
     assert!(!c.path("b.tar").exists());
 
     let c = Cairn::with_policies();
@@ -476,16 +500,17 @@ fn bundle_refuses_unreviewed_policies() {
         "policies/models.cedar",
         "\npermit (principal, action, resource);\n",
     );
-    c.run(&[
-        "policy",
-        "bundle",
-        "--key",
-        "k/signing.key",
-        "--out",
-        "b.tar",
-    ])
-    .expect_code(1)
-    .expect_output("missing-id");
+    bundle(&c).expect_code(1).expect_output("missing-id");
+    assert!(!c.path("b.tar").exists());
+
+    // A shared entity file that `policy validate` rejects stops the bundle too.
+    let c = Cairn::with_policies();
+    make_key(&c, "k");
+    c.write(
+        "policies/entities/broken.json",
+        r#"[{"uid":{"type":"User","id":"x"},"attrs":{"no_such_attribute":1},"parents":[]}]"#,
+    );
+    bundle(&c).expect_code(1).expect_output("broken.json");
     assert!(!c.path("b.tar").exists());
 }
 

@@ -65,7 +65,10 @@ def decision(ts, principal, team_attr, model, decision, provider="mock", reasons
     return rec
 
 
-def outcome(ts, decision_id, model, provider, input_tokens, output_tokens, cost, status=200):
-    return {"kind": "outcome", "ts": ts, "decision_id": decision_id, "model": model, "provider": provider,
-            "status": status, "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-            "cost_usd": cost, "latency_ms": 120, "finish_reason": "stop"}
+def outcome(ts, decision_id, model, provider, input_tokens, output_tokens, cost, status=200, finish_reason="stop",
+            **kw):
+    rec = {"kind": "outcome", "ts": ts, "decision_id": decision_id, "model": model, "provider": provider,
+           "status": status, "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+           "cost_usd": cost, "latency_ms": 120, "finish_reason": finish_reason}
+    rec.update(kw)
+    return rec

@@ -2,6 +2,7 @@
 LookupEvents API from a fake endpoint that checks SigV4 with botocore."""
 
 import json
+import re
 import shutil
 import time
 
@@ -58,7 +59,9 @@ def test_decision_records_are_verified_into_the_lake(workdir):
     shutil.copytree(workdir / "records", workdir / "tampered")
     seg = sorted((workdir / "tampered").glob("segment-*.jsonl"))[0]
     lines = seg.read_text().splitlines(keepends=True)
-    lines[4] = lines[4].replace('"ts":"2026', '"ts":"2025', 1) if '"ts":"2026' in lines[4] else lines[4].replace('"v":1', '"v":2')
+    altered = re.sub(r'"ts":"(\d{4})', lambda m: '"ts":"%04d' % (int(m.group(1)) - 1), lines[4], count=1)
+    assert altered != lines[4]
+    lines[4] = altered
     seg.write_text("".join(lines))
     s = ingest(["decisions", "tampered", "--pubkey", "keys/signing.pub", "--lake", "lake2"], cwd=workdir)
     assert s["sources"][0]["quarantined"] == {"record_altered": 1}

@@ -66,6 +66,17 @@ def lake(tmp_path_factory):
     for i in range(2):
         w.append(decision(f"2026-11-21T12:0{i}:00.000Z", 'Anonymous::"anonymous"', None, "claude-haiku", "deny",
                           status=401, reason="unknown_api_key"))
+    # erin: a prompt blocked by the input guardrails, then an answer withheld by the output ones.
+    w.append(decision("2026-11-21T13:00:00.000Z", 'User::"erin"', "legal", "claude-haiku", "deny",
+                      status=400, reason="guardrail_blocked",
+                      guardrails={"input": {"counts": {"aws_access_key": 1}, "blocked": ["aws_access_key"]}}))
+    dec = w.append(decision("2026-11-21T13:10:00.000Z", 'User::"erin"', "legal", "claude-haiku", "allow"))
+    w.append(outcome("2026-11-21T13:10:01.000Z", dec["id"], "claude-haiku", "mock", 20, 0, 0.0,
+                     finish_reason="content_filter",
+                     guardrails={"output": {"counts": {"us_ssn": 1}, "blocked": ["us_ssn"]}}))
+    # frank: over his team's budget.
+    w.append(decision("2026-11-21T13:05:00.000Z", 'User::"frank"', "legal", "claude-haiku", "deny",
+                      status=429, reason="budget_exceeded"))
     w.close("2026-11-21T23:00:00.000Z")
     run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--require-sealed"], cwd=d)
 
@@ -91,10 +102,10 @@ def report(d, name, *args):
 def test_access_report_numbers(lake):
     s = report(lake, "access")
     summary = s["summary"][0]
-    assert summary["requests"] == 12
-    assert summary["allowed"] == 6 and summary["denied"] == 6
-    assert summary["principals"] == 5
-    assert summary["input_tokens"] == 3 * 100 + 2 * 400 + 10
+    assert summary["requests"] == 15
+    assert summary["allowed"] == 7 and summary["denied"] == 8
+    assert summary["principals"] == 7
+    assert summary["input_tokens"] == 3 * 100 + 2 * 400 + 10 + 20
     assert summary["spend_usd"] == pytest.approx(0.03 + 0.10 + 0.001)
     by_team = {r["team"]: r for r in s["by_team"]}
     assert by_team["engineering"]["requests"] == 4 and by_team["engineering"]["spend_usd"] == pytest.approx(0.03)
@@ -102,7 +113,9 @@ def test_access_report_numbers(lake):
     assert by_team["sales"]["denied"] == 3
     assert s["top_users"][0]["principal"] == 'User::"carol"'
     assert [r["day"] for r in s["by_day"]] == ["2026-11-20", "2026-11-21"]
-    assert {r["principal"] for r in s["new_principals"]} == {'User::"alice"', 'User::"bob"', 'User::"carol"', 'User::"dave"'}
+    assert {r["principal"] for r in s["new_principals"]} == {'User::"alice"', 'User::"bob"', 'User::"carol"', 'User::"dave"',
+                                                            'User::"erin"', 'User::"frank"'}
+    assert {r["team"]: r["requests"] for r in s["by_team"]}["legal"] == 3
     # A period before anything happened has no requests.
     empty = json.loads(run(["report", "access", "--lake", "lake", "--format", "json", "--from", "2026-01-01", "--to", "2026-01-31"], cwd=lake).stdout)
     assert empty["reports"][0]["sections"]["summary"]["rows"][0]["requests"] == 0
@@ -110,16 +123,20 @@ def test_access_report_numbers(lake):
 
 def test_denials_report_numbers(lake):
     s = report(lake, "denials")
-    assert s["summary"][0] == {"denied": 6, "by_policy": 4, "unauthenticated": 2, "guardrail": 0, "limited": 0, "principals": 3}
+    assert s["summary"][0] == {"denied": 8, "by_policy": 4, "unauthenticated": 2, "guardrail": 1, "limited": 1,
+                               "principals": 5, "answers_withheld": 1}
     by_policy = {r["policy"]: r["denials"] for r in s["by_policy"]}
     assert by_policy == {"principal-cleared-for-data": 3, "premium-models-ml-platform": 2}
     assert {r["reason"]: r["requests"] for r in s["unauthenticated"]} == {"unknown_api_key": 2}
+    assert [(r["reason"], r["model"], r["requests"]) for r in s["guardrails"]] == [("guardrail_blocked", "claude-haiku", 1)]
+    assert [(r["guardrail"], r["model"], r["requests"]) for r in s["answers_withheld"]] == [("output_guardrail", "claude-haiku", 1)]
+    assert [(r["reason"], r["principal"], r["requests"]) for r in s["limits"]] == [("budget_exceeded", 'User::"frank"', 1)]
 
 
 def test_spend_report_numbers(lake):
     s = report(lake, "spend")
     assert s["summary"][0]["spend_usd"] == pytest.approx(0.131)
-    assert {r["model"]: r["output_tokens"] for r in s["by_model"]} == {"claude-sonnet": 3 * 50 + 2 * 200 + 10}
+    assert {r["model"]: r["output_tokens"] for r in s["by_model"]} == {"claude-sonnet": 3 * 50 + 2 * 200 + 10, "claude-haiku": 0}
     assert {r["day"]: round(r["spend_usd"], 4) for r in s["by_day"]} == {"2026-11-20": 0.03, "2026-11-21": 0.101}
 
 
@@ -255,7 +272,7 @@ def test_html_report_is_self_contained_in_headless_chromium(lake):
         assert page.locator("svg.chart rect").count() >= 4
         assert page.locator("section").count() >= 25
         kpi = page.locator("#access-summary .kpi .v").first.inner_text()
-        assert kpi == "12"
+        assert kpi == "15"
         pdf = page.pdf()
         browser.close()
     assert errors == []

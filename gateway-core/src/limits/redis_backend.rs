@@ -29,9 +29,21 @@ end
 return out
 "#;
 
+/// KEYS: the counters. ARGV: the change for each key. A counter whose window has already
+/// expired is left alone: re-creating it would leave a key with no expiry.
+const ADJUST: &str = r#"
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCRBY', KEYS[i], ARGV[i])
+  end
+end
+return 0
+"#;
+
 pub struct RedisBackend {
     conn: ConnectionManager,
     script: redis::Script,
+    adjust_script: redis::Script,
     timeout: Duration,
 }
 
@@ -52,6 +64,7 @@ impl RedisBackend {
         Ok(Self {
             conn,
             script: redis::Script::new(RESERVE),
+            adjust_script: redis::Script::new(ADJUST),
             timeout,
         })
     }
@@ -95,14 +108,21 @@ impl RedisBackend {
     }
 
     pub async fn adjust(&self, adjustments: &[(String, i64)]) -> Result<(), BackendError> {
-        let mut pipe = redis::pipe();
-        for (k, d) in adjustments {
-            pipe.cmd("INCRBY").arg(k).arg(d).ignore();
+        if adjustments.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.adjust_script.prepare_invoke();
+        for (k, _) in adjustments {
+            inv.key(k);
+        }
+        for (_, d) in adjustments {
+            inv.arg(*d);
         }
         let mut conn = self.conn.clone();
-        tokio::time::timeout(self.timeout * 4, pipe.query_async::<()>(&mut conn))
+        tokio::time::timeout(self.timeout * 4, inv.invoke_async::<i64>(&mut conn))
             .await
             .map_err(|_| err("timed out"))?
+            .map(|_| ())
             .map_err(err)
     }
 }

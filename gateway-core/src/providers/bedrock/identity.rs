@@ -53,17 +53,20 @@ pub fn valid_tag_source(s: &str) -> bool {
 /// Keeps the characters STS accepts in session names and source identities (`[\w+=,.@-]`),
 /// replacing others with `_`; long or altered values get a hash suffix so they stay distinct.
 fn sts_name(prefix: &str, id: &str, max: usize) -> String {
-    let clean: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut name = format!("{prefix}{clean}");
+    // Only ASCII survives, so the byte truncation below is always on a character boundary.
+    let allowed = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let clean = allowed(id);
+    let mut name = format!("{}{clean}", allowed(prefix));
     if clean != id || name.len() > max {
         let digest = hex::encode(&Sha256::digest(id.as_bytes())[..4]);
         name.truncate(max - 9);
@@ -75,11 +78,13 @@ fn sts_name(prefix: &str, id: &str, max: usize) -> String {
     name
 }
 
-/// Tag keys and values keep the characters STS accepts (letters, digits, spaces, `_.:/=+-@`).
+/// Tag keys and values keep the characters STS accepts (`[\p{L}\p{Z}\p{N}_.:/=+\-@]`: letters,
+/// digits, space separators but no tabs or newlines, and `_.:/=+-@`).
 fn tag_text(s: &str, max: usize) -> String {
     s.chars()
         .map(|c| {
-            if c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c) {
+            let separator = c.is_whitespace() && !c.is_control();
+            if c.is_alphanumeric() || separator || "_.:/=+-@".contains(c) {
                 c
             } else {
                 '_'
@@ -87,6 +92,16 @@ fn tag_text(s: &str, max: usize) -> String {
         })
         .take(max)
         .collect()
+}
+
+/// A tag key STS takes: sanitised, not in the reserved `aws:` namespace.
+fn tag_key(k: &str) -> String {
+    let key = tag_text(k, 128);
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        format!("_{}", &key[4..]).chars().take(128).collect()
+    } else {
+        key
+    }
 }
 
 fn tag_value(principal: &Principal, source: &str) -> Option<String> {
@@ -138,19 +153,21 @@ impl SessionSpec {
         let (partition, account, role) = parse_role_arn(&config.role_arn)?;
         let session_name = sts_name(&config.session_name_prefix, &principal.id, 64);
         let source_identity = sts_name("", &principal.id, 64);
+        let mut seen = std::collections::HashSet::new();
         let tags: Vec<(String, String)> = config
             .session_tags
             .iter()
             .filter_map(|(k, source)| {
-                tag_value(principal, source).map(|v| (tag_text(k, 128), tag_text(&v, 256)))
+                tag_value(principal, source).map(|v| (tag_key(k), tag_text(&v, 256)))
             })
-            .filter(|(k, _)| !k.is_empty())
+            // STS compares keys without case: the first of two that differ only in case wins.
+            .filter(|(k, _)| !k.is_empty() && seen.insert(k.to_lowercase()))
             .collect();
         let keys: Vec<&String> = tags.iter().map(|(k, _)| k).collect();
         let transitive_tag_keys = config
             .transitive_tag_keys
             .iter()
-            .map(|k| tag_text(k, 128))
+            .map(|k| tag_key(k))
             .filter(|k| keys.contains(&k))
             .collect();
         Some(Self {
@@ -416,6 +433,38 @@ mod tests {
         let long = SessionSpec::new(&config(), &principal(&"x".repeat(100))).unwrap();
         assert_eq!(long.session_name.len(), 64);
         assert_eq!(long.source_identity.len(), 64);
+    }
+
+    #[test]
+    fn odd_prefixes_keys_and_values_are_made_valid_for_sts() {
+        let mut c = config();
+        c.session_name_prefix = "équipe-".repeat(12);
+        c.session_tags = [
+            ("aws:user".to_string(), "id".to_string()),
+            ("Team".to_string(), "team".to_string()),
+            ("team".to_string(), "id".to_string()),
+            ("dept\nx".to_string(), "attr.department".to_string()),
+        ]
+        .into();
+        let mut p = principal("zoë");
+        p.attrs.insert("department".into(), json!("R&D\tlab\nA"));
+        let s = SessionSpec::new(&c, &p).unwrap();
+        assert!(
+            s.session_name.len() <= 64 && s.session_name.is_ascii(),
+            "{}",
+            s.session_name
+        );
+        let ok = |t: &str| {
+            t.chars()
+                .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c))
+        };
+        for (k, v) in &s.tags {
+            assert!(ok(k) && ok(v), "{k:?}={v:?}");
+            assert!(!k.to_ascii_lowercase().starts_with("aws:"), "{k}");
+        }
+        let lower: std::collections::HashSet<String> =
+            s.tags.iter().map(|(k, _)| k.to_lowercase()).collect();
+        assert_eq!(lower.len(), s.tags.len(), "{:?}", s.tags);
     }
 
     #[test]

@@ -199,7 +199,15 @@ impl BedrockProvider {
                 .region(aws_sdk_sts::config::Region::new(
                     config.identity.sts_region.clone(),
                 ))
-                .retry_config(RetryConfig::standard().with_max_attempts(2));
+                .retry_config(RetryConfig::standard().with_max_attempts(2))
+                // A hung STS must fail the request (503) soon, not hold a user's requests for
+                // the whole request timeout.
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_attempt_timeout(Duration::from_secs(5))
+                        .operation_timeout(Duration::from_secs(10))
+                        .build(),
+                );
             if !config.identity.sts_endpoint_url.is_empty() {
                 b = b.endpoint_url(&config.identity.sts_endpoint_url);
             }
