@@ -1,19 +1,55 @@
-//! `cairn ingest compact`: merges the small files of each partition into files of up to
+//! `cairn ingest compact`: merges the small files of each partition into files of
 //! [`FLUSH_ROWS`](crate::lake::writer::FLUSH_ROWS) rows, sorted by time, without duplicates.
-//! The merged file is written before the files it replaces are deleted, so no row is ever
-//! absent; a reader scanning during that moment may see a row twice.
+//! A file is small when it holds fewer rows than that (read from its footer alone); a partition
+//! with at most one small file is left as it is, so compaction settles: a second run finds
+//! nothing to do. The merged file is written before the files it replaces are deleted, so no
+//! row is ever absent; a reader scanning during that moment may see a row twice.
 
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
+use datafusion::object_store::{ObjectMeta, ObjectStoreExt};
+use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+
 use crate::error::IngestError;
 use crate::lake::Lake;
-use crate::lake::writer::TableWriter;
+use crate::lake::writer::{FLUSH_ROWS, TableWriter};
 
-/// Files at or above this size are left alone.
+/// Files at or above this size are left alone whatever their row count.
 pub const SMALL_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Rows in a Parquet file, from its footer alone (two ranged reads, not the whole file).
+async fn rows_in(lake: &Lake, file: &ObjectMeta) -> Result<usize, IngestError> {
+    let store_err = |source| IngestError::Store {
+        what: format!("read the footer of {}", file.location),
+        source,
+    };
+    let not_parquet = || IngestError::Parquet(format!("{} is not a Parquet file", file.location));
+    if file.size < 12 {
+        return Err(not_parquet());
+    }
+    let tail = lake
+        .store
+        .get_range(&file.location, file.size - 8..file.size)
+        .await
+        .map_err(store_err)?;
+    let (len, magic) = tail.split_at(4);
+    let len = u64::from(u32::from_le_bytes(
+        len.try_into().map_err(|_| not_parquet())?,
+    ));
+    if magic != b"PAR1" || len + 8 > file.size {
+        return Err(not_parquet());
+    }
+    let footer = lake
+        .store
+        .get_range(&file.location, file.size - 8 - len..file.size - 8)
+        .await
+        .map_err(store_err)?;
+    let meta = ParquetMetaDataReader::decode_metadata(&footer).map_err(IngestError::parquet)?;
+    Ok(usize::try_from(meta.file_metadata().num_rows()).unwrap_or(0))
+}
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct CompactSummary {
@@ -36,11 +72,12 @@ pub fn compact(
     let schema = crate::schema::schema_of(table)
         .ok_or_else(|| IngestError::Input(format!("unknown table `{table}`")))?;
     for date in rt.block_on(lake.partitions(table))? {
-        let files: Vec<_> = rt
-            .block_on(lake.data_files(table, Some(&date)))?
-            .into_iter()
-            .filter(|f| f.size < SMALL_FILE_BYTES)
-            .collect();
+        let mut files = Vec::new();
+        for f in rt.block_on(lake.data_files(table, Some(&date)))? {
+            if f.size < SMALL_FILE_BYTES && rt.block_on(rows_in(lake, &f))? < FLUSH_ROWS {
+                files.push(f);
+            }
+        }
         if files.len() < 2 {
             continue;
         }

@@ -487,7 +487,10 @@ pub fn append(cols: &mut SpanColumns, p: ParsedSpan, source: &str, number: u64) 
     s!(error_type, "error.type");
     s!(server_address, "server.address");
     i!(server_port, "server.port");
-    s!(cairn_decision_id, "cairn.decision.id");
+    // The gateway's spans carry `cairn.decision_id`; `cairn.decision.id` is accepted too.
+    let decision_id = typed(&mut r.attrs, "cairn.decision_id", as_text)
+        .or_else(|| typed(&mut r.attrs, "cairn.decision.id", as_text));
+    cols.cairn_decision_id.append_option(decision_id);
     cols.start_time.append_value(p.start_ms);
     cols.end_time
         .append_option(r.end_ns.map(|n| n.div_euclid(1_000_000)));

@@ -74,6 +74,8 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("invalid request body: {0}")]
     InvalidBody(String),
+    #[error("the request body could not be read: {0}")]
+    BodyUnreadable(String),
     #[error("{0}")]
     InvalidRequest(String),
     #[error("{0}")]
@@ -115,6 +117,11 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_body",
+            ),
+            Self::BodyUnreadable(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "body_unreadable",
             ),
             Self::InvalidRequest(_) => (
                 StatusCode::BAD_REQUEST,

@@ -161,6 +161,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -284,6 +285,18 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     resp
 }
 
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(openai::error_json(
+            "method not allowed on this path",
+            "invalid_request_error",
+            Some("method_not_allowed"),
+        )),
+    )
+        .into_response()
+}
+
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -314,17 +327,18 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         0,
         &SocketAddr::from(([127, 0, 0, 1], 0)),
     );
+    let api_keys = ApiKeys::new(&config.raw.auth.api_keys).map_err(StartError::Other)?;
     let policy = Arc::new(PolicyState::new(
         config.bundle.clone(),
         public_key,
         catalogue.clone(),
         probe_context,
         config.raw.auth.oidc.claims.principal_type.clone(),
+        api_keys.principals(),
         metrics.clone(),
     ));
     let bundle_error = policy.reload().err();
 
-    let api_keys = ApiKeys::new(&config.raw.auth.api_keys).map_err(StartError::Other)?;
     let oidc = if config.raw.auth.oidc.issuer.is_empty() {
         None
     } else {

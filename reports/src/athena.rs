@@ -253,5 +253,9 @@ fn to_batch(
             }
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(err)
+    // A result with no column information (an empty result set) is a batch with no columns,
+    // which Arrow takes only with its row count spelled out.
+    let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+        .with_row_count(Some(if fields.is_empty() { 0 } else { rows.len() }));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options).map_err(err)
 }

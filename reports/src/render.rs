@@ -210,8 +210,28 @@ fn bar_chart(chart: &ChartSpec, schema: &Schema, rows: &[Vec<String>]) -> Option
     Some(svg)
 }
 
+/// A value for a Markdown table cell: one line, no column break, and nothing Markdown or HTML
+/// would act on (values such as user agents and ARNs come from whoever called AWS; unescaped
+/// they could plant links, images or tags in a pull-request comment).
+fn md_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '!' | '|' | '~' | '#' | '&' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn environment(templates: Option<&Path>) -> Environment<'static> {
     let mut env = Environment::new();
+    env.add_filter("md", |v: String| md_cell(&v));
     let dir: Option<PathBuf> = templates.map(Path::to_path_buf);
     env.set_loader(move |name| {
         if let Some(d) = &dir {
@@ -372,4 +392,25 @@ pub fn render(
             name: template.name().to_string(),
             message: format!("{e:#}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::md_cell;
+
+    #[test]
+    fn markdown_cells_cannot_carry_markup() {
+        let agent = "x | ![t](https://evil.example/p.png)\n<img src=x> [l](u) `c`";
+        let cell = md_cell(agent);
+        assert!(!cell.contains('\n'));
+        assert_eq!(
+            cell,
+            r"x \| \!\[t\](https://evil.example/p.png) \<img src=x\> \[l\](u) \`c\`"
+        );
+        assert_eq!(
+            md_cell("principal-cleared-for-data"),
+            "principal-cleared-for-data"
+        );
+        assert_eq!(md_cell("0.0300"), "0.0300");
+    }
 }

@@ -184,7 +184,7 @@ pub fn run(args: &DemoArgs) -> CliResult {
 
     step(
         6,
-        "building the audit lake: decision records (verified on the way in), sample CloudTrail and OpenTelemetry data",
+        "building the audit lake: decision records (verified on the way in), the gateway's own spans, sample CloudTrail and OpenTelemetry data",
     );
     let lake_dir = dir.join("lake");
     ingest_into_lake(dir, &lake_dir, &records, vk)?;
@@ -263,14 +263,21 @@ fn ingest_into_lake(
     let records_src = records.display().to_string();
     let ct_src = samples.join("cloudtrail").display().to_string();
     let otel_src = samples.join("otlp").display().to_string();
+    let own_spans = spans_file(dir);
+    let own_spans = own_spans.is_file().then(|| own_spans.display().to_string());
     let summaries = rt
         .block_on(async move {
             tokio::task::spawn_blocking(move || -> Result<Vec<_>, audit_ingest::IngestError> {
-                Ok(vec![
+                let mut out = vec![
                     audit_ingest::decisions::run(&records_src, keys, &opts, &handle)?,
                     audit_ingest::ingest::cloudtrail(&ct_src, &opts, &handle)?,
-                    audit_ingest::ingest::otel(&otel_src, &opts, &handle)?,
-                ])
+                ];
+                // The gateway's own spans, then the sample export.
+                if let Some(own) = &own_spans {
+                    out.push(audit_ingest::ingest::otel(own, &opts, &handle)?);
+                }
+                out.push(audit_ingest::ingest::otel(&otel_src, &opts, &handle)?);
+                Ok(out)
             })
             .await
         })
@@ -297,6 +304,11 @@ fn ingest_into_lake(
         lake_dir.display()
     );
     Ok(())
+}
+
+/// Where the demo gateway appends its spans.
+fn spans_file(dir: &Path) -> PathBuf {
+    dir.join("spans").join("gateway-spans.jsonl")
 }
 
 /// Starts the gateway in this process, sends the scripted requests, and shuts it down cleanly.
@@ -369,6 +381,18 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
         usd_per_day: 0.008,
         ..Default::default()
     });
+    // The gateway's own spans, as OTLP/JSON lines, for the lake (step 6).
+    let spans = spans_file(dir);
+    if let Some(parent) = spans.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| {
+            CliError::input(policy_engine::PolicyError::Write {
+                path: parent.to_path_buf(),
+                source,
+            })
+        })?;
+    }
+    raw.telemetry.otlp_file = spans.display().to_string();
+    raw.telemetry.batch_delay_ms = 50;
     let config = GatewayConfig::resolve(raw)?;
     let rt = super::gateway::runtime()?;
     rt.block_on(async move {

@@ -14,24 +14,37 @@ use crate::cli::{IngestCommand, IngestCommon, OutputFormat};
 use crate::exit::{CliError, CliResult, Outcome};
 
 /// A progress bar on stderr: records and bytes per second. Hidden in CI or without a terminal.
-struct Bar(ProgressBar);
+struct Bar {
+    bar: ProgressBar,
+    records: std::sync::atomic::AtomicU64,
+}
 
 impl Progress for Bar {
     fn start(&self, sources: usize, bytes: Option<u64>) {
         if let Some(b) = bytes {
-            self.0.set_length(b);
+            self.bar.set_length(b);
         }
-        self.0.set_message(format!("{sources} source(s)"));
+        self.bar.set_message(format!("{sources} source(s)"));
     }
-    fn advance(&self, _records: u64, bytes: u64) {
-        self.0.inc(bytes);
-        let pos = self.0.position();
-        let elapsed = self.0.elapsed().as_secs_f64().max(1e-3);
-        self.0
-            .set_message(format!("{:.1} MB/s", pos as f64 / 1e6 / elapsed));
+    fn advance(&self, records: u64, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        self.bar.inc(bytes);
+        let total = self.records.fetch_add(records, Ordering::Relaxed) + records;
+        let pos = self.bar.position();
+        let elapsed = self.bar.elapsed().as_secs_f64().max(1e-3);
+        // LookupEvents reads records, not bytes: then only records count.
+        let rate = if pos > 0 {
+            format!(" · {:.1} MB/s", pos as f64 / 1e6 / elapsed)
+        } else {
+            String::new()
+        };
+        self.bar.set_message(format!(
+            "{total} records · {:.0} records/s{rate}",
+            total as f64 / elapsed
+        ));
     }
     fn finish(&self) {
-        self.0.finish_and_clear();
+        self.bar.finish_and_clear();
     }
 }
 
@@ -46,7 +59,10 @@ fn progress() -> Arc<dyn Progress> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    Arc::new(Bar(bar))
+    Arc::new(Bar {
+        bar,
+        records: std::sync::atomic::AtomicU64::new(0),
+    })
 }
 
 fn options(common: &IngestCommon) -> Result<Options, CliError> {

@@ -584,6 +584,11 @@ fn source_meta(
     {
         Utc.timestamp_opt(ts, 0).single().unwrap_or_default()
     } else {
+        eprintln!(
+            "note: the bundle's creation time is the newest input file's modification time; a copy \
+             of these files made later packs a different bundle. For reproducible bundles pass \
+             --created or set SOURCE_DATE_EPOCH (or pack from a clean git checkout)."
+        );
         let newest = inputs
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok()?.modified().ok())

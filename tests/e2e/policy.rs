@@ -570,10 +570,14 @@ fn any_flipped_byte_truncation_or_other_key_fails_verification() {
         } else {
             r.expect_output(&format!("member `{name}`"));
         }
-        // A byte of the member's header (the mtime field).
+        // A byte of the member's header (the mtime field): named by member.
         let mut bad = good.clone();
         bad[header + 140] ^= 0x01;
-        verify(&bad).expect_code(1);
+        // (miette wraps lines at spaces: look for words, not the phrase.)
+        verify(&bad)
+            .expect_code(1)
+            .expect_output(&format!("`{name}`"))
+            .expect_output("altered");
     }
     // A byte of padding and of the end-of-archive blocks.
     let mut bad = good.clone();
@@ -581,9 +585,11 @@ fn any_flipped_byte_truncation_or_other_key_fails_verification() {
     bad[last] = 1;
     verify(&bad).expect_code(1).expect_output("differ");
 
-    // Truncated anywhere.
+    // Truncated anywhere: said so.
     for cut in [good.len() - 512, good.len() / 2, 700, 100] {
-        verify(&good[..cut]).expect_code(1);
+        verify(&good[..cut])
+            .expect_code(1)
+            .expect_output("truncated");
     }
 
     // Signed by another key.

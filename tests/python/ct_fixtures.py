@@ -97,9 +97,8 @@ def identity_variants() -> dict:
     src["sessionContext"]["sourceIdentity"] = "alice"
     src["sessionContext"]["attributes"]["creationDate"] = "20241017T200750Z"
     variant(assumed, "assumed-role-source-identity", src)
-    fed = next((r for r in recs if r["userIdentity"].get("type") == "FederatedUser"), None)
-    if fed:
-        out["federated-user"] = fed
+    # The samples carry a real FederatedUser event (aws.persistence.sts-federation-token).
+    out["federated-user"] = next(r for r in recs if r["userIdentity"].get("type") == "FederatedUser")
     return out
 
 

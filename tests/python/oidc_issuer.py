@@ -23,6 +23,8 @@ def _int_b64(n: int) -> str:
 class Issuer:
     def __init__(self):
         self.keys = {}  # kid -> (alg, private key)
+        self.uses = {}  # kid -> the JWK's `use` when not "sig"
+        self.announced_issuer = None  # the discovery document's `issuer`, when not this one
         self.jwks_fetches = 0
         issuer = self
 
@@ -32,7 +34,7 @@ class Issuer:
 
             def do_GET(self):
                 if self.path == "/.well-known/openid-configuration":
-                    body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks.json"}
+                    body = {"issuer": issuer.announced_issuer or issuer.url, "jwks_uri": issuer.url + "/jwks.json"}
                 elif self.path == "/jwks.json":
                     issuer.jwks_fetches += 1
                     body = issuer.jwks()
@@ -86,6 +88,8 @@ class Issuer:
             else:
                 raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
                 out.append({"kty": "OKP", "kid": kid, "use": "sig", "crv": "Ed25519", "x": b64u(raw)})
+        for jwk in out:
+            jwk["use"] = self.uses.get(jwk["kid"], "sig")
         return {"keys": out}
 
     def claims(self, sub="alice", **over):

@@ -252,6 +252,26 @@ def test_sts_failure_fails_closed(workdir, aws):
     assert "AccessDenied" in out["error"] and "sts:TagSession" in out["error"]
 
 
+def test_each_region_reaches_its_own_endpoint(workdir, aws):
+    """PrivateLink endpoints are per Region: a model in us-west-2 goes to that Region's endpoint,
+    signed for that Region, and the others to the default endpoint."""
+    fake, sts = aws
+    with FakeBedrock({}) as west:
+        west.secrets = sts.issued
+        extra = f'\n[providers.bedrock.endpoint_urls]\n"us-west-2" = "{west.url}"\n'
+        cfg = bedrock_config(workdir, fake, sts).replace("[providers.bedrock.identity]",
+                                                          extra + "\n[providers.bedrock.identity]", 1)
+        gw = Gateway(workdir, cfg, env=ENV).start()
+        try:
+            c = sdk(gw)
+            for name in ("sonnet-west", "sonnet"):
+                c.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}])
+        finally:
+            gw.stop()
+        assert [x["region"] for x in west.calls] == ["us-west-2"]
+        assert [x["region"] for x in fake.calls] == ["us-east-1"]
+
+
 def test_credentials_are_fetched_once_and_refreshed_ahead_of_expiry(workdir, aws):
     fake, sts = aws
     # Sessions of 900 s refreshed 899 s ahead: after a second, every use is inside the refresh
@@ -261,9 +281,12 @@ def test_credentials_are_fetched_once_and_refreshed_ahead_of_expiry(workdir, aws
         'sts_region = "us-east-1"', 'sts_region = "us-east-1"\nsession_duration_s = 900\nrefresh_before_s = 899')
     gw = Gateway(workdir, cfg, env=ENV).start()
     try:
+        answers = []
+
         def ask():
             r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {ALICE_KEY}"},
                            json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+            answers.append((r.status_code, r.text))
             assert r.status_code == 200, r.text
 
         # Eight concurrent first requests of one user: one AssumeRole, the others wait for it.
@@ -272,6 +295,8 @@ def test_credentials_are_fetched_once_and_refreshed_ahead_of_expiry(workdir, aws
             t.start()
         for t in threads:
             t.join()
+        # (An assert inside a thread does not fail the test: check here.)
+        assert [s for s, _ in answers] == [200] * 8, answers
         assert len(sts.assume_role_requests()) == 1
         first = fake.calls[-1]["token"]
         assert {c["token"] for c in fake.calls} == {first}

@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from capture_upstream import CaptureUpstream
 from conftest import run
 from gateway_harness import ALICE_KEY, CI_KEY, Gateway, base_config, chat_body, make_signed_bundle
 
@@ -62,22 +63,57 @@ def test_kill_9_under_load_loses_no_answered_request(workdir):
     assert "chain and signatures intact" in v.stdout
 
 
+CAPTURED_MODEL = """
+[providers.openai]
+base_url = "{url}"
+timeout_ms = 5000
+
+[[models]]
+id = "captured"
+provider = "openai"
+region = "us-east-1"
+max_data_level = 3
+cost_tier = "low"
+"""
+
+
 def test_unwritable_record_directory_serves_nothing(workdir):
     make_signed_bundle(workdir)
     (workdir / "not-a-directory").write_text("a file where the record directory should be")
-    gw = Gateway(workdir, base_config(workdir, records="not-a-directory/records")).start(ready=False)
-    try:
-        ready = httpx.get(f"{gw.url}/readyz")
-        assert ready.status_code == 503
-        assert "not-a-directory" in ready.json()["records"]
-        for model in ["claude-haiku", "claude-opus"]:
-            r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(model=model),
+    with CaptureUpstream() as up:
+        config = base_config(workdir, CAPTURED_MODEL.format(url=up.base_url), records="not-a-directory/records")
+        gw = Gateway(workdir, config).start(ready=False)
+        try:
+            ready = httpx.get(f"{gw.url}/readyz")
+            assert ready.status_code == 503
+            assert "not-a-directory" in ready.json()["records"]
+            for model in ["captured", "claude-opus"]:
+                r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(model=model),
+                               headers={"authorization": f"Bearer {ALICE_KEY}"})
+                assert r.status_code == 503
+                assert r.json()["error"]["message"] == "the decision could not be recorded"
+                assert "choices" not in r.text
+                # No record carries a decision id, so none is handed out.
+                assert "x-cairn-decision-id" not in r.headers
+            r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(model="captured", stream=True),
                            headers={"authorization": f"Bearer {ALICE_KEY}"})
-            assert r.status_code == 503
-            assert r.json()["error"]["message"] == "the decision could not be recorded"
-            assert "choices" not in r.text
-        r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(stream=True),
-                       headers={"authorization": f"Bearer {ALICE_KEY}"})
-        assert r.status_code == 503 and "data:" not in r.text
-    finally:
-        gw.stop()
+            assert r.status_code == 503 and "data:" not in r.text
+            # The prompt of an unrecorded request never left the gateway.
+            assert up.requests == []
+
+            # The directory becomes usable: the gateway notices on its own, with no traffic (a
+            # load balancer sends none to a replica that is not ready).
+            (workdir / "not-a-directory").unlink()
+            (workdir / "not-a-directory").mkdir()
+            deadline = time.time() + 10
+            while httpx.get(f"{gw.url}/readyz").status_code != 200:
+                assert time.time() < deadline, httpx.get(f"{gw.url}/readyz").text
+                time.sleep(0.2)
+            r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(model="captured"),
+                           headers={"authorization": f"Bearer {ALICE_KEY}"})
+            assert r.status_code == 200 and len(up.requests) == 1
+            decision_id = r.headers["x-cairn-decision-id"]
+        finally:
+            gw.stop()
+    records = list((workdir / "not-a-directory" / "records").glob("segment-*.jsonl"))
+    assert records and decision_id in "".join(p.read_text() for p in records)

@@ -134,3 +134,61 @@ def test_attacks_are_rejected_and_recorded(gw, issuer):
     assert reasons["tampered payload"] == "bad_signature"
     assert reasons["HS256 with the RSA public key"] == "algorithm_mismatch"
     assert reasons["oversized"] == "token_too_large"
+
+
+def test_leeway_encryption_keys_and_revocation(workdir, issuer):
+    make_signed_bundle(workdir)
+    issuer.add_key("enc1", "RS256")
+    issuer.uses["enc1"] = "enc"
+    extra = f"""
+[auth.oidc]
+issuer = "{issuer.url}"
+audiences = ["cairn"]
+leeway_seconds = 5
+refresh_min_interval_ms = 100
+refresh_interval_s = 10
+"""
+    gw = Gateway(workdir, base_config(workdir, extra=extra)).start()
+    try:
+        now = int(time.time())
+        # `exp` a moment ago is within the leeway; long ago is not. Likewise `nbf`.
+        assert post(gw, issuer.token("ec1", exp=now - 2)).status_code == 200
+        assert post(gw, issuer.token("ec1", exp=now - 60)).status_code == 401
+        assert post(gw, issuer.token("ec1", nbf=now + 2)).status_code == 200
+        assert post(gw, issuer.token("ec1", nbf=now + 60)).status_code == 401
+        # A key published for encryption never verifies a signature.
+        assert post(gw, issuer.token("enc1")).status_code == 401
+        # A key the issuer withdraws stops verifying once the set is fetched again (here by
+        # the periodic refresh), even for a token that verified before.
+        token = issuer.token("ed1")
+        assert post(gw, token).status_code == 200
+        del issuer.keys["ed1"]
+        deadline = time.time() + 15
+        while post(gw, token).status_code == 200:
+            assert time.time() < deadline, "a withdrawn key still verifies"
+            time.sleep(0.5)
+        assert post(gw, issuer.token("ec1")).status_code == 200
+    finally:
+        gw.stop()
+
+
+def test_a_discovery_document_naming_another_issuer_is_refused(workdir):
+    make_signed_bundle(workdir)
+    i = Issuer()
+    i.add_key("rsa1", "RS256")
+    i.announced_issuer = "https://login.evil.example"
+    extra = f"""
+[auth.oidc]
+issuer = "{i.url}"
+audiences = ["cairn"]
+"""
+    gw = Gateway(workdir, base_config(workdir, extra=extra)).start()
+    try:
+        r = post(gw, i.token("rsa1"))
+        assert r.status_code in (401, 503), r.text
+        assert i.jwks_fetches == 0, "the key set of a mismatched issuer was never fetched"
+    finally:
+        gw.stop()
+        i.close()
+    log = gw.err.read_text()
+    assert "login.evil.example" in log, log[-2000:]

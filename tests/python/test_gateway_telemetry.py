@@ -213,3 +213,47 @@ def test_a_policy_opts_in_to_the_cache(workdir):
         assert text == c.chat.completions.create(model="claude-sonnet", messages=msg).choices[0].message.content
     finally:
         gw.stop()
+
+
+def test_spans_written_as_otlp_json_join_their_decisions_in_the_lake(workdir):
+    """The gateway's own spans, appended to a file as OTLP/JSON (the collector file exporter's
+    format) while also sent over OTLP/HTTP, ingested with its decision records: each span's
+    decision id joins the decision it belongs to."""
+    import duckdb
+
+    from conftest import run
+
+    make_signed_bundle(workdir)
+    with Receiver() as otlp:
+        # The file key goes into the config's one [telemetry] table.
+        cfg = config(workdir, otlp).replace("[telemetry]\n", f'[telemetry]\notlp_file = "{workdir / "spans.jsonl"}"\n', 1)
+        gw = Gateway(workdir, cfg).start()
+        c = OpenAI(base_url=gw.base_url, api_key=ALICE_KEY, max_retries=0)
+        ids = set()
+        for model in ["claude-sonnet", "claude-haiku"]:
+            raw = c.chat.completions.with_raw_response.create(
+                model=model, messages=[{"role": "user", "content": "hello cairns"}])
+            ids.add(raw.headers["x-cairn-decision-id"])
+        denied = httpx.post(f"{gw.url}/v1/chat/completions", headers={"authorization": f"Bearer {CI_KEY}"},
+                            json={"model": "claude-opus", "messages": [{"role": "user", "content": "x"}]})
+        ids.add(denied.headers["x-cairn-decision-id"])
+        otlp.wait_for(lambda s: len(roots(s)) >= 3)
+        gw.stop()
+    lines = (workdir / "spans.jsonl").read_text().splitlines()
+    assert lines and all("resourceSpans" in json.loads(x) for x in lines)
+    run(["ingest", "decisions", "records", "--pubkey", "keys/signing.pub", "--lake", "lake"], cwd=workdir)
+    s = json.loads(run(["ingest", "otel", "spans.jsonl", "--lake", "lake", "--format", "json"], cwd=workdir).stdout)
+    assert not any(x["quarantined"] for x in s["sources"]), s
+    con = duckdb.connect()
+    for t in ["decisions", "genai_spans"]:
+        con.execute(f"create view {t} as select * from read_parquet('{workdir}/lake/{t}/*/*.parquet', hive_partitioning=true)")
+    joined = con.execute("""
+        select d.id, d.decision, s.name, s.gen_ai_request_model, s.gen_ai_operation_name
+        from genai_spans s join decisions d on s.cairn_decision_id = d.id
+        where s.kind = 'SERVER'""").fetchall()
+    assert {r[0] for r in joined} == ids, joined
+    assert {r[1] for r in joined} == {"allow", "deny"}
+    assert all(r[2].startswith("chat ") and r[4] == "chat" for r in joined), joined
+    # Child spans share the request's trace and point at its root.
+    kinds = dict(con.execute("select kind, count(*) from genai_spans group by kind").fetchall())
+    assert kinds.get("CLIENT", 0) >= 2 and kinds.get("INTERNAL", 0) >= 3, kinds

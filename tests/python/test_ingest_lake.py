@@ -12,6 +12,7 @@ import time
 
 import duckdb
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pyarrow.fs as pafs
 import pytest
 
@@ -97,9 +98,10 @@ def test_every_user_identity_type_is_flattened(tmp_path):
     assert a["user_session_name"] == "cairn-alice"
     assert a["user_session_issuer_type"] == "Role"
     assert a["user_session_creation_date"].year == 2024  # ISO 8601 basic notation parsed
-    fed = by.get("federated-user")
-    if fed is not None:
-        assert fed["user_type"] == "FederatedUser"
+    fed = by["federated-user"]
+    assert fed["user_type"] == "FederatedUser"
+    assert ":federated-user/" in fed["user_arn"]
+    assert fed["user_session_issuer_type"] == variants["federated-user"]["userIdentity"]["sessionContext"]["sessionIssuer"]["type"]
     tags_row = rows[ct.assume_role_with_tags()["eventID"]]
     assert json.loads(tags_row["user_session_tags"]) == {"cairn-user": "alice", "cairn-team": "engineering"}
 
@@ -228,10 +230,12 @@ def test_otel_spans_with_every_encoding(tmp_path):
     broken = copy.deepcopy(line)
     del broken["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"]
     src = tmp_path / "spans.jsonl"
-    src.write_text(sample + json.dumps(variant) + "\n" + json.dumps(broken) + "\n{not json\n")
+    not_otlp = {"eventVersion": "1.08", "eventName": "InvokeModel"}  # a CloudTrail record fed to `ingest otel`
+    src.write_text(sample + json.dumps(variant) + "\n" + json.dumps(broken) + "\n{not json\n"
+                   + json.dumps(not_otlp) + "\n")
     _, s = ingest("otel", src, tmp_path, "--lake", "lake")
     q = s["sources"][0]["quarantined"]
-    assert q == {"missing_required_field": 1, "invalid_json": 1}
+    assert q == {"missing_required_field": 1, "invalid_json": 1, "wrong_shape": 1}
     df = dicts(duck(tmp_path / "lake", "genai_spans"))
     # Two sample spans and the variant; the other span of the variant line and of the broken
     # line repeat a sample span.
@@ -249,3 +253,39 @@ def test_otel_spans_with_every_encoding(tmp_path):
     assert first["service_name"] == "llm-gateway"
     assert first["duration_ns"] == 1_250_000_000
     assert json.loads(first["gen_ai_response_finish_reasons"]) == ["end_turn"]
+
+
+def test_compaction_merges_small_files_keeps_every_row_and_settles(tmp_path):
+    records = ct.bulk(900, seed=11, days=3)
+    # Three runs of 300 records: three files in each day's partition.
+    for i in range(3):
+        part = tmp_path / f"part{i}.json"
+        part.write_text(json.dumps({"Records": records[i * 300:(i + 1) * 300]}))
+        ingest("cloudtrail", part, tmp_path, "--lake", "lake")
+    files_before = sorted((tmp_path / "lake" / "cloudtrail").glob("date=*/*.parquet"))
+    days = {f.parent.name for f in files_before}
+    assert len(days) == 3 and len(files_before) == 9
+    before = duck(tmp_path / "lake", "cloudtrail", "select event_id, event_time, event_name from t order by event_id").fetchall()
+
+    out = run(["ingest", "compact", "--lake", "lake", "--table", "cloudtrail"], cwd=tmp_path).stdout
+    assert "3 partition(s) compacted, 9 file(s) -> 3, 900 rows" in out, out
+    files_after = sorted((tmp_path / "lake" / "cloudtrail").glob("date=*/*.parquet"))
+    assert len(files_after) == 3 and {f.parent.name for f in files_after} == days
+    after = duck(tmp_path / "lake", "cloudtrail", "select event_id, event_time, event_name from t order by event_id").fetchall()
+    assert after == before and len({r[0] for r in after}) == 900
+    # Rows stay sorted by time inside each file, and pyarrow reads the result too.
+    for f in files_after:
+        times = pq.read_table(f, columns=["event_time"]).column("event_time").to_pylist()
+        assert times == sorted(times)
+    assert ds.dataset(tmp_path / "lake" / "cloudtrail", format="parquet", partitioning="hive").count_rows() == 900
+
+    # Nothing left to do: a second run changes nothing.
+    out = run(["ingest", "compact", "--lake", "lake", "--table", "cloudtrail"], cwd=tmp_path).stdout
+    assert "0 partition(s) compacted" in out, out
+    assert sorted((tmp_path / "lake" / "cloudtrail").glob("date=*/*.parquet")) == files_after
+    # The same records from a source the manifest does not know: de-duplicated against the
+    # compacted files.
+    (tmp_path / "again.json").write_text((tmp_path / "part0.json").read_text())
+    _, s = ingest("cloudtrail", tmp_path / "again.json", tmp_path, "--lake", "lake")
+    assert sum(x["written"] for x in s["sources"]) == 0
+    assert sum(x["duplicates"] for x in s["sources"]) == 300

@@ -157,6 +157,10 @@ POSITIVES = {
     "instance_credentials_outside_aws": ["aws.credential-access.ec2-steal-instance-credentials.json"],
 }
 
+# Each positive sample file holds one event the detection names, except the stolen instance
+# credentials, used for GetCallerIdentity and DescribeInstances from the attacker's address.
+POSITIVE_HITS = {"instance_credentials_outside_aws": 2}
+
 
 def built_positives():
     """Positives the samples lack, re-issued from sample records."""
@@ -169,11 +173,30 @@ def built_positives():
     log = copy.deepcopy(bed)
     log.update({"eventID": str(uuid.uuid4()), "eventName": "DeleteModelInvocationLoggingConfiguration",
                 "requestParameters": None, "responseElements": None})
+    # A caller whose name merely contains the key owner's: a substring test would miss it.
+    key = next(r for r in recs if r["eventName"] == "CreateAccessKey")
+    near = copy.deepcopy(key)
+    near["eventID"] = str(uuid.uuid4())
+    near["userIdentity"].update({"arn": "arn:aws:iam::946986569305:user/admin-ops", "userName": "admin-ops"})
+    near["requestParameters"] = {"userName": "admin"}
+    near["responseElements"]["accessKey"]["userName"] = "admin"
     return {
         "root_account_use": [ct.identity_variants()["root"]],
         "guardduty_detector_deleted": [gd],
         "bedrock_invocation_logging_disabled": [log],
+        "access_key_for_another_user": [near],
     }
+
+
+def own_access_key():
+    """An IAM user creating a key for themself: not a detection."""
+    key = next(r for r in ct.sample_records() if r["eventName"] == "CreateAccessKey")
+    own = copy.deepcopy(key)
+    own["eventID"] = str(uuid.uuid4())
+    user = own["userIdentity"]["userName"]
+    own["requestParameters"] = {"userName": user}
+    own["responseElements"]["accessKey"]["userName"] = user
+    return own
 
 
 def detection_hits(d, lake_name):
@@ -192,6 +215,7 @@ def test_detections_fire_on_positives_and_stay_silent_on_clean_data(tmp_path):
     for f in ct.SAMPLES.glob("*.json"):
         if f.name not in positive_files:
             shutil.copy(f, clean / f.name)
+    (clean / "own-key.json").write_text(json.dumps(own_access_key()))
     run(["ingest", "cloudtrail", "clean", "--lake", "clean-lake"], cwd=tmp_path)
     hits = detection_hits(tmp_path, "clean-lake")
     assert set(hits) == names
@@ -205,7 +229,9 @@ def test_detections_fire_on_positives_and_stay_silent_on_clean_data(tmp_path):
             (src / "built.json").write_text(json.dumps(built[name]))
         run(["ingest", "cloudtrail", src.name, "--lake", f"lake-{name}"], cwd=tmp_path)
         hits = detection_hits(tmp_path, f"lake-{name}")
-        assert hits[name] >= 1, (name, hits)
+        # Exactly the planted events, and no other detection fires on them.
+        want = POSITIVE_HITS.get(name, len(POSITIVES.get(name, []))) + len(built.get(name, []))
+        assert hits[name] == want, (name, hits, want)
 
 
 def test_query_formats_errors_and_partition_pruning(lake):
@@ -334,3 +360,35 @@ def test_athena_engine_start_poll_page_against_moto(tmp_path):
         ids = athena.list_query_executions()["QueryExecutionIds"]
         q = athena.get_query_execution(QueryExecutionId=ids[0])["QueryExecution"]
         assert q["Query"].startswith("SELECT event_name") and q["QueryExecutionContext"]["Database"] == "cairn"
+
+
+def test_reports_run_on_athena_with_sql_trino_parses(tmp_path):
+    """`cairn report --engine athena` sends each report query (its Athena variant where the
+    dialects differ) to Athena; every statement it sent parses as Trino SQL."""
+    import boto3
+    import sqlglot
+    from servers import moto
+    with moto(tmp_path) as url:
+        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+               "AWS_ENDPOINT_URL": url, "AWS_EC2_METADATA_DISABLED": "true"}
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket="results")
+        names = ["access", "denials", "spend", "reconcile", "detections"]
+        for name in names:
+            r = run(["report", name, "--engine", "athena", "--workgroup", "primary", "--output", "s3://results/r/",
+                     "--format", "json", *PERIOD], cwd=tmp_path, env=env)
+            sections = json.loads(r.stdout)["reports"][0]["sections"]
+            assert sections, name
+        athena = boto3.client("athena", endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        ids = athena.list_query_executions()["QueryExecutionIds"]
+        sent = [athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Query"] for i in ids]
+    expected = sum(len(json.loads(run(["report", n, "--lake", str(tmp_path / "empty-lake"), "--format", "json", *PERIOD],
+                                      cwd=tmp_path).stdout)["reports"][0]["sections"]) for n in names)
+    assert len(sent) == expected, (len(sent), expected)
+    for sql in sent:
+        assert ":from" not in sql and ":to" not in sql, sql
+        sqlglot.parse_one(sql, read="trino")
+    # Where the dialects differ, Athena got its own spelling.
+    assert any("CROSS JOIN UNNEST" in sql for sql in sent)
+    assert not any("json_string_array" in sql for sql in sent)

@@ -166,6 +166,46 @@ impl Lake {
             })
     }
 
+    /// Removes staging files that a killed local write left behind (`<name>#<digits>`, which
+    /// object_store renames into place when a put completes). Readers that list the directory
+    /// themselves (pyarrow, DuckDB globs) would otherwise trip over them. Only files older than
+    /// ten minutes go, so a write still in flight elsewhere is not disturbed. Returns how many.
+    pub fn remove_stale_staging(&self, table: &str) -> usize {
+        let Some(root) = self.url.strip_prefix("file://") else {
+            return 0; // object stores other than the local one have no staging files
+        };
+        let stale = |m: &std::fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(600))
+        };
+        let staging = |name: &str| {
+            name.split_once('#').is_some_and(|(_, suffix)| {
+                !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
+            })
+        };
+        let mut removed = 0;
+        let Ok(partitions) = std::fs::read_dir(std::path::Path::new(root).join(table)) else {
+            return 0;
+        };
+        for dir in partitions.flatten() {
+            let Ok(files) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name();
+                if staging(&name.to_string_lossy())
+                    && f.metadata().is_ok_and(|m| m.is_file() && stale(&m))
+                    && std::fs::remove_file(f.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// The `date=` partitions of a table.
     pub async fn partitions(&self, table: &str) -> Result<Vec<String>, IngestError> {
         let mut dates: Vec<String> = self

@@ -150,6 +150,14 @@ impl TableWriter {
             .ok_or_else(|| IngestError::Input(format!("unknown table `{table}`")))?;
         let (key, time) = crate::schema::key_and_time(table)
             .ok_or_else(|| IngestError::Input(format!("unknown table `{table}`")))?;
+        let removed = lake.remove_stale_staging(table);
+        if removed > 0 {
+            tracing::info!(
+                table,
+                removed,
+                "removed staging files an interrupted run left"
+            );
+        }
         Ok(Self {
             lake,
             table: table.to_string(),

@@ -64,6 +64,11 @@ impl ApiKeys {
         Ok(Self { entries })
     }
 
+    /// Every configured key's principal (for checking a bundle against them).
+    pub fn principals(&self) -> Vec<Principal> {
+        self.entries.iter().map(|e| e.principal.clone()).collect()
+    }
+
     pub fn check(&self, key: &str) -> Option<Principal> {
         let presented: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let mut found = None;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -152,6 +152,15 @@ impl OidcVerifier {
             self.config.issuer.trim_end_matches('/')
         );
         let doc = self.get_json(&discovery).await?;
+        // OpenID Connect Discovery 1.0 §4.3: the document must name the issuer it was fetched
+        // for; anything else is someone else's key set.
+        let issuer = doc["issuer"].as_str().unwrap_or_default();
+        if issuer.trim_end_matches('/') != self.config.issuer.trim_end_matches('/') {
+            return Err(format!(
+                "{discovery} names issuer `{issuer}`, not the configured `{}`",
+                self.config.issuer
+            ));
+        }
         let url = doc["jwks_uri"]
             .as_str()
             .ok_or_else(|| format!("{discovery} has no `jwks_uri`"))?
@@ -168,6 +177,13 @@ impl OidcVerifier {
             serde_json::from_value(doc).map_err(|e| format!("{url}: not a JWKS: {e}"))?;
         let mut keys = KeySet::default();
         for jwk in &set.keys {
+            // Encryption keys never verify signatures.
+            if matches!(
+                jwk.common.public_key_use,
+                Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+            ) {
+                continue;
+            }
             let Some(alg) = key_algorithm(jwk) else {
                 continue;
             };

@@ -9,6 +9,7 @@ use arc_swap::ArcSwapOption;
 use ed25519_dalek::VerifyingKey;
 use policy_engine::PolicyEngine;
 
+use crate::authn::Principal;
 use crate::catalogue::Catalogue;
 use crate::telemetry::Metrics;
 
@@ -19,6 +20,8 @@ pub struct PolicyState {
     catalogue: Catalogue,
     probe_context: serde_json::Value,
     principal_type: String,
+    /// The API keys' principals: static, so a bundle is checked against each of them.
+    probe_principals: Vec<Principal>,
     metrics: Arc<Metrics>,
     reload_lock: std::sync::Mutex<()>,
 }
@@ -30,6 +33,7 @@ impl PolicyState {
         catalogue: Catalogue,
         probe_context: serde_json::Value,
         principal_type: String,
+        probe_principals: Vec<Principal>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -39,6 +43,7 @@ impl PolicyState {
             catalogue,
             probe_context,
             principal_type,
+            probe_principals,
             metrics,
             reload_lock: std::sync::Mutex::new(()),
         }
@@ -113,6 +118,27 @@ impl PolicyState {
                     m.id
                 )
             })?;
+            // Each API key's principal, its groups and attributes, decided as a request would
+            // be: a bundle that would answer those callers 503 is not loaded.
+            for p in &self.probe_principals {
+                super::decide(
+                    engine,
+                    p,
+                    super::INVOKE_MODEL,
+                    "Model",
+                    &m.id,
+                    &m.attrs,
+                    &self.probe_context,
+                )
+                .map_err(|e| {
+                    format!(
+                        "the bundle's schema does not fit API key `{}` ({}) for model `{}`: {e}",
+                        p.auth.subject,
+                        p.uid(),
+                        m.id
+                    )
+                })?;
+            }
         }
         Ok(())
     }

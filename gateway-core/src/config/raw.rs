@@ -397,7 +397,11 @@ pub struct BedrockConfig {
     pub region: String,
     /// Bedrock Runtime endpoint, e.g. a PrivateLink VPC endpoint
     /// `https://vpce-0123-abcd.bedrock-runtime.us-east-1.vpce.amazonaws.com`; empty: the public one.
+    /// Used for every Region not in `endpoint_urls`.
     pub endpoint_url: String,
+    /// Region -> Bedrock Runtime endpoint, for models in several Regions: a VPC endpoint serves
+    /// its own Region only, so each Region names its own.
+    pub endpoint_urls: BTreeMap<String, String>,
     pub timeout_ms: u64,
     /// Calls carry the end user's identity through STS AssumeRole (empty role: the gateway's
     /// own credentials).
@@ -411,6 +415,7 @@ impl Default for BedrockConfig {
         Self {
             region: "us-east-1".into(),
             endpoint_url: String::new(),
+            endpoint_urls: BTreeMap::new(),
             timeout_ms: 120_000,
             identity: IdentityConfig::default(),
             guardrails_by_classification: BTreeMap::new(),

@@ -186,18 +186,36 @@ pub fn decimal_usd(micro: i64) -> String {
     format!("{sign}{}.{:04}", abs / 10_000, abs % 10_000)
 }
 
-/// Prompt tokens to reserve: the larger of the word count and characters / 4, so the estimate
-/// errs high for real tokenizers and matches the mock provider exactly.
+/// Tokens in a text, erring high for real tokenizers: ASCII at four bytes a token, anything
+/// else at two tokens a character (CJK, emoji), and never fewer than its words.
+fn estimate_text_tokens(t: &str) -> u64 {
+    let non_ascii = t.chars().filter(|c| !c.is_ascii()).count() as u64;
+    let ascii_bytes = t.bytes().filter(u8::is_ascii).count() as u64;
+    crate::providers::mock::count_tokens(t).max(ascii_bytes.div_ceil(4) + 2 * non_ascii)
+}
+
+/// Prompt tokens to reserve, erring high for real tokenizers (and exact for the mock provider):
+/// per message the larger of its word count and a byte count that takes ASCII at four bytes a
+/// token and anything else at two tokens a character (CJK, emoji), plus what the message
+/// carries besides text (tool calls, tool results' ids) and the tool definitions, which are
+/// sent as prompt too.
 fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
-    request
+    let text_tokens = estimate_text_tokens;
+    let json_tokens = |v: &serde_json::Value| text_tokens(&v.to_string());
+    let messages: u64 = request
         .messages
         .iter()
         .map(|m| {
-            let t = m.text();
-            crate::providers::mock::count_tokens(&t).max(t.len().div_ceil(4) as u64)
+            let extra = if m.extra.is_empty() {
+                0
+            } else {
+                json_tokens(&serde_json::Value::Object(m.extra.clone()))
+            };
+            text_tokens(&m.text()) + extra
         })
-        .sum::<u64>()
-        .max(1)
+        .sum();
+    let tools: u64 = request.tools.iter().flatten().map(json_tokens).sum();
+    (messages + tools).max(1)
 }
 
 /// Counts findings in metrics, by detector and the action taken.
@@ -316,8 +334,16 @@ pub async fn chat_completions(
     let limit = state.config.raw.server.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
-            return refuse(&state, &scope, record, GatewayError::BodyTooLarge { limit }).await;
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let e = if too_large {
+                GatewayError::BodyTooLarge { limit }
+            } else {
+                // A client that went away mid-body, or a broken chunked encoding.
+                GatewayError::BodyUnreadable(e.to_string())
+            };
+            return refuse(&state, &scope, record, e).await;
         }
     };
     let mut request: ChatRequest = match serde_json::from_slice(&bytes) {
@@ -371,13 +397,23 @@ pub async fn chat_completions(
             // The cap is what makes the reservation an upper bound of the spend.
             request.max_tokens = Some(state.limiter.default_output_tokens());
         }
+        let prompt = estimate_prompt_tokens(&request);
         let estimate = Usage {
-            input_tokens: estimate_prompt_tokens(&request),
+            input_tokens: prompt,
             output_tokens: request.max_output_tokens().unwrap_or(0),
             ..Usage::default()
         };
         let tokens = (estimate.input_tokens + estimate.output_tokens) as i64;
-        let micro_usd = model.cost_micro_usd(&estimate);
+        // Priced as if every prompt token were written to the provider's cache, when that
+        // costs more than plain input: the reservation is an upper bound of the charge.
+        let priced = Usage {
+            input_tokens: 0,
+            cache_write_tokens: prompt,
+            ..estimate
+        };
+        let micro_usd = model
+            .cost_micro_usd(&estimate)
+            .max(model.cost_micro_usd(&priced));
         let c = scope.begin();
         match state
             .limiter

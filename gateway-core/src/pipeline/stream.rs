@@ -22,7 +22,6 @@ use crate::clock;
 use crate::decision_log::Usage;
 use crate::guardrails::{StreamGuard, Verdict};
 use crate::openai;
-use crate::providers::mock::count_tokens;
 use crate::providers::{EventStream, StreamEvent};
 use crate::server::AppState;
 
@@ -50,6 +49,8 @@ struct StreamOutcome {
     error: Option<String>,
     /// A provider-side guardrail's assessment of the output.
     provider_guardrail: Option<serde_json::Value>,
+    /// The client went away before the end: not the provider's failure.
+    client_gone: bool,
     done: bool,
 }
 
@@ -62,17 +63,12 @@ impl StreamOutcome {
         let state = self.state.clone();
         let (usage, estimated) = match self.usage {
             Some(u) => (u, false),
+            // No usage from the provider (the stream broke, or was stopped): charge what it
+            // was sent and what it produced, estimated as the reservation estimates.
             None => (
                 Usage {
-                    input_tokens: self
-                        .allowed
-                        .request
-                        .messages
-                        .iter()
-                        .map(|m| count_tokens(&m.text()))
-                        .sum::<u64>()
-                        .max(1),
-                    output_tokens: count_tokens(&self.received),
+                    input_tokens: super::estimate_prompt_tokens(&self.allowed.request),
+                    output_tokens: super::estimate_text_tokens(&self.received),
                     ..Default::default()
                 },
                 true,
@@ -89,7 +85,12 @@ impl StreamOutcome {
             provider_error,
         );
         let cost = deployment.cost_usd(&usage);
-        let status = if self.error.is_some() { 502 } else { 200 };
+        // 499, as proxies log a client that closed the request; 502 for a provider failure.
+        let status = match (&self.error, self.client_gone) {
+            (None, _) => 200,
+            (Some(_), true) => 499,
+            (Some(_), false) => 502,
+        };
         let mut rec = outcome(&self.allowed, status);
         if let Some(r) = self.allowed.routing_json() {
             extra(&mut rec, "routing", r);
@@ -146,7 +147,13 @@ impl StreamOutcome {
         end.usage = Some(usage);
         end.finish_reason = self.finish.clone();
         end.cost_usd = Some(cost);
-        end.error_type = self.error.as_ref().map(|_| "stream_error".to_string());
+        end.error_type = self.error.as_ref().map(|_| {
+            if self.client_gone {
+                "client_disconnected".to_string()
+            } else {
+                "stream_error".to_string()
+            }
+        });
         if state.exporter.as_ref().is_some_and(|e| e.capture_content) {
             end.output_messages = serde_json::to_string(&json!([{
                 "role": "assistant", "content": self.sent, "finish_reason": self.finish,
@@ -230,6 +237,7 @@ impl Drop for StreamOutcome {
         if !self.done {
             if self.error.is_none() && self.finish.is_none() {
                 self.error = Some("client disconnected".into());
+                self.client_gone = true;
             }
             self.settle();
         }
@@ -332,6 +340,7 @@ pub fn respond(
         finish: None,
         error: None,
         provider_guardrail: None,
+        client_gone: false,
         done: false,
     };
     let start = Streaming {

@@ -82,6 +82,14 @@ impl ProviderError {
                 status: 401 | 403, ..
             } => (StatusCode::FORBIDDEN, "permission_error"),
             Self::Status { status: 404, .. } => (StatusCode::NOT_FOUND, "invalid_request_error"),
+            Self::Status { status: 413, .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error")
+            }
+            Self::Status { status: 408, .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            // The upstream found the request itself wrong (405, 409, 415, 422, ...).
+            Self::Status {
+                status: 402..=499, ..
+            } => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             Self::Status { .. } => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Self::Transport(_) | Self::Protocol(_) => (StatusCode::BAD_GATEWAY, "api_error"),

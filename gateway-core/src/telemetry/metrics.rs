@@ -305,6 +305,19 @@ impl Metrics {
                 kind: "output".into(),
             })
             .inc_by(usage.output_tokens);
+        for (kind, n) in [
+            ("cache_read", usage.cache_read_tokens),
+            ("cache_write", usage.cache_write_tokens),
+        ] {
+            if n > 0 {
+                self.tokens
+                    .get_or_create(&TokenLabels {
+                        model: model.into(),
+                        kind: kind.into(),
+                    })
+                    .inc_by(n);
+            }
+        }
         self.spend_micro_usd
             .get_or_create(&ModelLabels {
                 model: model.into(),

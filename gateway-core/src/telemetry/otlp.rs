@@ -1,4 +1,5 @@
-//! OpenTelemetry spans over OTLP/HTTP (protobuf), batched off the hot path. A request's spans
+//! OpenTelemetry spans over OTLP/HTTP (protobuf) and/or appended to a file as OTLP/JSON, batched
+//! off the hot path. A request's spans
 //! are built after it finishes, from the stage timings it recorded, with the trace id and span
 //! id the gateway already returned in `traceparent`; a background task sends them in batches.
 //! When the queue is full, spans are dropped and counted rather than slowing requests.
@@ -26,6 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 pub struct TelemetryConfig {
     /// OTLP/HTTP endpoint (spans go to `<endpoint>/v1/traces`); empty disables export.
     pub otlp_endpoint: String,
+    /// A file that spans are appended to as OTLP/JSON, one `TracesData` object a line (the
+    /// OpenTelemetry Collector file exporter's format, which `cairn ingest otel` reads); empty:
+    /// no file. Works alone or beside `otlp_endpoint`.
+    pub otlp_file: String,
     pub service_name: String,
     /// Put prompt and completion text into spans (`gen_ai.input.messages`, ...). Off by default.
     pub capture_content: bool,
@@ -39,6 +44,7 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
             otlp_endpoint: String::new(),
+            otlp_file: String::new(),
             service_name: "cairn-gateway".into(),
             capture_content: false,
             batch_size: 512,
@@ -180,11 +186,63 @@ pub struct Exporter {
 }
 
 struct Batcher {
-    client: reqwest::Client,
-    url: String,
+    /// The OTLP/HTTP client and `<endpoint>/v1/traces`, when an endpoint is configured.
+    http: Option<(reqwest::Client, String)>,
+    /// The OTLP/JSON file, when one is configured.
+    file: Option<std::path::PathBuf>,
     service: String,
     exported: Counter,
     dropped: Counter,
+}
+
+/// An attribute value in OTLP/JSON: 64-bit integers as strings, as the encoding specifies.
+fn any_json(a: &Attr) -> serde_json::Value {
+    use serde_json::json;
+    match a {
+        Attr::Str(s) => json!({ "stringValue": s }),
+        Attr::Int(i) => json!({ "intValue": i.to_string() }),
+        Attr::Float(f) => json!({ "doubleValue": f }),
+        Attr::Bool(b) => json!({ "boolValue": b }),
+        Attr::Strs(v) => json!({ "arrayValue": { "values":
+            v.iter().map(|s| json!({ "stringValue": s })).collect::<Vec<_>>() } }),
+    }
+}
+
+/// One `TracesData` in the OTLP/JSON encoding (ids as hex, times as decimal strings).
+fn traces_json(service: &str, spans: &[SpanRecord]) -> serde_json::Value {
+    use serde_json::json;
+    let spans: Vec<serde_json::Value> = spans
+        .iter()
+        .map(|s| {
+            let mut span = json!({
+                "traceId": s.trace_id,
+                "spanId": s.span_id,
+                "name": s.name,
+                "kind": s.kind as i32,
+                "startTimeUnixNano": nanos(s.start).to_string(),
+                "endTimeUnixNano": nanos(s.end).to_string(),
+                "attributes": s.attrs.iter()
+                    .map(|(k, v)| json!({ "key": k, "value": any_json(v) }))
+                    .collect::<Vec<_>>(),
+                "status": match &s.error {
+                    Some(m) => json!({ "code": status::StatusCode::Error as i32, "message": m }),
+                    None => json!({}),
+                },
+            });
+            if let (Some(p), Some(obj)) = (&s.parent_span_id, span.as_object_mut()) {
+                obj.insert("parentSpanId".into(), json!(p));
+            }
+            span
+        })
+        .collect();
+    json!({ "resourceSpans": [{
+        "resource": { "attributes": [
+            { "key": "service.name", "value": { "stringValue": service } } ] },
+        "scopeSpans": [{
+            "scope": { "name": "cairn", "version": env!("CARGO_PKG_VERSION") },
+            "spans": spans,
+        }],
+    }] })
 }
 
 impl Batcher {
@@ -193,6 +251,36 @@ impl Batcher {
             return;
         }
         let n = spans.len() as u64;
+        if let Some(path) = &self.file {
+            let mut line = traces_json(&self.service, &spans).to_string();
+            line.push('\n');
+            // One write of a whole line, so a reader never sees half a batch.
+            let written = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await;
+            let result = match written {
+                Ok(mut f) => {
+                    use tokio::io::AsyncWriteExt as _;
+                    f.write_all(line.as_bytes()).await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) if self.http.is_none() => {
+                    self.exported.inc_by(n);
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    self.dropped.inc_by(n);
+                    tracing::warn!(error = %e, file = %path.display(), "cannot append spans to the OTLP file");
+                }
+            }
+        }
+        let Some((client, url)) = &self.http else {
+            return;
+        };
         let body = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
@@ -216,9 +304,8 @@ impl Batcher {
             }],
         }
         .encode_to_vec();
-        let sent = self
-            .client
-            .post(&self.url)
+        let sent = client
+            .post(url)
             .header("content-type", "application/x-protobuf")
             .body(body)
             .send()
@@ -242,18 +329,28 @@ impl Batcher {
 impl Exporter {
     /// Starts the batching task. `None` when no endpoint is configured.
     pub fn start(config: &TelemetryConfig, exported: Counter, dropped: Counter) -> Option<Self> {
-        if config.otlp_endpoint.is_empty() {
+        if config.otlp_endpoint.is_empty() && config.otlp_file.is_empty() {
             return None;
         }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| tracing::error!(error = %e, "cannot build the OTLP client; spans are off"))
-            .ok()?;
+        let http = if config.otlp_endpoint.is_empty() {
+            None
+        } else {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(
+                    |e| tracing::error!(error = %e, "cannot build the OTLP client; spans are off"),
+                )
+                .ok()?;
+            Some((
+                client,
+                format!("{}/v1/traces", config.otlp_endpoint.trim_end_matches('/')),
+            ))
+        };
         let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
         let batcher = Batcher {
-            client,
-            url: format!("{}/v1/traces", config.otlp_endpoint.trim_end_matches('/')),
+            http,
+            file: (!config.otlp_file.is_empty()).then(|| config.otlp_file.clone().into()),
             service: config.service_name.clone(),
             exported,
             dropped: dropped.clone(),

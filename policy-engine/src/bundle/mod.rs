@@ -535,9 +535,66 @@ fn describe_offset(members: &[(String, Vec<u8>)], offset: usize) -> String {
     "after the last member".into()
 }
 
+/// Walks the archive's 512-byte headers to say which member a tar error is about: a header
+/// whose checksum does not match (a flipped byte), or data cut short (truncation).
+fn locate_tar_fault(bytes: &[u8]) -> Option<String> {
+    let octal = |field: &[u8]| -> Option<u64> {
+        let text = std::str::from_utf8(field).ok()?;
+        let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
+        u64::from_str_radix(text, 8).ok()
+    };
+    let mut pos = 0usize;
+    let mut last = None;
+    while pos + 512 <= bytes.len() {
+        let header = &bytes[pos..pos + 512];
+        if header.iter().all(|b| *b == 0) {
+            return None;
+        }
+        let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
+        let name = String::from_utf8_lossy(&header[..name_end]).into_owned();
+        let sum: u64 = header
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(*b)
+                }
+            })
+            .sum();
+        if octal(&header[148..156]) != Some(sum) {
+            return Some(format!(
+                "the tar header of `{name}` (at byte {pos}) was altered: its checksum does not match"
+            ));
+        }
+        let size = octal(&header[124..136])?;
+        let end = pos as u64 + 512 + size.div_ceil(512) * 512;
+        if end > bytes.len() as u64 {
+            return Some(format!(
+                "member `{name}` is cut short: the bundle is truncated at byte {}",
+                bytes.len()
+            ));
+        }
+        last = Some(name);
+        pos = usize::try_from(end).ok()?;
+    }
+    // No end-of-archive block: cut short.
+    Some(match last {
+        Some(name) => format!(
+            "the bundle is truncated after member `{name}` (at byte {})",
+            bytes.len()
+        ),
+        None => format!("the bundle is truncated at byte {}", bytes.len()),
+    })
+}
+
 fn unpack(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, BundleError> {
     let corrupt = |e: std::io::Error| BundleError::Corrupt {
-        reason: e.to_string(),
+        reason: match locate_tar_fault(bytes) {
+            Some(place) => format!("{place} ({e})"),
+            None => e.to_string(),
+        },
     };
     let mut archive = tar::Archive::new(bytes);
     let mut out = Vec::new();

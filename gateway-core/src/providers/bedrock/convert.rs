@@ -231,7 +231,15 @@ fn tool_config(request: &ChatRequest) -> Result<Option<ToolConfiguration>, Provi
     let Some(tools) = &request.tools else {
         return Ok(None);
     };
-    if tools.is_empty() || request.tool_choice.as_ref().and_then(Value::as_str) == Some("none") {
+    // Converse has no "none" choice: leaving the tools out says it. But a conversation that
+    // already holds tool calls or results needs the tool configuration, or Converse refuses it
+    // (400); then the tools stay and the model chooses (`auto`).
+    let none = request.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
+    let history_uses_tools = request
+        .messages
+        .iter()
+        .any(|m| m.role == "tool" || m.extra.contains_key("tool_calls"));
+    if tools.is_empty() || (none && !history_uses_tools) {
         return Ok(None);
     }
     let specs = tools
@@ -447,6 +455,23 @@ mod tests {
         assert_eq!(c.inference.stop_sequences(), ["END"]);
         let tools = c.tools.unwrap();
         assert!(matches!(tools.tool_choice(), Some(ToolChoice::Any(_))));
+    }
+
+    #[test]
+    fn tool_choice_none_keeps_tools_only_when_the_conversation_used_them() {
+        let tools = json!([{"type": "function", "function": {"name": "weather"}}]);
+        let fresh = req(json!({"model": "m", "tool_choice": "none", "tools": tools,
+            "messages": [{"role": "user", "content": "hi"}]}));
+        assert!(converse_input(&fresh).unwrap().tools.is_none());
+        let used = req(json!({"model": "m", "tool_choice": "none", "tools": tools,
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "t1", "type": "function",
+                    "function": {"name": "weather", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "t1", "content": "sunny"}]}));
+        let config = converse_input(&used).unwrap().tools.unwrap();
+        assert_eq!(config.tools().len(), 1);
+        assert!(config.tool_choice().is_none(), "the model chooses");
     }
 
     #[test]

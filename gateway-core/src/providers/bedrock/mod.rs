@@ -262,8 +262,13 @@ impl BedrockProvider {
                             .operation_timeout(Duration::from_millis(c.timeout_ms))
                             .build(),
                     );
-                if !c.endpoint_url.is_empty() {
-                    b = b.endpoint_url(&c.endpoint_url);
+                let endpoint = c
+                    .endpoint_urls
+                    .get(region)
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or(&c.endpoint_url);
+                if !endpoint.is_empty() {
+                    b = b.endpoint_url(endpoint);
                 }
                 if self.inner.identity.is_some() {
                     // Credentials come with each call; nothing to cache per client.
