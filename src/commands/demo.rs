@@ -107,7 +107,8 @@ pub fn run(args: &DemoArgs) -> CliResult {
         schema: None,
     };
     let verified =
-        match super::policy::build_bundle(&paths, None, &private, &bundle_path, None, None)? {
+        match super::policy::build_bundle(&paths, None, &private, &bundle_path, None, None, false)?
+        {
             Ok(v) => v,
             Err(o) => return Ok(o),
         };

@@ -409,6 +409,7 @@ pub fn build_bundle(
     out: &Path,
     version: Option<&str>,
     created: Option<&str>,
+    explain_time: bool,
 ) -> Result<Result<bundle::VerifiedBundle, Outcome>, CliError> {
     // Exactly what `cairn policy validate` checks (the shared entity files included) must pass
     // before anything is signed.
@@ -444,7 +445,7 @@ pub fn build_bundle(
     let key = keys::load_signing_key(key_path)?;
     let mut inputs: Vec<PathBuf> = sources.policies.clone();
     inputs.extend(sources.schema.clone());
-    let meta = source_meta(&sources.root, version, created, &inputs)?;
+    let meta = source_meta(&sources.root, version, created, &inputs, explain_time)?;
     let bytes = bundle::create(&loaded, Some(&run), &meta, &key).map_err(CliError::failed)?;
     write_atomically(out, &bytes)?;
     let verified = bundle::verify(&bytes, &key.verifying_key()).map_err(CliError::failed)?;
@@ -459,6 +460,7 @@ fn bundle_cmd(args: &BundleArgs) -> CliResult {
         &args.out,
         args.bundle_version.as_deref(),
         args.created.as_deref(),
+        true,
     )? {
         Ok(v) => v,
         Err(o) => return Ok(o),
@@ -554,6 +556,7 @@ fn source_meta(
     version: Option<&str>,
     created: Option<&str>,
     inputs: &[PathBuf],
+    explain_time: bool,
 ) -> Result<BundleMeta, CliError> {
     let commit = git(root, &["rev-parse", "HEAD"]).filter(|c| !c.is_empty());
     let dirty = git(root, &["status", "--porcelain", "--", "."]).is_some_and(|s| !s.is_empty());
@@ -584,11 +587,13 @@ fn source_meta(
     {
         Utc.timestamp_opt(ts, 0).single().unwrap_or_default()
     } else {
-        eprintln!(
-            "note: the bundle's creation time is the newest input file's modification time; a copy \
+        if explain_time {
+            eprintln!(
+                "note: the bundle's creation time is the newest input file's modification time; a copy \
              of these files made later packs a different bundle. For reproducible bundles pass \
              --created or set SOURCE_DATE_EPOCH (or pack from a clean git checkout)."
-        );
+            );
+        }
         let newest = inputs
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok()?.modified().ok())
