@@ -11,6 +11,7 @@ class CaptureUpstream(BackgroundServer):
 
     def __init__(self, answer="captured answer"):
         self.requests = []
+        self.headers = []  # the headers of each request, lower-cased names
         self.answer = answer
         self.tool_call_args = None
         upstream = self
@@ -21,6 +22,7 @@ class CaptureUpstream(BackgroundServer):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 upstream.requests.append(body)
+                upstream.headers.append({k.lower(): v for k, v in self.headers.items()})
                 usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
                 pieces = upstream.tool_call_args
                 if pieces is not None:

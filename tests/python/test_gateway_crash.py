@@ -117,3 +117,46 @@ def test_unwritable_record_directory_serves_nothing(workdir):
             gw.stop()
     records = list((workdir / "not-a-directory" / "records").glob("segment-*.jsonl"))
     assert records and decision_id in "".join(p.read_text() for p in records)
+
+
+def test_traceparent_reaches_the_upstream_and_sigterm_drains_in_flight_requests(workdir):
+    """The caller's trace continues to the provider; on SIGTERM a request in flight still gets
+    its answer, its decision and outcome records are written, and the segment is sealed."""
+    make_signed_bundle(workdir)
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with CaptureUpstream() as up:
+        slow = """
+[providers.mock]
+latency_ms = 1500
+
+[[models]]
+id = "claude-haiku"
+provider = "mock"
+region = "us-east-1"
+max_data_level = 1
+cost_tier = "low"
+"""
+        gw = Gateway(workdir, base_config(workdir, CAPTURED_MODEL.format(url=up.base_url) + slow)).start()
+        r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(model="captured"),
+                       headers={"authorization": f"Bearer {ALICE_KEY}",
+                                "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+        assert r.status_code == 200
+        sent = up.headers[-1]["traceparent"]
+        assert sent.startswith(f"00-{trace}-") and sent.split("-")[2] != "00f067aa0ba902b7"
+
+        answers = []
+        t = threading.Thread(target=lambda: answers.append(httpx.post(
+            f"{gw.base_url}/chat/completions", json=chat_body(model="claude-haiku"),
+            headers={"authorization": f"Bearer {ALICE_KEY}"}, timeout=30)))
+        t.start()
+        time.sleep(0.5)  # the mock answers after 1.5 s: the request is in flight
+        code = gw.stop()
+        t.join()
+    assert code == 0
+    assert answers and answers[0].status_code == 200, answers
+    decision_id = answers[0].headers["x-cairn-decision-id"]
+    recs = gw.records()
+    assert any(x["kind"] == "decision" and x["id"] == decision_id for x in recs)
+    assert any(x["kind"] == "outcome" and x.get("decision_id") == decision_id and x["status"] == 200 for x in recs)
+    assert recs[-1]["kind"] == "seal"
+    run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--require-sealed"], cwd=workdir)
