@@ -26,6 +26,8 @@ use crate::{cloudtrail, otel};
 const DAY_MS: i64 = 86_400_000;
 /// Rows a worker collects before handing them to the writer.
 const CHUNK_ROWS: usize = 16_384;
+/// Rows a day's column builders have room for before they grow.
+const START_ROWS: usize = 256;
 /// Raw bytes kept of a quarantined record.
 pub const MAX_QUARANTINE_RAW: usize = 64 * 1024;
 
@@ -143,7 +145,9 @@ impl Kind for CloudTrail {
     type Cols = CloudTrailColumns;
     const TABLE: &'static str = "cloudtrail";
     fn cols() -> Self::Cols {
-        CloudTrailColumns::new(CHUNK_ROWS)
+        // Small to start and grown as rows come: a source's day often holds a few hundred rows,
+        // and a builder's unused capacity would stay allocated in every batch it finishes.
+        CloudTrailColumns::new(START_ROWS)
     }
     fn len(c: &Self::Cols) -> usize {
         c.len()

@@ -6,10 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{
-    concat_batches, filter_record_batch, sort_to_indices, take_record_batch,
-};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{ArrayRef, UInt32Array};
+use datafusion::arrow::compute::{concat, filter_record_batch, take};
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -24,7 +23,7 @@ pub const ROW_GROUP_ROWS: usize = 131_072;
 /// A partition is written once it holds this many rows.
 pub const FLUSH_ROWS: usize = 131_072;
 /// All partitions together hold at most this many rows; above it the largest is written.
-pub const MAX_BUFFERED_ROWS: usize = 262_144;
+pub const MAX_BUFFERED_ROWS: usize = 131_072;
 
 /// A 128-bit fingerprint of a key: collisions are negligible where a 64-bit one would not be.
 fn fingerprint(key: &[KeyPart<'_>]) -> u128 {
@@ -106,13 +105,42 @@ pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, In
     w.into_inner().map_err(IngestError::parquet)
 }
 
-/// Sorts a batch by a time column (stable, so input order breaks ties).
-pub fn sort_by(batch: &RecordBatch, column: &str) -> Result<RecordBatch, IngestError> {
-    let Some(col) = batch.column_by_name(column) else {
-        return Ok(batch.clone());
-    };
-    let idx = sort_to_indices(col, None, None).map_err(IngestError::arrow)?;
-    take_record_batch(batch, &idx).map_err(IngestError::arrow)
+/// Encodes `batches` as one Parquet file with their rows sorted by the `time` column (stable:
+/// input order breaks ties). Sorted one column at a time, each column's input released as soon
+/// as its sorted copy exists, so a partition is held about once, not three times (input,
+/// concatenation, sorted copy).
+pub fn encode_sorted(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    time: &str,
+) -> Result<Vec<u8>, IngestError> {
+    let mut order: Vec<(i64, u32)> = Vec::new();
+    for batch in &batches {
+        let times = batch
+            .column_by_name(time)
+            .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>());
+        for r in 0..batch.num_rows() {
+            let t = times.map_or(0, |t| if t.is_null(r) { i64::MIN } else { t.value(r) });
+            order.push((t, order.len() as u32));
+        }
+    }
+    order.sort_by_key(|(t, _)| *t);
+    let indices = UInt32Array::from_iter_values(order.into_iter().map(|(_, i)| i));
+    let mut by_column: Vec<Vec<ArrayRef>> = (0..schema.fields().len())
+        .map(|c| batches.iter().map(|b| b.column(c).clone()).collect())
+        .collect();
+    drop(batches);
+    let mut sorted = Vec::with_capacity(by_column.len());
+    for parts in &mut by_column {
+        let parts = std::mem::take(parts);
+        let refs: Vec<&dyn Array> = parts.iter().map(AsRef::as_ref).collect();
+        let all = concat(&refs).map_err(IngestError::arrow)?;
+        drop(refs);
+        drop(parts);
+        sorted.push(take(&all, &indices, None).map_err(IngestError::arrow)?);
+    }
+    let batch = RecordBatch::try_new(schema.clone(), sorted).map_err(IngestError::arrow)?;
+    encode(schema, &[batch])
 }
 
 #[derive(Default)]
@@ -270,7 +298,7 @@ impl TableWriter {
             if p.rows >= self.flush_rows {
                 self.flush(date)?;
             }
-            while self.buffered > MAX_BUFFERED_ROWS.max(self.flush_rows * 2) {
+            while self.buffered > MAX_BUFFERED_ROWS.max(self.flush_rows) {
                 let Some(largest) = self
                     .partitions
                     .iter()
@@ -295,11 +323,7 @@ impl TableWriter {
         }
         self.buffered -= p.rows;
         let rows = p.rows;
-        let all = concat_batches(&self.schema, &p.batches).map_err(IngestError::arrow)?;
-        drop(p);
-        let sorted = sort_by(&all, self.time)?;
-        drop(all);
-        let bytes = encode(&self.schema, &[sorted])?;
+        let bytes = encode_sorted(&self.schema, p.batches, self.time)?;
         let path = self
             .lake
             .partition(&self.table, date)
