@@ -58,13 +58,10 @@ fn main() -> ExitCode {
     code.into()
 }
 
-/// Whether the command line names `cairn policy authorize` (the first two words that are not
-/// flags).
+/// Whether the command line names `cairn policy authorize` (the two words in a row, wherever
+/// global flags put them).
 fn invoked_authorize() -> bool {
-    let words: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .take(2)
-        .collect();
-    words == ["policy", "authorize"]
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.windows(2)
+        .any(|w| w[0] == "policy" && w[1] == "authorize")
 }

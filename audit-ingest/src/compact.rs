@@ -5,7 +5,10 @@
 //! nothing to do. The merged file is written before the files it replaces are deleted, so no
 //! row is ever absent; a reader scanning during that moment may see a row twice.
 
-use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::array::new_null_array;
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
@@ -60,6 +63,24 @@ pub struct CompactSummary {
     pub rows: usize,
 }
 
+/// A batch read from a file written under an earlier version of the table, laid out as the
+/// table is now: columns matched by name, a column the file lacks filled with nulls.
+fn fit(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => cast(c, f.data_type()),
+            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
 pub fn compact(
     lake: &Lake,
     table: &str,
@@ -94,6 +115,7 @@ pub fn compact(
                 .build()
                 .map_err(IngestError::parquet)?;
             let batches: Vec<RecordBatch> = reader
+                .map(|b| b.and_then(|b| fit(&b, &schema)))
                 .collect::<Result<_, _>>()
                 .map_err(IngestError::arrow)?;
             let batch = concat_batches(&schema, &batches).map_err(IngestError::arrow)?;
@@ -106,4 +128,48 @@ pub fn compact(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn files_of_an_earlier_layout_fit_the_table() {
+        // A file written before `reason` was added, with its columns in another order.
+        let old = Arc::new(Schema::new(vec![
+            Field::new("seq", DataType::Int64, true),
+            Field::new("id", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            old,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec!["a", "b"])),
+            ],
+        )
+        .unwrap();
+        let now: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("seq", DataType::Int64, true),
+            Field::new("reason", DataType::Utf8, true),
+        ]));
+        let fitted = fit(&batch, &now).unwrap();
+        assert_eq!(fitted.schema(), now);
+        assert_eq!(fitted.column(2).null_count(), 2);
+        assert_eq!(
+            fitted
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(1),
+            "b"
+        );
+    }
 }

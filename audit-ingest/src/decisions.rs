@@ -214,11 +214,21 @@ pub fn run(
     let count = objects.len();
     opts.progress
         .start(count, objects.iter().map(|o| o.size).sum());
+    // After a segment that could not be read, the chain cannot be checked across the gap: the
+    // later segments wait for the next run, which reads them in order.
+    let mut stopped_at: Option<String> = None;
     for (i, obj) in objects.iter().enumerate() {
         let mut s = SourceSummary {
             source: obj.uri.clone(),
             ..Default::default()
         };
+        if let Some(earlier) = &stopped_at {
+            s.skipped = Some(format!(
+                "not read yet: the earlier segment `{earlier}` could not be read; the next run reads both in order"
+            ));
+            summary.sources.push(s);
+            continue;
+        }
         let entry = rt.block_on(manifest::load(&opts.lake, "decisions", &obj.uri))?;
         if let Some(e) = &entry
             && e.unchanged(obj)
@@ -235,7 +245,7 @@ pub fn run(
             Ok(r) => r,
             Err(e) => {
                 // Counted and reported; the segment is not recorded as ingested, so the next
-                // run tries it again. The chain check picks up at the next readable segment.
+                // run tries it again, and the segments after it wait for that.
                 q.add(&obj.uri, 0, "unreadable_input", &e.to_string(), b"");
                 s.error = Some(format!(
                     "{e}; not recorded as ingested, the next run reads it again"
@@ -246,6 +256,7 @@ pub fn run(
                 )?;
                 s.quarantined = q.counts;
                 summary.sources.push(s);
+                stopped_at = Some(obj.uri.clone());
                 continue;
             }
         };
@@ -380,6 +391,7 @@ pub fn run(
         opts.progress.advance(s.read, size);
         if retry {
             summary.sources.push(s);
+            stopped_at = Some(obj.uri.clone());
             continue;
         }
         entries.push(manifest::Entry {

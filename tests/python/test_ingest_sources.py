@@ -113,6 +113,40 @@ class LookupEventsFake(BackgroundServer):
         self.serve(H)
 
 
+def test_an_unreadable_segment_holds_back_the_later_ones_until_it_reads(workdir):
+    """A segment that cannot be read is retried by the next run, and the segments after it wait
+    for it, so the chain is checked in order and no record is quarantined for the gap."""
+    make_signed_bundle(workdir)
+    config = base_config(workdir).replace("[records]\n", "[records]\nsegment_max_bytes = 4096\n", 1)
+    gw = Gateway(workdir, config).start()
+    for i in range(12):
+        httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(model="claude-haiku"),
+                   headers={"authorization": f"Bearer {ALICE_KEY}"}).read()
+    gw.stop()
+    segments = sorted((workdir / "records").glob("segment-*.jsonl"))
+    assert len(segments) >= 3, segments
+    good = segments[1].read_bytes()
+    # The second segment cannot be opened (here: a link to nowhere, as a lost mount would be).
+    segments[1].unlink()
+    segments[1].symlink_to(workdir / "gone" / segments[1].name)
+    args = ["decisions", "records", "--pubkey", "keys/signing.pub", "--lake", "lake"]
+    s = ingest(args, cwd=workdir)
+    by = {x["source"].rsplit("/", 1)[1]: x for x in s["sources"]}
+    assert by[segments[0].name]["written"] > 0
+    assert "next run" in (by[segments[1].name]["error"] or "")
+    for later in segments[2:]:
+        assert "not read yet" in (by[later.name]["skipped"] or ""), by[later.name]
+    # Readable again: the next run reads it and the ones after, in order, with nothing broken.
+    segments[1].unlink()
+    segments[1].write_bytes(good)
+    s = ingest(args, cwd=workdir)
+    assert all("chain_broken" not in x["quarantined"] for x in s["sources"]), s["sources"]
+    total = sum(1 for seg in segments for line in seg.read_text().splitlines()
+                if json.loads(line)["kind"] != "seal")
+    rows = q(workdir / "lake", "select (select count(*) from decisions) + (select count(*) from outcomes)")[0][0]
+    assert rows == total
+
+
 def test_lookup_events_pages_at_two_requests_a_second(tmp_path):
     events = ct.sample_records()[:13]
     with LookupEventsFake(events, {"AKIDLOOKUPTEST": ("lookup-secret", None)}) as fake:

@@ -69,11 +69,11 @@ def lake(tmp_path_factory):
     # erin: a prompt blocked by the input guardrails, then an answer withheld by the output ones.
     w.append(decision("2026-11-21T13:00:00.000Z", 'User::"erin"', "legal", "claude-haiku", "deny",
                       status=400, reason="guardrail_blocked",
-                      guardrails={"input": {"counts": {"aws_access_key": 1}, "blocked": ["aws_access_key"]}}))
+                      guardrails={"input": {"findings": {"aws_access_key": 1}, "blocked": ["aws_access_key"], "redacted": 0}}))
     dec = w.append(decision("2026-11-21T13:10:00.000Z", 'User::"erin"', "legal", "claude-haiku", "allow"))
     w.append(outcome("2026-11-21T13:10:01.000Z", dec["id"], "claude-haiku", "mock", 20, 0, 0.0,
                      finish_reason="content_filter",
-                     guardrails={"output": {"counts": {"us_ssn": 1}, "blocked": ["us_ssn"]}}))
+                     guardrails={"output": {"findings": {"us_ssn": 1}, "blocked": ["us_ssn"], "redacted": 0}}))
     # frank: over his team's budget.
     w.append(decision("2026-11-21T13:05:00.000Z", 'User::"frank"', "legal", "claude-haiku", "deny",
                       status=429, reason="budget_exceeded"))

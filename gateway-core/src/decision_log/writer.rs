@@ -3,7 +3,7 @@
 //! records, and a record is acknowledged only after the fsync that covers it returned.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -182,7 +182,8 @@ fn spawn_ticker(tx: mpsc::WeakSender<Msg>) {
             }
         });
     if let Err(e) = started {
-        // Appends still retry a failed directory; only idle recovery and rotation are lost.
+        // Without it a failed directory is retried only when a record is appended (refused
+        // requests still append one), and idle segments are not rotated by age.
         tracing::warn!(error = %e, "cannot start the record ticker thread");
     }
 }
@@ -414,10 +415,13 @@ impl Writer {
 
     fn seal_path(&mut self, path: &Path, reason: &str) -> std::io::Result<()> {
         let (line, hash) = self.seal_record(reason, self.segment_records);
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(&line).and_then(|()| f.sync_data()))?;
+        // Cut back to the last acknowledged byte first: an earlier attempt that failed part way
+        // (a full disk) must not leave half a line before the seal.
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.set_len(self.segment_bytes)?;
+        f.seek(std::io::SeekFrom::Start(self.segment_bytes))?;
+        f.write_all(&line)?;
+        f.sync_data()?;
         self.advance(hash);
         self.segment_path = None;
         Ok(())
@@ -454,6 +458,16 @@ impl Writer {
             } else {
                 "rotated by age"
             });
+            if self.segment_path.is_some() {
+                // The seal was not written: no new segment until it is (`open` retries it).
+                let msg = "cannot seal the record segment; retrying".to_string();
+                tracing::error!("{msg}");
+                self.observer.failed(&msg);
+                self.file = None;
+                self.healthy.store(false, Ordering::Relaxed);
+                self.retry_at = Instant::now() + Duration::from_secs(1);
+                return;
+            }
             if let Err(e) = self.new_segment() {
                 let msg = format!("cannot start a new record segment: {e}");
                 tracing::error!("{msg}");

@@ -99,6 +99,14 @@ static PRIVATE_KEY: LazyLock<Regex> = LazyLock::new(|| {
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?s:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?",
     )
 });
+static PRIVATE_KEY_END: LazyLock<Regex> =
+    LazyLock::new(|| re(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"));
+
+/// The byte just past the first private-key END line in `text`, if there is one.
+pub fn private_key_end(text: &str) -> Option<usize> {
+    PRIVATE_KEY_END.find(text).map(|m| m.end())
+}
+
 static JWT: LazyLock<Regex> =
     LazyLock::new(|| re(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{8,}"));
 

@@ -433,14 +433,11 @@ impl StreamGuard {
         let mut out = String::new();
         loop {
             if self.in_private_key.is_some() {
-                // Drop key material through its END line.
-                let end = self
-                    .pending
-                    .find("-----END ")
-                    .and_then(|i| self.pending[i..].find("PRIVATE KEY-----").map(|j| i + j));
-                match end {
-                    Some(j) => {
-                        self.pending.drain(..j + "PRIVATE KEY-----".len());
+                // Drop key material through its END line (the detector's END form, PGP's
+                // `PRIVATE KEY BLOCK` included).
+                match detectors::private_key_end(&self.pending) {
+                    Some(end) => {
+                        self.pending.drain(..end);
                         self.in_private_key = None;
                     }
                     None if last => {
@@ -492,28 +489,29 @@ impl StreamGuard {
                     emit_end = f.start;
                 }
             }
-            let final_findings: Vec<(Finding, Action)> = findings
+            let mut final_findings: Vec<(Finding, Action)> = findings
                 .into_iter()
                 .filter(|f| f.end <= emit_end)
                 .map(|f| (f, self.guardrails.action(f.kind, &self.classification)))
                 .collect();
+            // A key block whose END has not arrived and that is to be redacted: send up to its
+            // header (redacted) and nothing of what follows, whatever else matched in it.
+            let mut enter_key = false;
+            if let Some(k) = final_findings.iter().position(|(f, a)| {
+                f.kind == Kind::PrivateKey
+                    && *a == Action::Redact
+                    && detectors::private_key_end(&self.pending[f.start..f.end]).is_none()
+            }) {
+                emit_end = final_findings[k].0.end;
+                final_findings.truncate(k + 1);
+                enter_key = true;
+            }
             for (f, a) in &final_findings {
                 *self.verdict.counts.entry(f.kind.name()).or_default() += 1;
                 if *a == Action::Block {
                     self.verdict.blocked.push(f.kind);
                     return Err(f.kind);
                 }
-            }
-            // A key block whose END has not arrived and that is to be redacted: send up to its
-            // header (redacted) and nothing of what follows.
-            let mut enter_key = false;
-            if let Some((f, a)) = final_findings.last()
-                && f.kind == Kind::PrivateKey
-                && *a == Action::Redact
-                && !self.pending[f.start..f.end].contains("-----END ")
-            {
-                emit_end = f.end;
-                enter_key = true;
             }
             let head: String = self.pending.drain(..emit_end).collect();
             let (text, n) = redact(&head, &final_findings);
@@ -677,5 +675,21 @@ mod tests {
         sent.push_str(&s.finish().unwrap());
         assert!(!sent.contains("MHcC"), "{sent}");
         assert!(sent.ends_with(" bye"), "{sent}");
+
+        // A PGP key block ends with `PRIVATE KEY BLOCK-----`; other matches inside the key
+        // (a `+digits` run looks like a phone number) do not let its body out.
+        let pgp = self::g(&[("private_key", "redact"), ("phone", "redact")]);
+        let mut s = pgp.stream("internal");
+        let mut sent = s.push("a -----BEGIN PGP PRIVATE KEY BLOCK-----\n").unwrap();
+        for _ in 0..20 {
+            sent.push_str(&s.push("lQOYBF+4412345678901xyz ").unwrap());
+        }
+        sent.push_str(
+            &s.push("\n-----END PGP PRIVATE KEY BLOCK----- after")
+                .unwrap(),
+        );
+        sent.push_str(&s.finish().unwrap());
+        assert!(!sent.contains("lQOY") && !sent.contains("xyz"), "{sent}");
+        assert!(sent.ends_with(" after"), "{sent}");
     }
 }

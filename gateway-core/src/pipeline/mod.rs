@@ -287,6 +287,15 @@ impl Allowed {
         }
     }
 
+    /// Settles at what was reserved: a call dropped mid-flight may have been charged in full,
+    /// and its usage will never be known.
+    pub fn settle_reserved(&mut self, state: &AppState) {
+        if let Some(r) = self.reservation.take() {
+            let (tokens, micro_usd) = (r.reserved_tokens, r.reserved_micro_usd);
+            state.limiter.reconcile_later(r, tokens, micro_usd, true);
+        }
+    }
+
     /// `extra.routing` of the outcome record: who answered and every attempt.
     pub fn routing_json(&self) -> Option<Value> {
         (!self.model.deployments.is_empty() || self.attempts.len() > 1).then(|| {

@@ -140,7 +140,8 @@ pub async fn upstream(state: Arc<AppState>, mut allowed: Allowed, record: Record
         }
     };
     let Some((routed, attempts)) = routed else {
-        allowed.settle(&state, &Usage::default(), true);
+        // The call was dropped in flight: the provider may have charged for it.
+        allowed.settle_reserved(&state);
         return records_unavailable(&state, &allowed.scope, &allowed.model.id);
     };
     allowed.attempts = attempts;

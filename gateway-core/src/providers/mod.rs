@@ -86,9 +86,11 @@ impl ProviderError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error")
             }
             Self::Status { status: 408, .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            // The upstream found the request itself wrong (405, 409, 415, 422, ...).
+            // The upstream found the request itself wrong. Other 4xx (402 out of credit, 423,
+            // ...) are the provider's state, not the caller's fault: 503 below.
             Self::Status {
-                status: 402..=499, ..
+                status: 405 | 409 | 415 | 422,
+                ..
             } => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             Self::Status { .. } => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),

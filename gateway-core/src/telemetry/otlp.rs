@@ -263,7 +263,12 @@ impl Batcher {
             let result = match written {
                 Ok(mut f) => {
                     use tokio::io::AsyncWriteExt as _;
-                    f.write_all(line.as_bytes()).await
+                    // tokio's file hands the last chunk to a blocking task: only `flush` says
+                    // whether it was written, and it finishes before the next batch opens the file.
+                    match f.write_all(line.as_bytes()).await {
+                        Ok(()) => f.flush().await,
+                        Err(e) => Err(e),
+                    }
                 }
                 Err(e) => Err(e),
             };
