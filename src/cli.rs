@@ -179,6 +179,9 @@ pub struct FmtArgs {
     /// Change nothing; show a diff for each file that would change and exit 1 if any would.
     #[arg(long)]
     pub check: bool,
+    /// `json`: one object with each file, whether it changed (or would), and its diff.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +240,9 @@ pub struct AuthorizeArgs {
     /// Also say when no policy applied.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// `json`: `{decision, reasons, errors}` (exit codes stay the Cedar CLI's).
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +264,8 @@ pub struct BundleArgs {
     /// newest input file's modification time, so the same inputs give the same bytes.
     #[arg(long, value_name = "TIME")]
     pub created: Option<String>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +292,8 @@ pub enum KeysCommand {
     Generate {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: OutputFormat,
     },
 }
 
@@ -429,6 +439,8 @@ pub enum IngestCommand {
         /// One table (default: all).
         #[arg(long)]
         table: Option<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: OutputFormat,
     },
 }
 

@@ -136,7 +136,11 @@ pub fn run(cmd: IngestCommand) -> CliResult {
             let summary = rt.block_on(async { tokio::task::spawn_blocking(run).await });
             report(flatten(summary)?, &common)
         }
-        IngestCommand::Compact { lake, table } => {
+        IngestCommand::Compact {
+            lake,
+            table,
+            format,
+        } => {
             let lake = Lake::open(&lake)?;
             let tables: Vec<String> = match table {
                 Some(t) => vec![t],
@@ -145,6 +149,7 @@ pub fn run(cmd: IngestCommand) -> CliResult {
                     .map(|t| t.to_string())
                     .collect(),
             };
+            let mut all = Vec::new();
             for t in tables {
                 let lake = lake.clone();
                 let h = handle.clone();
@@ -157,13 +162,19 @@ pub fn run(cmd: IngestCommand) -> CliResult {
                         .await
                     })
                     .map_err(|e| CliError::input(miette::miette!("compaction failed: {e}")))??;
-                outln!(
-                    "{t}: {} partition(s) compacted, {} file(s) -> {}, {} rows",
-                    s.partitions,
-                    s.files_before,
-                    s.files_after,
-                    s.rows
-                );
+                if format == OutputFormat::Human {
+                    outln!(
+                        "{t}: {} partition(s) compacted, {} file(s) -> {}, {} rows",
+                        s.partitions,
+                        s.files_before,
+                        s.files_after,
+                        s.rows
+                    );
+                }
+                all.push(s);
+            }
+            if format == OutputFormat::Json {
+                outln!("{}", serde_json::json!({ "tables": all }));
             }
             Ok(Outcome::Success)
         }

@@ -131,6 +131,32 @@ fn fmt(args: &FmtArgs) -> CliResult {
         eprint_problems(&problems);
         return Ok(Outcome::CheckFailed);
     }
+    if args.format == OutputFormat::Json {
+        let changed_names: Vec<&str> = changed.iter().map(|c| &*c.file.name).collect();
+        let report = serde_json::json!({
+            "check": args.check,
+            "files": files.iter().map(|f| {
+                let c = changed.iter().find(|c| c.file.name == f.name);
+                serde_json::json!({
+                    "file": &*f.name,
+                    "changed": c.is_some(),
+                    "diff": c.map(|c| c.diff()),
+                })
+            }).collect::<Vec<_>>(),
+            "changed": changed_names.len(),
+        });
+        if !args.check {
+            for c in &changed {
+                write_atomically(Path::new(&*c.file.name), c.formatted.as_bytes())?;
+            }
+        }
+        outln!("{report}");
+        return Ok(if args.check && !changed.is_empty() {
+            Outcome::CheckFailed
+        } else {
+            Outcome::Success
+        });
+    }
     if args.check {
         for c in &changed {
             out!("{}", c.diff());
@@ -355,6 +381,18 @@ fn authorize_cmd(args: &AuthorizeArgs) -> CliResult {
         Err(p) => return fail(vec![p]),
     };
     let response = cedar_policy_authorizer().is_authorized(&request, &loaded.policy_set, &entities);
+    if args.format == OutputFormat::Json {
+        let allow = response.decision() == policy_engine::cedar_policy::Decision::Allow;
+        outln!(
+            "{}",
+            serde_json::json!({
+                "decision": if allow { "ALLOW" } else { "DENY" },
+                "reasons": response.diagnostics().reason().map(ToString::to_string).collect::<Vec<_>>(),
+                "errors": response.diagnostics().errors().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(Outcome::Code(if allow { 0 } else { 2 }));
+    }
     outln!();
     let code = match response.decision() {
         policy_engine::cedar_policy::Decision::Allow => {
@@ -466,6 +504,18 @@ fn bundle_cmd(args: &BundleArgs) -> CliResult {
         Err(o) => return Ok(o),
     };
     let m = &verified.manifest;
+    if args.format == OutputFormat::Json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "out": args.out.display().to_string(),
+                "digest": verified.digest,
+                "key_id": verified.key_id,
+                "manifest": m,
+            })
+        );
+        return Ok(Outcome::Success);
+    }
     outln!("wrote {}", args.out.display());
     outln!("  digest:   {}", verified.digest);
     outln!(

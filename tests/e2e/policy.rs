@@ -321,12 +321,66 @@ fn fmt_check_shows_a_diff_and_fmt_keeps_comments() {
         .expect_output("--- policies/models.cedar")
         .expect_output("+++ policies/models.cedar (formatted)")
         .expect_output("1 of 2 file(s) would be reformatted");
+    // The same check as JSON, for machines.
+    let r = c.run(&["policy", "fmt", "--check", "--format", "json"]);
+    r.expect_code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["changed"], 1);
+    let files = v["files"].as_array().unwrap();
+    let models = files
+        .iter()
+        .find(|f| f["file"].as_str().unwrap().ends_with("models.cedar"))
+        .unwrap();
+    assert_eq!(models["changed"], true);
+    assert!(models["diff"].as_str().unwrap().contains("+++"));
     c.run(&["policy", "fmt"]).expect_code(0);
     assert!(
         c.read("policies/models.cedar")
             .contains("// keep this comment")
     );
     c.run(&["policy", "fmt", "--check"]).expect_code(0);
+}
+
+#[test]
+fn keys_bundle_and_compact_answer_in_json_too() {
+    let c = Cairn::with_policies();
+    let r = c.run(&["keys", "generate", "--out", "k", "--format", "json"]);
+    r.expect_code(0);
+    let keys: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(keys["key_id"].as_str().unwrap().starts_with("ed25519:"));
+    assert!(
+        keys["private_key"]
+            .as_str()
+            .unwrap()
+            .ends_with("signing.key")
+    );
+    let r = c.run(&[
+        "policy",
+        "bundle",
+        "--key",
+        "k/signing.key",
+        "--out",
+        "b.tar",
+        "--created",
+        "2026-11-25T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    r.expect_code(0);
+    let b: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(b["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(b["key_id"], keys["key_id"]);
+    assert_eq!(b["manifest"]["created"], "2026-11-25T00:00:00Z");
+    let r = c.run(&["ingest", "compact", "--lake", "lake", "--format", "json"]);
+    r.expect_code(0);
+    let s: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        s["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["partitions"] == 0)
+    );
 }
 
 #[test]
@@ -377,6 +431,22 @@ fn authorize_follows_cedar_cli_exit_codes() {
         .expect_code(2)
         .expect_output("DENY")
         .expect_output("  interns-low-cost-only");
+    // As JSON: the same decision and exit code.
+    let mut args = base("Model::\"claude-sonnet\"");
+    args[5] = "all.json".into();
+    args.extend(["--format".to_string(), "json".to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = c.run(&refs);
+    r.expect_code(2);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["decision"], "DENY");
+    assert!(
+        v["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "interns-low-cost-only")
+    );
     run("Robot::\"x\"").expect_code(1).expect_output("Robot");
 
     // A usage error is an error (1), never a DENY (2).
