@@ -207,10 +207,11 @@ pub struct AuthorizeArgs {
     /// Cedar schema, for schema-based parsing and validation of the request.
     #[arg(long, short = 's', value_name = "FILE")]
     pub schema: Option<PathBuf>,
-    /// Entities (Cedar entity JSON).
+    /// Entities (Cedar entity JSON); `-` reads standard input.
     #[arg(long, value_name = "FILE")]
     pub entities: PathBuf,
-    /// The request as JSON: `principal`, `action`, `resource`, `context`.
+    /// The request as JSON: `principal`, `action`, `resource`, `context`; `-` reads standard
+    /// input.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["principal", "action", "resource", "context"])]
     pub request_json: Option<PathBuf>,
     #[arg(
@@ -234,7 +235,7 @@ pub struct AuthorizeArgs {
         required_unless_present = "request_json"
     )]
     pub resource: Option<String>,
-    /// Context as a JSON file.
+    /// Context as a JSON file; `-` reads standard input.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub context: Option<PathBuf>,
     /// Also say when no policy applied.

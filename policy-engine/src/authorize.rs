@@ -32,14 +32,39 @@ fn uid_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Reads a Cedar CLI request file.
-pub fn read_request_json(path: &Path) -> Result<RequestSpec, Problem> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// The text of an input file, or of standard input when the path is `-` (its size bounded, as
+/// every input's is).
+fn read_input(path: &Path) -> Result<String, Problem> {
+    let failed = |e: std::io::Error| {
         Problem::error(
             "cairn::io",
             format!("cannot read `{}`: {e}", path.display()),
         )
-    })?;
+    };
+    if path == Path::new("-") {
+        use std::io::Read as _;
+        let mut text = String::new();
+        std::io::stdin()
+            .take(MAX_INPUT_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(failed)?;
+        if text.len() as u64 > MAX_INPUT_BYTES {
+            return Err(Problem::error(
+                "cairn::io",
+                format!("standard input is larger than {MAX_INPUT_BYTES} bytes"),
+            ));
+        }
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).map_err(failed)
+}
+
+/// The largest entities, context or request file read.
+const MAX_INPUT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads a Cedar CLI request file.
+pub fn read_request_json(path: &Path) -> Result<RequestSpec, Problem> {
+    let text = read_input(path)?;
     let file = SourceFile::new(path, text);
     let v: Value = serde_json::from_str(&file.text).map_err(|e| {
         Problem::error("cairn::request", format!("invalid JSON: {e}")).at_line(&file, e.line())
@@ -67,12 +92,7 @@ pub fn read_request_json(path: &Path) -> Result<RequestSpec, Problem> {
 
 /// Reads a context JSON file.
 pub fn read_context(path: &Path) -> Result<Value, Problem> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Problem::error(
-            "cairn::io",
-            format!("cannot read `{}`: {e}", path.display()),
-        )
-    })?;
+    let text = read_input(path)?;
     let file = SourceFile::new(path, text);
     serde_json::from_str(&file.text).map_err(|e| {
         Problem::error("cairn::context", format!("invalid JSON: {e}")).at_line(&file, e.line())
@@ -107,12 +127,7 @@ pub fn build_request(spec: &RequestSpec, schema: Option<&Schema>) -> Result<Requ
 
 /// Reads and checks an entities file (Cedar entity JSON).
 pub fn read_entities(path: &Path, schema: Option<&Schema>) -> Result<Entities, Problem> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Problem::error(
-            "cairn::io",
-            format!("cannot read `{}`: {e}", path.display()),
-        )
-    })?;
+    let text = read_input(path)?;
     let file = SourceFile::new(path, text);
     let value: Value = serde_json::from_str(&file.text).map_err(|e| {
         Problem::error("cairn::entities", format!("invalid JSON: {e}")).at_line(&file, e.line())

@@ -350,6 +350,24 @@ fn authorize_cmd(args: &AuthorizeArgs) -> CliResult {
     if !blocking.is_empty() {
         return fail(blocking);
     }
+    let stdin_inputs = [
+        Some(&args.entities),
+        args.context.as_ref(),
+        args.request_json.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|p| p.as_os_str() == "-")
+    .count();
+    if stdin_inputs > 1 {
+        return fail(vec![
+            Problem::error(
+                "cairn::usage",
+                "standard input (`-`) can feed only one of --entities, --context and --request-json",
+            )
+            .with_help("write the others to files"),
+        ]);
+    }
     let schema = loaded.schema.as_ref();
     let spec = match &args.request_json {
         Some(path) => match authorize::read_request_json(path) {

@@ -470,6 +470,21 @@ fn authorize_follows_cedar_cli_exit_codes() {
         .expect_code(1)
         .expect_output("no-such.cedarschema");
 
+    // Entities from standard input, as the Cedar CLI takes them; only one input may be `-`.
+    let mut args = base("Model::\"claude-haiku\"");
+    args[5] = "-".into();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.run_with_input(&refs, &c.read("all.json"))
+        .expect_code(0)
+        .expect_output("ALLOW");
+    let mut args = base("Model::\"claude-haiku\"");
+    args[5] = "-".into();
+    args[13] = "-".into();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.run_with_input(&refs, "[]")
+        .expect_code(1)
+        .expect_output("only one of");
+
     c.write(
         "req.json",
         r#"{"principal":"User::\"carol\"","action":"Action::\"invoke_model\"","resource":"Model::\"claude-opus\"",
