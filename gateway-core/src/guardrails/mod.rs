@@ -611,6 +611,68 @@ mod tests {
         assert!(text.contains("AKIAIOSFODNN7EXAMPLE"));
     }
 
+    /// Every detector, with its sample split into two chunks at every byte, and with a long
+    /// lead-in so the hold-back matters: with `redact` nothing of the sample is ever sent, and
+    /// the text after it still is.
+    #[test]
+    fn every_detector_is_caught_across_every_chunk_boundary() {
+        let samples = [
+            ("email", "jane.doe@example.com"),
+            ("phone", "(415) 555-0132"),
+            ("payment_card", "4111 1111 1111 1111"),
+            ("us_ssn", "123-45-6789"),
+            ("iban", "GB82 WEST 1234 5698 7654 32"),
+            ("aws_access_key", "AKIAIOSFODNN7EXAMPLE"),
+            ("aws_secret_key", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            (
+                "jwt",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            ),
+            (
+                "private_key",
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1\n-----END RSA PRIVATE KEY-----",
+            ),
+        ];
+        let lead = "word ".repeat(60);
+        for (kind, secret) in samples {
+            let g = g(&[(kind, "redact")]);
+            let text = format!("{lead}see {secret} then the end");
+            for cut in (lead.len()..text.len()).filter(|i| text.is_char_boundary(*i)) {
+                let mut s = g.stream("internal");
+                let mut sent = s.push(&text[..cut]).unwrap();
+                sent.push_str(&s.push(&text[cut..]).unwrap());
+                sent.push_str(&s.finish().unwrap());
+                // The secret, and any long enough piece of it, never left.
+                let piece = &secret[..secret.len().min(10)];
+                assert!(!sent.contains(piece), "{kind} cut at {cut}: {sent}");
+                assert!(
+                    sent.ends_with(" then the end"),
+                    "{kind} cut at {cut}: {sent}"
+                );
+                assert!(
+                    sent.contains(&format!("[REDACTED:{kind}]")),
+                    "{kind} cut at {cut}: {sent}"
+                );
+            }
+            // With `block`, the stream stops before any of it is sent.
+            let g = self::g(&[(kind, "block")]);
+            for cut in (lead.len()..text.len()).filter(|i| text.is_char_boundary(*i)) {
+                let mut s = g.stream("internal");
+                let mut sent = String::new();
+                let outcome = s
+                    .push(&text[..cut])
+                    .map(|t| sent.push_str(&t))
+                    .and_then(|()| s.push(&text[cut..]).map(|t| sent.push_str(&t)))
+                    .and_then(|()| s.finish().map(|t| sent.push_str(&t)));
+                assert!(outcome.is_err(), "{kind} cut at {cut} was not blocked");
+                assert!(
+                    !sent.contains(&secret[..secret.len().min(10)]),
+                    "{kind} cut at {cut}: {sent}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn redacting_a_stream_keeps_the_rest() {
         let g = g(&[("email", "redact")]);
