@@ -12,6 +12,7 @@ import pytest
 from openai import OpenAI
 
 from gateway_harness import ALICE_KEY, CI_KEY, Gateway, base_config, chat_body, make_signed_bundle
+from conftest import run
 from servers import redis, redis_command, restart_redis, stop
 
 PROMPT = "tell me about cairns"  # 4 mock tokens in; 20 characters
@@ -214,6 +215,64 @@ usd_per_day = 100
     assert any("unavailable" in e for e in refused[0]["errors"])
     unchecked = [x for x in opened.records() if x.get("extra", {}).get("limits", {}).get("unchecked")]
     assert len(unchecked) == 1 and unchecked[0]["decision"] == "allow"
+
+
+def test_redis_stopped_under_concurrent_load_fails_closed_and_records_every_request(workdir):
+    """Clients keep sending while Redis stops and comes back: every answer is a 200 or a fail-
+    closed 503, each has exactly one decision record with that status, and the chain verifies."""
+    make_signed_bundle(workdir)
+    rules = """
+[[limits.rules]]
+name = "team-daily"
+scope = "team"
+usd_per_day = 100
+"""
+    with redis(workdir) as r:
+        gw = Gateway(workdir, base_config(workdir, limits_toml(r["port"], rules))).start()
+        answered, errors, stop_event, lock = [], [], threading.Event(), threading.Lock()
+
+        def client():
+            with httpx.Client(base_url=gw.url, timeout=15) as c:
+                while not stop_event.is_set():
+                    try:
+                        resp = c.post("/v1/chat/completions", json=chat_body("claude-sonnet", PROMPT),
+                                      headers={"authorization": f"Bearer {ALICE_KEY}"})
+                        with lock:
+                            answered.append((resp.status_code, resp.headers.get("x-cairn-decision-id"),
+                                             time.time()))
+                    except httpx.HTTPError as e:
+                        with lock:
+                            errors.append(repr(e))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        stopped_at = time.time()
+        stop(r["proc"])
+        time.sleep(1.5)
+        restart_redis(r)
+        restarted_at = time.time()
+        assert wait_until(lambda: any(s == 200 and t > restarted_at for s, _, t in list(answered)), timeout=20)
+        time.sleep(0.5)
+        stop_event.set()
+        for t in threads:
+            t.join(timeout=30)
+        gw.stop()
+
+    assert not errors, errors[:3]
+    statuses = {s for s, _, _ in answered}
+    assert statuses <= {200, 503}, statuses
+    assert any(s == 503 and t > stopped_at for s, _, t in answered), "no request failed closed"
+    assert any(s == 200 and t < stopped_at for s, _, t in answered)
+    decisions = {x["id"]: x for x in gw.records() if x["kind"] == "decision"}
+    for status, decision_id, _ in answered:
+        rec = decisions[decision_id]
+        if status == 200:
+            assert rec["decision"] == "allow"
+        else:
+            assert rec["status"] == 503 and rec["reason"] == "limits_unavailable", rec
+    run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--require-sealed"], cwd=workdir)
 
 
 def test_streamed_usage_is_what_the_provider_reported_and_what_budgets_count(workdir):
