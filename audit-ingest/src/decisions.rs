@@ -217,6 +217,7 @@ pub fn run(
     // After a segment that could not be read, the chain cannot be checked across the gap: the
     // later segments wait for the next run, which reads them in order.
     let mut stopped_at: Option<String> = None;
+    let mut known = rt.block_on(manifest::Manifest::load(&opts.lake, "decisions"))?;
     for (i, obj) in objects.iter().enumerate() {
         let mut s = SourceSummary {
             source: obj.uri.clone(),
@@ -229,8 +230,7 @@ pub fn run(
             summary.sources.push(s);
             continue;
         }
-        let entry = rt.block_on(manifest::load(&opts.lake, "decisions", &obj.uri))?;
-        if let Some(e) = &entry
+        if let Some(e) = known.get(&obj.uri)
             && e.unchanged(obj)
         {
             if let Some((seq, hash)) = &e.tail {
@@ -411,9 +411,7 @@ pub fn run(
     decisions.finish()?;
     outcomes.finish()?;
     quarantine.finish()?;
-    for e in &entries {
-        rt.block_on(manifest::store(&opts.lake, "decisions", e))?;
-    }
+    rt.block_on(known.store(&opts.lake, "decisions", entries))?;
     opts.progress.finish();
     summary.files_written = decisions.files_written.clone();
     summary

@@ -421,11 +421,12 @@ pub(crate) fn run<K: Kind>(
         ..Default::default()
     };
     let mut todo = VecDeque::new();
+    let mut known = rt.block_on(manifest::Manifest::load(&opts.lake, K::TABLE))?;
     for (i, o) in objects.iter().enumerate() {
         let entry = if matches!(o.location, source::Location::Stdin) {
             None
         } else {
-            rt.block_on(manifest::load(&opts.lake, K::TABLE, &o.uri))?
+            known.get(&o.uri)
         };
         if entry.is_some_and(|e| e.unchanged(o)) {
             summary.sources[i].skipped = Some("already ingested (unchanged since)".into());
@@ -517,6 +518,7 @@ pub(crate) fn run<K: Kind>(
     data.finish()?;
     quarantine.finish()?;
     // Only now, with the rows committed, are sources recorded as ingested.
+    let mut entries = Vec::new();
     for (i, o) in objects.iter().enumerate() {
         let Some((sha, size)) = checksums.get(&i) else {
             continue;
@@ -525,7 +527,7 @@ pub(crate) fn run<K: Kind>(
         if sha.is_empty() || matches!(o.location, source::Location::Stdin) {
             continue;
         }
-        let entry = manifest::Entry {
+        entries.push(manifest::Entry {
             uri: o.uri.clone(),
             size: o.size.unwrap_or(*size),
             version: o.version.clone(),
@@ -536,9 +538,9 @@ pub(crate) fn run<K: Kind>(
             quarantined: s.quarantined_total(),
             ingested_at: chrono::Utc::now().to_rfc3339(),
             tail: None,
-        };
-        rt.block_on(manifest::store(&opts.lake, K::TABLE, &entry))?;
+        });
     }
+    rt.block_on(known.store(&opts.lake, K::TABLE, entries))?;
     opts.progress.finish();
     summary.files_written = data.files_written.clone();
     summary

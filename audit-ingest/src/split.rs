@@ -45,7 +45,7 @@ enum Mode {
     Done,
 }
 
-/// Brace matching outside strings, fed one byte at a time.
+/// Brace matching outside strings, fed a buffer at a time.
 #[derive(Debug, Default, Clone, Copy)]
 struct Braces {
     depth: usize,
@@ -54,28 +54,41 @@ struct Braces {
 }
 
 impl Braces {
-    /// Takes the next byte; true when it closes the value that was opened first.
-    fn feed(&mut self, b: u8) -> bool {
-        if self.in_string {
-            if self.escaped {
-                self.escaped = false;
-            } else if b == b'\\' {
-                self.escaped = true;
-            } else if b == b'"' {
-                self.in_string = false;
+    /// Takes the next bytes; the index of the byte that closes the value opened first, if it is
+    /// among them (the bytes after it are not taken). Inside strings, which are most of a
+    /// record, it jumps from quote or backslash to the next with `memchr`.
+    fn scan(&mut self, buf: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < buf.len() {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                    i += 1;
+                    continue;
+                }
+                let j = i + memchr::memchr2(b'"', b'\\', &buf[i..])?;
+                if buf[j] == b'\\' {
+                    self.escaped = true;
+                } else {
+                    self.in_string = false;
+                }
+                i = j + 1;
+                continue;
             }
-            return false;
-        }
-        match b {
-            b'"' => self.in_string = true,
-            b'{' | b'[' => self.depth += 1,
-            b'}' | b']' => {
-                self.depth = self.depth.saturating_sub(1);
-                return self.depth == 0;
+            match buf[i] {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return Some(i);
+                    }
+                }
+                _ => {}
             }
-            _ => {}
+            i += 1;
         }
-        false
+        None
     }
 }
 
@@ -222,7 +235,7 @@ impl<R: BufRead> Splitter<R> {
                     true,
                 ));
             }
-            let (used, done) = match buf.iter().position(|&b| braces.feed(b)) {
+            let (used, done) = match braces.scan(buf) {
                 Some(i) => (i + 1, true),
                 None => (buf.len(), false),
             };
@@ -249,7 +262,7 @@ impl<R: BufRead> Splitter<R> {
             if buf.is_empty() {
                 return Ok(());
             }
-            match buf.iter().position(|&b| braces.feed(b)) {
+            match braces.scan(buf) {
                 Some(i) => {
                     self.reader.consume(i + 1);
                     return Ok(());
@@ -581,6 +594,30 @@ mod tests {
         let got = split("{\"Records\":[{\"a\":1}]} trailing");
         assert_eq!(got.len(), 2);
         assert!(got[1].is_err(), "{got:?}");
+    }
+
+    #[test]
+    fn escapes_split_anywhere() {
+        // Escaped quotes and backslashes, braces inside strings, cut at every buffer size.
+        let text = r#"[{"s":"a\"}b\\","t":"{[x]}\\\"","n":{"k":[1,{"y":"\\"}]}},{"z":"}"}]"#;
+        let want = vec![
+            Ok(r#"{"s":"a\"}b\\","t":"{[x]}\\\"","n":{"k":[1,{"y":"\\"}]}}"#.to_string()),
+            Ok(r#"{"z":"}"}"#.to_string()),
+        ];
+        for v in &want {
+            let Ok(v) = v else { continue };
+            assert!(serde_json::from_str::<serde_json::Value>(v).is_ok(), "{v}");
+        }
+        for cap in 1..=9 {
+            let reader = std::io::BufReader::with_capacity(cap, text.as_bytes());
+            let got: Vec<Result<String, String>> = Splitter::new(reader)
+                .map(|r| {
+                    r.map(|e| String::from_utf8(e.bytes).unwrap())
+                        .map_err(|e| e.reason)
+                })
+                .collect();
+            assert_eq!(got, want, "buffer of {cap} bytes");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ DuckDB and pyarrow, no Cairn code."""
 
 import copy
 import gzip
+import hashlib
 import json
 import os
 import signal
@@ -289,3 +290,21 @@ def test_compaction_merges_small_files_keeps_every_row_and_settles(tmp_path):
     _, s = ingest("cloudtrail", tmp_path / "again.json", tmp_path, "--lake", "lake")
     assert sum(x["written"] for x in s["sources"]) == 0
     assert sum(x["duplicates"] for x in s["sources"]) == 300
+
+    # The manifest: one file per run, an entry a line.
+    manifest = tmp_path / "lake" / "_manifest" / "cloudtrail"
+    runs = sorted(manifest.glob("run-*.jsonl"))
+    assert len(runs) == 4 and len(list(manifest.iterdir())) == 4
+    entries = [json.loads(line) for r in runs for line in r.read_text().splitlines()]
+    assert sorted(os.path.basename(e["uri"]) for e in entries) == ["again.json", "part0.json", "part1.json", "part2.json"]
+    # An entry in the per-source form earlier versions wrote is still honoured.
+    legacy = tmp_path / "legacy.json"
+    legacy.write_text((tmp_path / "part1.json").read_text())
+    st = legacy.stat()
+    uri = str(legacy)
+    (manifest / (hashlib.sha256(uri.encode()).hexdigest() + ".json")).write_text(json.dumps({
+        "uri": uri, "size": st.st_size, "version": str(st.st_mtime_ns), "sha256": "0" * 64,
+        "records_read": 300, "rows_written": 0, "duplicates": 300, "quarantined": 0,
+        "ingested_at": "2026-11-30T00:00:00Z"}))
+    _, s = ingest("cloudtrail", legacy, tmp_path, "--lake", "lake")
+    assert s["sources"][0]["skipped"], s["sources"][0]

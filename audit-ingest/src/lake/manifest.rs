@@ -1,9 +1,13 @@
-//! The manifest of ingested source objects: one small JSON object per source under
-//! `_manifest/<table>/`, written after the source's rows are committed. A source whose size and
-//! version (or, failing that, checksum) match its entry is not read again.
+//! The manifest of ingested source objects, written after the sources' rows are committed: one
+//! JSON Lines object per ingest run under `_manifest/<table>/` (`run-<uuidv7>.jsonl`, an entry a
+//! line), read once at the start of a run. A source whose size and version match its entry is
+//! not read again. (Lakes written before kept one `<sha256 of uri>.json` per source; those are
+//! still read.) When a table's manifest grows past [`MERGE_AT`] files they are merged into one.
 
+use std::collections::HashMap;
+
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::Lake;
 use crate::error::IngestError;
@@ -34,19 +38,103 @@ impl Entry {
     }
 }
 
-fn path(lake: &Lake, table: &str, uri: &str) -> datafusion::object_store::path::Path {
-    let id = hex::encode(Sha256::digest(uri.as_bytes()));
-    lake.path(&format!("_manifest/{table}/{id}.json"))
+/// Manifest files of one table beyond this many are merged into one.
+pub const MERGE_AT: usize = 64;
+
+/// A table's manifest: the latest entry of every source, read once.
+#[derive(Debug, Default)]
+pub struct Manifest {
+    entries: HashMap<String, Entry>,
+    files: Vec<datafusion::object_store::path::Path>,
 }
 
-pub async fn load(lake: &Lake, table: &str, uri: &str) -> Result<Option<Entry>, IngestError> {
-    match lake.get(&path(lake, table, uri)).await? {
-        Some(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-        None => Ok(None),
+fn dir(lake: &Lake, table: &str) -> datafusion::object_store::path::Path {
+    lake.path(&format!("_manifest/{table}"))
+}
+
+impl Manifest {
+    /// Reads every manifest file of `table` (later files win for the same source).
+    pub async fn load(lake: &Lake, table: &str) -> Result<Self, IngestError> {
+        let prefix = dir(lake, table);
+        let mut files: Vec<_> = lake
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| IngestError::Store {
+                what: format!("list {prefix}"),
+                source: e,
+            })?;
+        files.sort();
+        let mut entries = HashMap::new();
+        for f in &files {
+            let Some(bytes) = lake.get(f).await? else {
+                continue;
+            };
+            // An entry that does not parse is as if absent: its source is read again.
+            let mut add = |e: Entry| {
+                entries.insert(e.uri.clone(), e);
+            };
+            if f.as_ref().ends_with(".jsonl") {
+                for line in bytes.split(|b| *b == b'\n') {
+                    if let Ok(e) = serde_json::from_slice(line) {
+                        add(e);
+                    }
+                }
+            } else if let Ok(e) = serde_json::from_slice(&bytes) {
+                add(e);
+            }
+        }
+        Ok(Self { entries, files })
     }
-}
 
-pub async fn store(lake: &Lake, table: &str, entry: &Entry) -> Result<(), IngestError> {
-    let bytes = serde_json::to_vec_pretty(entry).map_err(|e| IngestError::Input(e.to_string()))?;
-    lake.put(&path(lake, table, &entry.uri), bytes).await
+    pub fn get(&self, uri: &str) -> Option<&Entry> {
+        self.entries.get(uri)
+    }
+
+    /// Records `new` entries as one file; merges the table's manifest when it has many files.
+    pub async fn store(
+        &mut self,
+        lake: &Lake,
+        table: &str,
+        new: Vec<Entry>,
+    ) -> Result<(), IngestError> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let write = |entries: Vec<&Entry>| -> Result<Vec<u8>, IngestError> {
+            let mut out = Vec::new();
+            for e in entries {
+                serde_json::to_writer(&mut out, e)
+                    .map_err(|e| IngestError::Input(e.to_string()))?;
+                out.push(b'\n');
+            }
+            Ok(out)
+        };
+        let run_file = |lake: &Lake| {
+            lake.path(&format!(
+                "_manifest/{table}/run-{}.jsonl",
+                uuid::Uuid::now_v7().simple()
+            ))
+        };
+        let path = run_file(lake);
+        lake.put(&path, write(new.iter().collect())?).await?;
+        self.files.push(path);
+        for e in new {
+            self.entries.insert(e.uri.clone(), e);
+        }
+        if self.files.len() > MERGE_AT {
+            // Everything in one new file first, then the old files go: an entry is never absent.
+            let merged = run_file(lake);
+            let mut all: Vec<&Entry> = self.entries.values().collect();
+            all.sort_by(|a, b| a.uri.cmp(&b.uri));
+            lake.put(&merged, write(all)?).await?;
+            for f in std::mem::take(&mut self.files) {
+                lake.delete(&f).await?;
+            }
+            self.files.push(merged);
+        }
+        Ok(())
+    }
 }
