@@ -540,6 +540,16 @@ impl<R: BufRead> Iterator for Splitter<R> {
 mod tests {
     use super::*;
 
+    /// `split` through a reader whose buffer holds `cap` bytes at a time.
+    fn split_buffered(text: &str, cap: usize) -> Vec<Result<String, String>> {
+        Splitter::new(std::io::BufReader::with_capacity(cap, text.as_bytes()))
+            .map(|r| {
+                r.map(|e| String::from_utf8(e.bytes).unwrap())
+                    .map_err(|e| e.reason)
+            })
+            .collect()
+    }
+
     fn split(text: &str) -> Vec<Result<String, String>> {
         Splitter::new(std::io::Cursor::new(text.as_bytes().to_vec()))
             .map(|r| {
@@ -581,13 +591,7 @@ mod tests {
         assert_eq!(split(text), want);
         // The same through a reader whose buffer holds only a few bytes at a time.
         for cap in [1, 3, 7, 64] {
-            let reader = std::io::BufReader::with_capacity(cap, text.as_bytes());
-            let got: Vec<Result<String, String>> = Splitter::new(reader)
-                .map(|r| {
-                    r.map(|e| String::from_utf8(e.bytes).unwrap())
-                        .map_err(|e| e.reason)
-                })
-                .collect();
+            let got = split_buffered(text, cap);
             assert_eq!(got, want, "buffer of {cap} bytes");
         }
         // Something after the last wrapper that is not a record is reported, not ignored.
@@ -609,13 +613,7 @@ mod tests {
             assert!(serde_json::from_str::<serde_json::Value>(v).is_ok(), "{v}");
         }
         for cap in 1..=9 {
-            let reader = std::io::BufReader::with_capacity(cap, text.as_bytes());
-            let got: Vec<Result<String, String>> = Splitter::new(reader)
-                .map(|r| {
-                    r.map(|e| String::from_utf8(e.bytes).unwrap())
-                        .map_err(|e| e.reason)
-                })
-                .collect();
+            let got = split_buffered(text, cap);
             assert_eq!(got, want, "buffer of {cap} bytes");
         }
     }
