@@ -13,8 +13,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
-use datafusion::object_store::{ObjectMeta, ObjectStoreExt};
-use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::object_store::ObjectMeta;
 
 use crate::error::IngestError;
 use crate::lake::Lake;
@@ -23,34 +23,12 @@ use crate::lake::writer::{FLUSH_ROWS, TableWriter};
 /// Files at or above this size are left alone whatever their row count.
 pub const SMALL_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Rows in a Parquet file, from its footer alone (two ranged reads, not the whole file).
+/// Rows in a Parquet file, from its footer alone (ranged reads, not the whole file).
 async fn rows_in(lake: &Lake, file: &ObjectMeta) -> Result<usize, IngestError> {
-    let store_err = |source| IngestError::Store {
-        what: format!("read the footer of {}", file.location),
-        source,
-    };
-    let not_parquet = || IngestError::Parquet(format!("{} is not a Parquet file", file.location));
-    if file.size < 12 {
-        return Err(not_parquet());
-    }
-    let tail = lake
-        .store
-        .get_range(&file.location, file.size - 8..file.size)
+    let meta = DFParquetMetadata::new(lake.store.as_ref(), file)
+        .fetch_metadata()
         .await
-        .map_err(store_err)?;
-    let (len, magic) = tail.split_at(4);
-    let len = u64::from(u32::from_le_bytes(
-        len.try_into().map_err(|_| not_parquet())?,
-    ));
-    if magic != b"PAR1" || len + 8 > file.size {
-        return Err(not_parquet());
-    }
-    let footer = lake
-        .store
-        .get_range(&file.location, file.size - 8 - len..file.size - 8)
-        .await
-        .map_err(store_err)?;
-    let meta = ParquetMetaDataReader::decode_metadata(&footer).map_err(IngestError::parquet)?;
+        .map_err(|e| IngestError::Parquet(format!("{}: {e}", file.location)))?;
     Ok(usize::try_from(meta.file_metadata().num_rows()).unwrap_or(0))
 }
 

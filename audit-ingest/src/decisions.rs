@@ -247,9 +247,7 @@ pub fn run(
                 // Counted and reported; the segment is not recorded as ingested, so the next
                 // run tries it again, and the segments after it wait for that.
                 q.add(&obj.uri, 0, "unreadable_input", &e.to_string(), b"");
-                s.error = Some(format!(
-                    "{e}; not recorded as ingested, the next run reads it again"
-                ));
+                s.error = Some(format!("{e}; {}", crate::ingest::RETRIED));
                 quarantine.add(
                     &q.date(),
                     q.take().map_err(crate::error::IngestError::arrow)?,
@@ -287,9 +285,10 @@ pub fn run(
                         &buf,
                     );
                     s.error = Some(format!(
-                        "{}: reading stopped at line {}: {e}; not recorded as ingested, the next run reads it again",
+                        "{}: reading stopped at line {}: {e}; {}",
                         obj.uri,
-                        line_no + 1
+                        line_no + 1,
+                        crate::ingest::RETRIED
                     ));
                     retry = true;
                     break;

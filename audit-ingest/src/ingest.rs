@@ -28,6 +28,8 @@ const DAY_MS: i64 = 86_400_000;
 const CHUNK_ROWS: usize = 16_384;
 /// Rows a day's column builders have room for before they grow.
 const START_ROWS: usize = 256;
+/// Said of a source that failed to read: it is tried again, not skipped as done.
+pub(crate) const RETRIED: &str = "not recorded as ingested, the next run reads it again";
 /// Raw bytes kept of a quarantined record.
 pub const MAX_QUARANTINE_RAW: usize = 64 * 1024;
 
@@ -489,15 +491,7 @@ pub(crate) fn run<K: Kind>(
                         let s = &mut summary.sources[source];
                         s.read = read;
                         s.quarantined = quarantined;
-                        s.error = error.map(|e| {
-                            if retry {
-                                format!(
-                                    "{e}; not recorded as ingested, the next run reads it again"
-                                )
-                            } else {
-                                e
-                            }
-                        });
+                        s.error = error.map(|e| if retry { format!("{e}; {RETRIED}") } else { e });
                         summary.bytes_read += checksum.1;
                         if !retry {
                             checksums.insert(source, checksum);

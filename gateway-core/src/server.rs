@@ -285,28 +285,22 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     resp
 }
 
+/// A request outside the API, answered in OpenAI's error shape.
+fn not_api(status: StatusCode, message: &str, code: &'static str) -> Response {
+    let body = openai::error_json(message, "invalid_request_error", Some(code));
+    (status, axum::Json(body)).into_response()
+}
+
 async fn method_not_allowed() -> Response {
-    (
+    not_api(
         StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(openai::error_json(
-            "method not allowed on this path",
-            "invalid_request_error",
-            Some("method_not_allowed"),
-        )),
+        "method not allowed on this path",
+        "method_not_allowed",
     )
-        .into_response()
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(openai::error_json(
-            "unknown path",
-            "invalid_request_error",
-            Some("not_found"),
-        )),
-    )
-        .into_response()
+    not_api(StatusCode::NOT_FOUND, "unknown path", "not_found")
 }
 
 /// Loads keys, the bundle and the catalogue, starts the record writer, and binds the listener.

@@ -383,16 +383,7 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
         ..Default::default()
     });
     // The gateway's own spans, as OTLP/JSON lines, for the lake (step 6).
-    let spans = spans_file(dir);
-    if let Some(parent) = spans.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| {
-            CliError::input(policy_engine::PolicyError::Write {
-                path: parent.to_path_buf(),
-                source,
-            })
-        })?;
-    }
-    raw.telemetry.otlp_file = spans.display().to_string();
+    raw.telemetry.otlp_file = spans_file(dir).display().to_string();
     raw.telemetry.batch_delay_ms = 50;
     let config = GatewayConfig::resolve(raw)?;
     let rt = super::gateway::runtime()?;

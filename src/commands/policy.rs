@@ -131,8 +131,13 @@ fn fmt(args: &FmtArgs) -> CliResult {
         eprint_problems(&problems);
         return Ok(Outcome::CheckFailed);
     }
+    if !args.check {
+        for c in &changed {
+            write_atomically(Path::new(&*c.file.name), c.formatted.as_bytes())?;
+        }
+    }
+    let would_change = args.check && !changed.is_empty();
     if args.format == OutputFormat::Json {
-        let changed_names: Vec<&str> = changed.iter().map(|c| &*c.file.name).collect();
         let report = serde_json::json!({
             "check": args.check,
             "files": files.iter().map(|f| {
@@ -143,48 +148,37 @@ fn fmt(args: &FmtArgs) -> CliResult {
                     "diff": c.map(|c| c.diff()),
                 })
             }).collect::<Vec<_>>(),
-            "changed": changed_names.len(),
+            "changed": changed.len(),
         });
-        if !args.check {
-            for c in &changed {
-                write_atomically(Path::new(&*c.file.name), c.formatted.as_bytes())?;
-            }
-        }
         outln!("{report}");
-        return Ok(if args.check && !changed.is_empty() {
-            Outcome::CheckFailed
-        } else {
-            Outcome::Success
-        });
-    }
-    if args.check {
+    } else if args.check {
         for c in &changed {
             out!("{}", c.diff());
         }
         if changed.is_empty() {
             eprintln!("{} file(s) already formatted", files.len());
-            Ok(Outcome::Success)
         } else {
             eprintln!(
                 "{} of {} file(s) would be reformatted; run `cairn policy fmt`",
                 changed.len(),
                 files.len()
             );
-            Ok(Outcome::CheckFailed)
         }
     } else {
         for c in &changed {
-            let path = Path::new(&*c.file.name);
-            write_atomically(path, c.formatted.as_bytes())?;
-            eprintln!("formatted {}", path.display());
+            eprintln!("formatted {}", c.file.name);
         }
         eprintln!(
             "{} file(s) formatted, {} unchanged",
             changed.len(),
             files.len() - changed.len()
         );
-        Ok(Outcome::Success)
     }
+    Ok(if would_change {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
 }
 
 /// Writes through a temporary file in the same directory and renames it into place.
@@ -211,15 +205,33 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     })
 }
 
-/// Loads, validates and runs the tests; prints policy problems when there are errors.
+/// What must be clean before the tests run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// The policies parse and validate.
+    Policies,
+    /// Everything `cairn policy validate` checks (suites and shared entity files too): what
+    /// must hold before anything is signed.
+    Validate,
+}
+
+/// Loads, validates and runs the tests; prints the problems when there are errors.
 fn run_tests(
     paths: &crate::cli::PolicyPaths,
     tests: Option<&Path>,
+    gate: Gate,
 ) -> Result<Result<(LoadedPolicies, TestRun, PolicySources), Outcome>, CliError> {
     let sources = PolicySources::discover(&paths.policies, paths.schema.as_deref())?;
-    let loaded = load::load_and_validate(&sources)?;
-    if loaded.has_errors() {
-        eprint_problems(&loaded.problems);
+    let (loaded, problems) = match gate {
+        Gate::Validate => check_all(&sources, tests)?,
+        Gate::Policies => {
+            let loaded = load::load_and_validate(&sources)?;
+            let problems = loaded.problems.clone();
+            (loaded, problems)
+        }
+    };
+    if problems.iter().any(Problem::is_error) {
+        eprint_problems(&problems);
         eprintln!("the policies have errors; fix them first (see `cairn policy validate`)");
         return Ok(Err(Outcome::CheckFailed));
     }
@@ -238,7 +250,7 @@ fn run_tests(
 }
 
 fn test(args: &TestArgs) -> CliResult {
-    let (_loaded, run, _) = match run_tests(&args.paths, args.tests.as_deref())? {
+    let (_loaded, run, _) = match run_tests(&args.paths, args.tests.as_deref(), Gate::Policies)? {
         Ok(r) => r,
         Err(outcome) => return Ok(outcome),
     };
@@ -467,18 +479,7 @@ pub fn build_bundle(
     created: Option<&str>,
     explain_time: bool,
 ) -> Result<Result<bundle::VerifiedBundle, Outcome>, CliError> {
-    // Exactly what `cairn policy validate` checks (the shared entity files included) must pass
-    // before anything is signed.
-    {
-        let sources = PolicySources::discover(&paths.policies, paths.schema.as_deref())?;
-        let (_, problems) = check_all(&sources, tests)?;
-        if problems.iter().any(Problem::is_error) {
-            eprint_problems(&problems);
-            eprintln!("the policies have errors; fix them first (see `cairn policy validate`)");
-            return Ok(Err(Outcome::CheckFailed));
-        }
-    }
-    let (loaded, run, sources) = match run_tests(paths, tests)? {
+    let (loaded, run, sources) = match run_tests(paths, tests, Gate::Validate)? {
         Ok(r) => r,
         Err(o) => return Ok(Err(o)),
     };

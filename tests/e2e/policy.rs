@@ -1,7 +1,7 @@
 //! `cairn policy ...` and `cairn keys generate` on the repository's policies and on fixture repos
 //! with planted errors.
 
-use crate::harness::{Cairn, repo_root};
+use crate::harness::{Cairn, Run, repo_root};
 
 /// Appends `text` to `rel` and returns the 1-based line where the appended text starts.
 fn append_policy(c: &Cairn, rel: &str, text: &str) -> usize {
@@ -555,18 +555,20 @@ fn bundle_is_deterministic_and_verifies() {
         .expect_output("17 policies");
 }
 
+/// `cairn policy bundle` with the key in `k/`, into `b.tar`.
+fn bundle(c: &Cairn) -> Run {
+    c.run(&[
+        "policy",
+        "bundle",
+        "--key",
+        "k/signing.key",
+        "--out",
+        "b.tar",
+    ])
+}
+
 #[test]
 fn bundle_refuses_unreviewed_policies() {
-    let bundle = |c: &Cairn| {
-        c.run(&[
-            "policy",
-            "bundle",
-            "--key",
-            "k/signing.key",
-            "--out",
-            "b.tar",
-        ])
-    };
     let c = Cairn::with_policies();
     make_key(&c, "k");
     c.replace(
@@ -625,15 +627,7 @@ fn any_flipped_byte_truncation_or_other_key_fails_verification() {
     let c = Cairn::with_policies();
     make_key(&c, "k");
     make_key(&c, "other");
-    c.run(&[
-        "policy",
-        "bundle",
-        "--key",
-        "k/signing.key",
-        "--out",
-        "b.tar",
-    ])
-    .expect_code(0);
+    bundle(&c).expect_code(0);
     let good = std::fs::read(c.path("b.tar")).unwrap();
     let verify = |bytes: &[u8]| {
         std::fs::write(c.path("t.tar"), bytes).unwrap();

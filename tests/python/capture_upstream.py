@@ -55,6 +55,21 @@ class CaptureUpstream(BackgroundServer):
     def base_url(self):
         return f"{self.url}/v1"
 
+    def model_toml(self, model="captured"):
+        """Gateway config: the `openai` provider pointed here, and a model served by it."""
+        return f"""
+[providers.openai]
+base_url = "{self.base_url}"
+timeout_ms = 5000
+
+[[models]]
+id = "{model}"
+provider = "openai"
+region = "us-east-1"
+max_data_level = 3
+cost_tier = "low"
+"""
+
 
     def prompts(self):
         return [m.get("content") for r in self.requests for m in r["messages"]]

@@ -63,25 +63,11 @@ def test_kill_9_under_load_loses_no_answered_request(workdir):
     assert "chain and signatures intact" in v.stdout
 
 
-CAPTURED_MODEL = """
-[providers.openai]
-base_url = "{url}"
-timeout_ms = 5000
-
-[[models]]
-id = "captured"
-provider = "openai"
-region = "us-east-1"
-max_data_level = 3
-cost_tier = "low"
-"""
-
-
 def test_unwritable_record_directory_serves_nothing(workdir):
     make_signed_bundle(workdir)
     (workdir / "not-a-directory").write_text("a file where the record directory should be")
     with CaptureUpstream() as up:
-        config = base_config(workdir, CAPTURED_MODEL.format(url=up.base_url), records="not-a-directory/records")
+        config = base_config(workdir, up.model_toml(), records="not-a-directory/records")
         gw = Gateway(workdir, config).start(ready=False)
         try:
             ready = httpx.get(f"{gw.url}/readyz")
@@ -136,7 +122,7 @@ region = "us-east-1"
 max_data_level = 1
 cost_tier = "low"
 """
-        gw = Gateway(workdir, base_config(workdir, CAPTURED_MODEL.format(url=up.base_url) + slow)).start()
+        gw = Gateway(workdir, base_config(workdir, up.model_toml() + slow)).start()
         r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(model="captured"),
                        headers={"authorization": f"Bearer {ALICE_KEY}",
                                 "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})

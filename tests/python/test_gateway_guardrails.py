@@ -48,20 +48,9 @@ email = "block"
 otlp_endpoint = "{otlp.endpoint}"
 batch_delay_ms = 50
 
-[providers.openai]
-base_url = "{upstream.base_url}"
-timeout_ms = 5000
-
 [providers.mock]
 chunk_words = 3
-
-[[models]]
-id = "captured"
-provider = "openai"
-region = "us-east-1"
-max_data_level = 3
-cost_tier = "low"
-
+{upstream.model_toml()}
 [[models]]
 id = "claude-haiku"
 provider = "mock"

@@ -42,6 +42,11 @@ def redis_sum(port, pattern):
     return sum(int(redis_command(port, "GET", k) or 0) for k in keys)
 
 
+def team_daily(usd):
+    """One rule: each team may spend `usd` a day."""
+    return f'\n[[limits.rules]]\nname = "team-daily"\nscope = "team"\nusd_per_day = {usd}\n'
+
+
 def wait_until(pred, timeout=10):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -61,12 +66,7 @@ def away_from_minute_end():
 def test_two_gateways_share_one_budget_under_concurrency(workdir):
     make_signed_bundle(workdir)
     limit_usd = 0.05
-    rules = f"""
-[[limits.rules]]
-name = "team-daily"
-scope = "team"
-usd_per_day = {limit_usd}
-"""
+    rules = team_daily(limit_usd)
     with redis(workdir) as r:
         port = r["port"]
         gws = [
@@ -173,12 +173,7 @@ requests_per_minute = 3
 
 def test_redis_stopped_mid_run_fails_closed_or_open_as_configured(workdir):
     make_signed_bundle(workdir)
-    rules = """
-[[limits.rules]]
-name = "team-daily"
-scope = "team"
-usd_per_day = 100
-"""
+    rules = team_daily(100)
     with redis(workdir) as r:
         closed = Gateway(workdir, base_config(workdir, limits_toml(r["port"], rules), records="rc"),
                          name="closed").start()
@@ -221,12 +216,7 @@ def test_redis_stopped_under_concurrent_load_fails_closed_and_records_every_requ
     """Clients keep sending while Redis stops and comes back: every answer is a 200 or a fail-
     closed 503, each has exactly one decision record with that status, and the chain verifies."""
     make_signed_bundle(workdir)
-    rules = """
-[[limits.rules]]
-name = "team-daily"
-scope = "team"
-usd_per_day = 100
-"""
+    rules = team_daily(100)
     with redis(workdir) as r:
         gw = Gateway(workdir, base_config(workdir, limits_toml(r["port"], rules))).start()
         answered, errors, stop_event, lock = [], [], threading.Event(), threading.Lock()

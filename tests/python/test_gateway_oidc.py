@@ -25,17 +25,16 @@ def issuer():
     i.close()
 
 
+def oidc_config(workdir, issuer_url, **settings):
+    """The test config trusting `issuer_url` for audience `cairn`, plus `[auth.oidc]` settings."""
+    lines = "".join(f"{k} = {v}\n" for k, v in settings.items())
+    return base_config(workdir, extra=f'\n[auth.oidc]\nissuer = "{issuer_url}"\naudiences = ["cairn"]\n{lines}')
+
+
 @pytest.fixture
 def gw(workdir, issuer):
     make_signed_bundle(workdir)
-    extra = f"""
-[auth.oidc]
-issuer = "{issuer.url}"
-audiences = ["cairn"]
-leeway_seconds = 5
-refresh_min_interval_ms = 500
-"""
-    g = Gateway(workdir, base_config(workdir, extra=extra)).start()
+    g = Gateway(workdir, oidc_config(workdir, issuer.url, leeway_seconds=5, refresh_min_interval_ms=500)).start()
     yield g
     g.stop()
 
@@ -140,15 +139,9 @@ def test_leeway_encryption_keys_and_revocation(workdir, issuer):
     make_signed_bundle(workdir)
     issuer.add_key("enc1", "RS256")
     issuer.uses["enc1"] = "enc"
-    extra = f"""
-[auth.oidc]
-issuer = "{issuer.url}"
-audiences = ["cairn"]
-leeway_seconds = 5
-refresh_min_interval_ms = 100
-refresh_interval_s = 10
-"""
-    gw = Gateway(workdir, base_config(workdir, extra=extra)).start()
+    config = oidc_config(workdir, issuer.url, leeway_seconds=5, refresh_min_interval_ms=100,
+                         refresh_interval_s=10)
+    gw = Gateway(workdir, config).start()
     try:
         now = int(time.time())
         # `exp` a moment ago is within the leeway; long ago is not. Likewise `nbf`.
@@ -177,12 +170,7 @@ def test_a_discovery_document_naming_another_issuer_is_refused(workdir):
     i = Issuer()
     i.add_key("rsa1", "RS256")
     i.announced_issuer = "https://login.evil.example"
-    extra = f"""
-[auth.oidc]
-issuer = "{i.url}"
-audiences = ["cairn"]
-"""
-    gw = Gateway(workdir, base_config(workdir, extra=extra)).start()
+    gw = Gateway(workdir, oidc_config(workdir, i.url)).start()
     try:
         r = post(gw, i.token("rsa1"))
         assert r.status_code in (401, 503), r.text

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 
-use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::Lake;
@@ -55,35 +54,29 @@ fn dir(lake: &Lake, table: &str) -> datafusion::object_store::path::Path {
 impl Manifest {
     /// Reads every manifest file of `table` (later files win for the same source).
     pub async fn load(lake: &Lake, table: &str) -> Result<Self, IngestError> {
-        let prefix = dir(lake, table);
-        let mut files: Vec<_> = lake
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(|e| IngestError::Store {
-                what: format!("list {prefix}"),
-                source: e,
-            })?;
-        files.sort();
+        let files: Vec<_> = lake
+            .list(&dir(lake, table))
+            .await?
+            .into_iter()
+            .map(|m| m.location)
+            .collect();
         let mut entries = HashMap::new();
         for f in &files {
             let Some(bytes) = lake.get(f).await? else {
                 continue;
             };
-            // An entry that does not parse is as if absent: its source is read again.
-            let mut add = |e: Entry| {
-                entries.insert(e.uri.clone(), e);
+            // A per-source file of earlier versions is one (pretty-printed) entry; a run file,
+            // an entry a line. An entry that does not parse is as if absent: its source is read
+            // again.
+            let parsed: Vec<Entry> = match serde_json::from_slice(&bytes) {
+                Ok(one) => vec![one],
+                Err(_) => bytes
+                    .split(|b| *b == b'\n')
+                    .filter_map(|line| serde_json::from_slice(line).ok())
+                    .collect(),
             };
-            if f.as_ref().ends_with(".jsonl") {
-                for line in bytes.split(|b| *b == b'\n') {
-                    if let Ok(e) = serde_json::from_slice(line) {
-                        add(e);
-                    }
-                }
-            } else if let Ok(e) = serde_json::from_slice(&bytes) {
-                add(e);
+            for e in parsed {
+                entries.insert(e.uri.clone(), e);
             }
         }
         Ok(Self { entries, files })

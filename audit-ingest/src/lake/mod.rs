@@ -102,6 +102,21 @@ impl Lake {
         self.path(&format!("{table}/date={date}"))
     }
 
+    /// Every object under `prefix`, sorted by location.
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, IngestError> {
+        let mut files: Vec<ObjectMeta> = self
+            .store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| IngestError::Store {
+                what: format!("list {prefix}"),
+                source: e,
+            })?;
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(files)
+    }
+
     /// Data files of a table (all partitions), or of one partition.
     pub async fn data_files(
         &self,
@@ -112,22 +127,11 @@ impl Lake {
             Some(d) => self.partition(table, d),
             None => self.path(table),
         };
-        let mut files: Vec<ObjectMeta> = self
-            .store
-            .list(Some(&prefix))
-            .try_filter(|m| {
-                let name = m.location.filename().unwrap_or("");
-                futures::future::ready(
-                    name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.'),
-                )
-            })
-            .try_collect()
-            .await
-            .map_err(|e| IngestError::Store {
-                what: format!("list {}", prefix),
-                source: e,
-            })?;
-        files.sort_by(|a, b| a.location.cmp(&b.location));
+        let mut files = self.list(&prefix).await?;
+        files.retain(|m| {
+            let name = m.location.filename().unwrap_or("");
+            name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.')
+        });
         Ok(files)
     }
 
@@ -166,44 +170,41 @@ impl Lake {
             })
     }
 
-    /// Removes staging files that a killed local write left behind (`<name>#<digits>`, which
-    /// object_store renames into place when a put completes). Readers that list the directory
-    /// themselves (pyarrow, DuckDB globs) would otherwise trip over them. Only files older than
-    /// ten minutes go, so a write still in flight elsewhere is not disturbed. Returns how many.
-    pub fn remove_stale_staging(&self, table: &str) -> usize {
+    /// Removes staging files that a killed local write left in a partition (`<name>#<digits>`,
+    /// which object_store renames into place when a put completes). Readers that list the
+    /// directory themselves (pyarrow, DuckDB globs) would otherwise trip over them. Only files
+    /// older than ten minutes go, so a write still in flight elsewhere is not disturbed. Returns
+    /// how many.
+    pub fn remove_stale_staging(&self, table: &str, date: &str) -> usize {
         let Some(root) = self.url.strip_prefix("file://") else {
             return 0; // object stores other than the local one have no staging files
         };
         let stale = |m: &std::fs::Metadata| {
-            m.modified()
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > std::time::Duration::from_secs(600))
+            m.is_file()
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(600))
         };
         let staging = |name: &str| {
             name.split_once('#').is_some_and(|(_, suffix)| {
                 !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
             })
         };
-        let mut removed = 0;
-        let Ok(partitions) = std::fs::read_dir(std::path::Path::new(root).join(table)) else {
+        let dir = std::path::Path::new(root)
+            .join(table)
+            .join(format!("date={date}"));
+        let Ok(files) = std::fs::read_dir(dir) else {
             return 0;
         };
-        for dir in partitions.flatten() {
-            let Ok(files) = std::fs::read_dir(dir.path()) else {
-                continue;
-            };
-            for f in files.flatten() {
-                let name = f.file_name();
-                if staging(&name.to_string_lossy())
-                    && f.metadata().is_ok_and(|m| m.is_file() && stale(&m))
+        files
+            .flatten()
+            .filter(|f| {
+                staging(&f.file_name().to_string_lossy())
+                    && f.metadata().is_ok_and(|m| stale(&m))
                     && std::fs::remove_file(f.path()).is_ok()
-                {
-                    removed += 1;
-                }
-            }
-        }
-        removed
+            })
+            .count()
     }
 
     /// The `date=` partitions of a table.

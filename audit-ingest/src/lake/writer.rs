@@ -178,14 +178,6 @@ impl TableWriter {
             .ok_or_else(|| IngestError::Input(format!("unknown table `{table}`")))?;
         let (key, time) = crate::schema::key_and_time(table)
             .ok_or_else(|| IngestError::Input(format!("unknown table `{table}`")))?;
-        let removed = lake.remove_stale_staging(table);
-        if removed > 0 {
-            tracing::info!(
-                table,
-                removed,
-                "removed staging files an interrupted run left"
-            );
-        }
         Ok(Self {
             lake,
             table: table.to_string(),
@@ -226,6 +218,11 @@ impl TableWriter {
     fn load_existing(&mut self, date: &str) -> Result<(), IngestError> {
         if self.seen.contains_key(date) {
             return Ok(());
+        }
+        // The first time this run touches the partition.
+        let removed = self.lake.remove_stale_staging(&self.table, date);
+        if removed > 0 {
+            tracing::info!(table = %self.table, date, removed, "removed staging files an interrupted run left");
         }
         if self.skip_existing {
             self.seen.insert(date.to_string(), HashSet::new());

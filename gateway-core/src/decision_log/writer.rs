@@ -245,22 +245,24 @@ impl Writer {
         self.seal("shutdown");
     }
 
+    /// The log cannot write: say so, refuse appends, and reopen in about a second.
+    fn fail(&mut self, msg: String) {
+        tracing::error!("{msg}");
+        self.observer.failed(&msg);
+        self.healthy.store(false, Ordering::Relaxed);
+        self.file = None;
+        self.retry_at = Instant::now() + Duration::from_secs(1);
+    }
+
     /// Opens (or reopens after a failure) the directory: recovers the tail once, then starts a
     /// new segment.
     fn try_open(&mut self) {
         match self.open() {
             Ok(()) => self.healthy.store(true, Ordering::Relaxed),
-            Err(e) => {
-                let msg = format!(
-                    "cannot write decision records in `{}`: {e}",
-                    self.settings.dir.display()
-                );
-                tracing::error!("{msg}");
-                self.observer.failed(&msg);
-                self.healthy.store(false, Ordering::Relaxed);
-                self.file = None;
-                self.retry_at = Instant::now() + Duration::from_secs(1);
-            }
+            Err(e) => self.fail(format!(
+                "cannot write decision records in `{}`: {e}",
+                self.settings.dir.display()
+            )),
         }
     }
 
@@ -339,10 +341,8 @@ impl Writer {
         seal_line(&record, &self.key).unwrap_or_default()
     }
 
+    /// Writes a batch; `run` has already retried a failed directory when its time came.
     fn commit(&mut self, appends: Vec<(Box<Record>, Ack)>) {
-        if self.file.is_none() && Instant::now() >= self.retry_at {
-            self.try_open();
-        }
         if self.file.is_none() {
             for (_, ack) in appends {
                 let _ = ack.send(Err(LogError::Unavailable));
@@ -395,15 +395,10 @@ impl Writer {
                 let _ = file.sync_data();
                 self.next_seq = start_seq;
                 self.prev = start_prev;
-                let msg = format!("writing decision records failed: {e}");
-                tracing::error!("{msg}");
-                self.observer.failed(&msg);
                 for (ack, _) in acks {
                     let _ = ack.send(Err(LogError::Unavailable));
                 }
-                self.healthy.store(false, Ordering::Relaxed);
-                self.file = None;
-                self.retry_at = Instant::now() + Duration::from_secs(1);
+                self.fail(format!("writing decision records failed: {e}"));
                 // The next attempt starts a fresh segment; seal this one if the disk allows.
                 if let Some(path) = self.segment_path.clone() {
                     // If this fails too, the next open seals it before starting a segment.
@@ -460,20 +455,9 @@ impl Writer {
             });
             if self.segment_path.is_some() {
                 // The seal was not written: no new segment until it is (`open` retries it).
-                let msg = "cannot seal the record segment; retrying".to_string();
-                tracing::error!("{msg}");
-                self.observer.failed(&msg);
-                self.file = None;
-                self.healthy.store(false, Ordering::Relaxed);
-                self.retry_at = Instant::now() + Duration::from_secs(1);
-                return;
-            }
-            if let Err(e) = self.new_segment() {
-                let msg = format!("cannot start a new record segment: {e}");
-                tracing::error!("{msg}");
-                self.observer.failed(&msg);
-                self.healthy.store(false, Ordering::Relaxed);
-                self.retry_at = Instant::now() + Duration::from_secs(1);
+                self.fail("cannot seal the record segment; retrying".into());
+            } else if let Err(e) = self.new_segment() {
+                self.fail(format!("cannot start a new record segment: {e}"));
             }
         }
     }

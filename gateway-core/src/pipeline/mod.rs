@@ -200,8 +200,10 @@ fn estimate_text_tokens(t: &str) -> u64 {
 /// carries besides text (tool calls, tool results' ids) and the tool definitions, which are
 /// sent as prompt too.
 fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
-    let text_tokens = estimate_text_tokens;
-    let json_tokens = |v: &serde_json::Value| text_tokens(&v.to_string());
+    // Serialised where it lies: counting clones nothing on the hot path.
+    fn json_tokens(v: &impl serde::Serialize) -> u64 {
+        serde_json::to_string(v).map_or(0, |t| estimate_text_tokens(&t))
+    }
     let messages: u64 = request
         .messages
         .iter()
@@ -209,9 +211,9 @@ fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
             let extra = if m.extra.is_empty() {
                 0
             } else {
-                json_tokens(&serde_json::Value::Object(m.extra.clone()))
+                json_tokens(&m.extra)
             };
-            text_tokens(&m.text()) + extra
+            estimate_text_tokens(&m.text()) + extra
         })
         .sum();
     let tools: u64 = request.tools.iter().flatten().map(json_tokens).sum();

@@ -86,10 +86,10 @@ impl StreamOutcome {
         );
         let cost = deployment.cost_usd(&usage);
         // 499, as proxies log a client that closed the request; 502 for a provider failure.
-        let status = match (&self.error, self.client_gone) {
-            (None, _) => 200,
-            (Some(_), true) => 499,
-            (Some(_), false) => 502,
+        let (status, error_type) = match (&self.error, self.client_gone) {
+            (None, _) => (200, None),
+            (Some(_), true) => (499, Some("client_disconnected")),
+            (Some(_), false) => (502, Some("stream_error")),
         };
         let mut rec = outcome(&self.allowed, status);
         if let Some(r) = self.allowed.routing_json() {
@@ -147,13 +147,7 @@ impl StreamOutcome {
         end.usage = Some(usage);
         end.finish_reason = self.finish.clone();
         end.cost_usd = Some(cost);
-        end.error_type = self.error.as_ref().map(|_| {
-            if self.client_gone {
-                "client_disconnected".to_string()
-            } else {
-                "stream_error".to_string()
-            }
-        });
+        end.error_type = error_type.map(str::to_string);
         if state.exporter.as_ref().is_some_and(|e| e.capture_content) {
             end.output_messages = serde_json::to_string(&json!([{
                 "role": "assistant", "content": self.sent, "finish_reason": self.finish,

@@ -195,98 +195,11 @@ struct Batcher {
     dropped: Counter,
 }
 
-/// An attribute value in OTLP/JSON: 64-bit integers as strings, as the encoding specifies.
-fn any_json(a: &Attr) -> serde_json::Value {
-    use serde_json::json;
-    match a {
-        Attr::Str(s) => json!({ "stringValue": s }),
-        Attr::Int(i) => json!({ "intValue": i.to_string() }),
-        Attr::Float(f) => json!({ "doubleValue": f }),
-        Attr::Bool(b) => json!({ "boolValue": b }),
-        Attr::Strs(v) => json!({ "arrayValue": { "values":
-            v.iter().map(|s| json!({ "stringValue": s })).collect::<Vec<_>>() } }),
-    }
-}
-
-/// One `TracesData` in the OTLP/JSON encoding (ids as hex, times as decimal strings).
-fn traces_json(service: &str, spans: &[SpanRecord]) -> serde_json::Value {
-    use serde_json::json;
-    let spans: Vec<serde_json::Value> = spans
-        .iter()
-        .map(|s| {
-            let mut span = json!({
-                "traceId": s.trace_id,
-                "spanId": s.span_id,
-                "name": s.name,
-                "kind": s.kind as i32,
-                "startTimeUnixNano": nanos(s.start).to_string(),
-                "endTimeUnixNano": nanos(s.end).to_string(),
-                "attributes": s.attrs.iter()
-                    .map(|(k, v)| json!({ "key": k, "value": any_json(v) }))
-                    .collect::<Vec<_>>(),
-                "status": match &s.error {
-                    Some(m) => json!({ "code": status::StatusCode::Error as i32, "message": m }),
-                    None => json!({}),
-                },
-            });
-            if let (Some(p), Some(obj)) = (&s.parent_span_id, span.as_object_mut()) {
-                obj.insert("parentSpanId".into(), json!(p));
-            }
-            span
-        })
-        .collect();
-    json!({ "resourceSpans": [{
-        "resource": { "attributes": [
-            { "key": "service.name", "value": { "stringValue": service } } ] },
-        "scopeSpans": [{
-            "scope": { "name": "cairn", "version": env!("CARGO_PKG_VERSION") },
-            "spans": spans,
-        }],
-    }] })
-}
-
 impl Batcher {
-    async fn send(&self, spans: Vec<SpanRecord>) {
-        if spans.is_empty() {
-            return;
-        }
-        let n = spans.len() as u64;
-        if let Some(path) = &self.file {
-            let mut line = traces_json(&self.service, &spans).to_string();
-            line.push('\n');
-            // One write of a whole line, so a reader never sees half a batch.
-            let written = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .await;
-            let result = match written {
-                Ok(mut f) => {
-                    use tokio::io::AsyncWriteExt as _;
-                    // tokio's file hands the last chunk to a blocking task: only `flush` says
-                    // whether it was written, and it finishes before the next batch opens the file.
-                    match f.write_all(line.as_bytes()).await {
-                        Ok(()) => f.flush().await,
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) if self.http.is_none() => {
-                    self.exported.inc_by(n);
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    self.dropped.inc_by(n);
-                    tracing::warn!(error = %e, file = %path.display(), "cannot append spans to the OTLP file");
-                }
-            }
-        }
-        let Some((client, url)) = &self.http else {
-            return;
-        };
-        let body = ExportTraceServiceRequest {
+    /// One export request holding `spans`: encoded as protobuf for the endpoint and, by
+    /// opentelemetry-proto's own serde mapping, as OTLP/JSON (a `TracesData`) for the file.
+    fn request(&self, spans: Vec<SpanRecord>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
                     attributes: vec![KeyValue {
@@ -308,7 +221,49 @@ impl Batcher {
                 ..Default::default()
             }],
         }
-        .encode_to_vec();
+    }
+
+    /// Appends the request to the file as one line, so a reader never sees half a batch.
+    async fn append(
+        path: &std::path::Path,
+        request: &ExportTraceServiceRequest,
+    ) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        f.write_all(&line).await?;
+        // tokio's file hands the last chunk to a blocking task: only `flush` says whether it was
+        // written, and it finishes before the next batch opens the file.
+        f.flush().await
+    }
+
+    async fn send(&self, spans: Vec<SpanRecord>) {
+        if spans.is_empty() {
+            return;
+        }
+        let n = spans.len() as u64;
+        let request = self.request(spans);
+        if let Some(path) = &self.file {
+            match Self::append(path, &request).await {
+                Ok(()) if self.http.is_none() => {
+                    self.exported.inc_by(n);
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    self.dropped.inc_by(n);
+                    tracing::warn!(error = %e, file = %path.display(), "cannot append spans to the OTLP file");
+                }
+            }
+        }
+        let Some((client, url)) = &self.http else {
+            return;
+        };
+        let body = request.encode_to_vec();
         let sent = client
             .post(url)
             .header("content-type", "application/x-protobuf")
@@ -332,7 +287,8 @@ impl Batcher {
 }
 
 impl Exporter {
-    /// Starts the batching task. `None` when no endpoint is configured.
+    /// Starts the batching task (creating the OTLP file's directory). `None` when neither an
+    /// endpoint nor a file is configured.
     pub fn start(config: &TelemetryConfig, exported: Counter, dropped: Counter) -> Option<Self> {
         if config.otlp_endpoint.is_empty() && config.otlp_file.is_empty() {
             return None;
@@ -352,6 +308,13 @@ impl Exporter {
                 format!("{}/v1/traces", config.otlp_endpoint.trim_end_matches('/')),
             ))
         };
+        if let Some(dir) = std::path::Path::new(&config.otlp_file)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot create the directory of the OTLP file");
+        }
         let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
         let batcher = Batcher {
             http,

@@ -248,13 +248,8 @@ pub fn create(
         reason: e.to_string(),
     })?;
     let envelope = dsse::sign(PAYLOAD_TYPE, &payload, key);
-    let mut envelope_bytes =
-        serde_json::to_vec_pretty(&envelope).map_err(|e| BundleError::Envelope {
-            reason: e.to_string(),
-        })?;
-    envelope_bytes.push(b'\n');
     let mut ordered: Vec<(String, Vec<u8>)> = vec![
-        (ENVELOPE_MEMBER.into(), envelope_bytes),
+        (ENVELOPE_MEMBER.into(), envelope_member(&envelope)?),
         (SCHEMA_MEMBER.into(), schema_text.into_bytes()),
     ];
     ordered.extend(members.into_iter().map(|(p, t)| (p, t.as_bytes().to_vec())));
@@ -380,34 +375,27 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<VerifiedBundle, Bundle
     })?;
     // The envelope is not covered by any digest: only its one canonical spelling is accepted,
     // so no byte of it (a key id, the base64 alphabet, whitespace) can change unnoticed.
-    let canonical_envelope = dsse::Envelope {
-        payload: STANDARD.encode(&payload),
-        payload_type: PAYLOAD_TYPE.to_string(),
-        signatures: envelope
-            .signatures
-            .iter()
-            .map(|s| dsse::EnvelopeSignature {
-                keyid: ours.clone(),
-                sig: s.sig.clone(),
-            })
-            .collect(),
-    };
-    let mut expected_envelope =
-        serde_json::to_vec_pretty(&canonical_envelope).map_err(|e| BundleError::Envelope {
-            reason: e.to_string(),
-        })?;
-    expected_envelope.push(b'\n');
-    let sig_canonical =
-        envelope.signatures.len() == 1 && dsse::canonical_signature(&envelope.signatures[0].sig);
-    if !sig_canonical || expected_envelope != *envelope_bytes {
-        let offset = expected_envelope
-            .iter()
-            .zip(envelope_bytes.iter())
-            .position(|(a, b)| a != b)
-            .unwrap_or(expected_envelope.len().min(envelope_bytes.len()));
+    let [signature] = envelope.signatures.as_slice() else {
         return Err(BundleError::Envelope {
             reason: format!(
-                "the envelope is not in its canonical form (first difference at byte {offset}: a key id, encoding, extra signature or whitespace was changed)"
+                "{} signatures; a bundle carries exactly one",
+                envelope.signatures.len()
+            ),
+        });
+    };
+    let canonical = envelope_member(&dsse::Envelope {
+        payload: STANDARD.encode(&payload),
+        payload_type: PAYLOAD_TYPE.to_string(),
+        signatures: vec![dsse::EnvelopeSignature {
+            keyid: ours.clone(),
+            sig: signature.sig.clone(),
+        }],
+    })?;
+    if !dsse::canonical_signature(&signature.sig) || canonical != *envelope_bytes {
+        let offset = first_difference(&canonical, envelope_bytes);
+        return Err(BundleError::Envelope {
+            reason: format!(
+                "the envelope is not in its canonical form (first difference at byte {offset}: a key id, encoding or whitespace was changed)"
             ),
         });
     }
@@ -468,11 +456,7 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<VerifiedBundle, Bundle
     // rebuilding the canonical bytes and comparing covers them.
     let canonical = pack(&members, created.timestamp().max(0) as u64)?;
     if canonical != bytes {
-        let offset = canonical
-            .iter()
-            .zip(bytes.iter())
-            .position(|(a, b)| a != b)
-            .unwrap_or(canonical.len().min(bytes.len()));
+        let offset = first_difference(&canonical, bytes);
         let place = if bytes.len() < canonical.len() && offset == bytes.len() {
             format!(
                 "the bundle is truncated: {} bytes, expected {}",
@@ -512,6 +496,24 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<VerifiedBundle, Bundle
         schema,
         policies,
     })
+}
+
+/// The bytes of the envelope member, as `create` writes it and `verify` expects it.
+fn envelope_member(envelope: &dsse::Envelope) -> Result<Vec<u8>, BundleError> {
+    let mut bytes = serde_json::to_vec_pretty(envelope).map_err(|e| BundleError::Envelope {
+        reason: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The first offset at which two byte strings differ (the shorter one's length if one is a
+/// prefix of the other).
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
 }
 
 /// Names the member whose header or data holds a byte offset.
