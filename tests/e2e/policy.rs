@@ -354,18 +354,10 @@ fn keys_bundle_and_compact_answer_in_json_too() {
             .unwrap()
             .ends_with("signing.key")
     );
-    let r = c.run(&[
-        "policy",
-        "bundle",
-        "--key",
-        "k/signing.key",
-        "--out",
-        "b.tar",
-        "--created",
-        "2026-11-25T00:00:00Z",
-        "--format",
-        "json",
-    ]);
+    let r = bundle(
+        &c,
+        &["--created", "2026-11-25T00:00:00Z", "--format", "json"],
+    );
     r.expect_code(0);
     let b: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(b["digest"].as_str().unwrap().starts_with("sha256:"));
@@ -555,16 +547,18 @@ fn bundle_is_deterministic_and_verifies() {
         .expect_output("17 policies");
 }
 
-/// `cairn policy bundle` with the key in `k/`, into `b.tar`.
-fn bundle(c: &Cairn) -> Run {
-    c.run(&[
+/// `cairn policy bundle` with the key in `k/`, into `b.tar`, and `extra` arguments.
+fn bundle(c: &Cairn, extra: &[&str]) -> Run {
+    let mut args = vec![
         "policy",
         "bundle",
         "--key",
         "k/signing.key",
         "--out",
         "b.tar",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    c.run(&args)
 }
 
 #[test]
@@ -576,7 +570,7 @@ fn bundle_refuses_unreviewed_policies() {
         "expect: deny",
         "expect: allow",
     );
-    bundle(&c)
+    bundle(&c, &[])
         .expect_code(1)
         .expect_output("policy test(s) failed");
     assert!(!c.path("b.tar").exists());
@@ -587,7 +581,7 @@ fn bundle_refuses_unreviewed_policies() {
         "policies/models.cedar",
         "\npermit (principal, action, resource);\n",
     );
-    bundle(&c).expect_code(1).expect_output("missing-id");
+    bundle(&c, &[]).expect_code(1).expect_output("missing-id");
     assert!(!c.path("b.tar").exists());
 
     // A shared entity file that `policy validate` rejects stops the bundle too.
@@ -597,7 +591,7 @@ fn bundle_refuses_unreviewed_policies() {
         "policies/entities/broken.json",
         r#"[{"uid":{"type":"User","id":"x"},"attrs":{"no_such_attribute":1},"parents":[]}]"#,
     );
-    bundle(&c).expect_code(1).expect_output("broken.json");
+    bundle(&c, &[]).expect_code(1).expect_output("broken.json");
     assert!(!c.path("b.tar").exists());
 }
 
@@ -627,7 +621,7 @@ fn any_flipped_byte_truncation_or_other_key_fails_verification() {
     let c = Cairn::with_policies();
     make_key(&c, "k");
     make_key(&c, "other");
-    bundle(&c).expect_code(0);
+    bundle(&c, &[]).expect_code(0);
     let good = std::fs::read(c.path("b.tar")).unwrap();
     let verify = |bytes: &[u8]| {
         std::fs::write(c.path("t.tar"), bytes).unwrap();
