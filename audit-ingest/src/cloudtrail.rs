@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::json::{boolean, json_text, nested, text, timestamp_ms};
-use crate::reject::Reject;
-use crate::schema::CloudTrailColumns;
+use crate::reject::{Reason, Reject};
+use lake::schema::CloudTrailColumns;
 
 /// A CloudTrail event as captured: every field raw, read leniently afterwards.
 #[derive(Deserialize)]
@@ -165,7 +165,7 @@ pub fn parse(bytes: &[u8]) -> Result<Checked<'_>, Reject> {
     ] {
         if text(v).is_none_or(|t| t.is_empty()) {
             return Err(Reject::new(
-                "missing_required_field",
+                Reason::MissingRequiredField,
                 format!("`{name}` is missing or empty"),
             ));
         }
@@ -173,7 +173,7 @@ pub fn parse(bytes: &[u8]) -> Result<Checked<'_>, Reject> {
     let time_text = text(event.event_time).unwrap_or_default();
     let time_ms = timestamp_ms(&time_text).ok_or_else(|| {
         Reject::new(
-            "unparseable_time",
+            Reason::UnparseableTime,
             format!("`eventTime` `{time_text}` is not a time"),
         )
     })?;
@@ -365,24 +365,24 @@ mod tests {
 
     #[test]
     fn bad_records_say_why() {
-        assert_eq!(parse(b"[1,2]").err().unwrap().reason, "wrong_shape");
+        assert_eq!(parse(b"[1,2]").err().unwrap().reason, Reason::WrongShape);
         assert_eq!(
             parse(b"{\"eventTime\":").err().unwrap().reason,
-            "invalid_json"
+            Reason::InvalidJson
         );
         assert_eq!(
             parse(br#"{"eventName":"X","eventSource":"s","eventID":"i"}"#)
                 .err()
                 .unwrap()
                 .reason,
-            "missing_required_field"
+            Reason::MissingRequiredField
         );
         assert_eq!(
             parse(br#"{"eventTime":"soon","eventName":"X","eventSource":"s","eventID":"i"}"#)
                 .err()
                 .unwrap()
                 .reason,
-            "unparseable_time"
+            Reason::UnparseableTime
         );
     }
 }

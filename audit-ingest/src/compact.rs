@@ -1,5 +1,5 @@
 //! `cairn ingest compact`: merges the small files of each partition into files of
-//! [`FLUSH_ROWS`](crate::lake::writer::FLUSH_ROWS) rows, sorted by time, without duplicates.
+//! [`FLUSH_ROWS`](lake::writer::FLUSH_ROWS) rows, sorted by time, without duplicates.
 //! A file is small when it holds fewer rows than that (read from its footer alone); a partition
 //! with at most one small file is left as it is, so compaction settles: a second run finds
 //! nothing to do. The merged file is written before the files it replaces are deleted, so no
@@ -17,8 +17,9 @@ use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::object_store::ObjectMeta;
 
 use crate::error::IngestError;
-use crate::lake::Lake;
-use crate::lake::writer::{FLUSH_ROWS, TableWriter};
+use lake::Lake;
+use lake::schema::Table;
+use lake::writer::{FLUSH_ROWS, TableWriter};
 
 /// Files at or above this size are left alone whatever their row count.
 pub const SMALL_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -61,18 +62,18 @@ fn fit(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowErro
 
 pub fn compact(
     lake: &Lake,
-    table: &str,
+    table: Table,
     rt: &tokio::runtime::Handle,
 ) -> Result<CompactSummary, IngestError> {
     let mut out = CompactSummary {
-        table: table.to_string(),
+        table: table.name().to_string(),
         ..Default::default()
     };
-    let schema = crate::schema::schema_of(table)
-        .ok_or_else(|| IngestError::Input(format!("unknown table `{table}`")))?;
-    for date in rt.block_on(lake.partitions(table))? {
+    let schema = table.schema();
+    let name = table.name();
+    for date in rt.block_on(lake.partitions(name))? {
         let mut files = Vec::new();
-        for f in rt.block_on(lake.data_files(table, Some(&date)))? {
+        for f in rt.block_on(lake.data_files(name, Some(&date)))? {
             if f.size < SMALL_FILE_BYTES && rt.block_on(rows_in(lake, &f))? < FLUSH_ROWS {
                 files.push(f);
             }
@@ -83,7 +84,7 @@ pub fn compact(
         out.partitions += 1;
         out.files_before += files.len();
         // A fresh writer de-duplicates within this partition only (it starts with no keys).
-        let mut w = TableWriter::new_empty(lake.clone(), table, rt.clone())?;
+        let mut w = TableWriter::new_empty(lake.clone(), table, rt.clone());
         for f in &files {
             let Some(bytes) = rt.block_on(lake.get(&f.location))? else {
                 continue;

@@ -2,11 +2,23 @@
 //! gateway's own chain checker first (hash, signature, sequence, `prev`, seals); what fails is
 //! quarantined with the segment and line.
 
-use gateway_core::decision_log::{Record, RecordKind};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use decision_record::record::LineError;
+use decision_record::verify::{ChainChecker, ChainFault};
+use decision_record::{Body, Decision, Outcome, Record, RecordKind};
 use serde_json::Value;
 
-use crate::json::timestamp_ms;
-use crate::schema::{DecisionColumns, OutcomeColumns};
+use crate::error::IngestError;
+use crate::ingest::{
+    ALREADY_INGESTED, IngestSummary, Options, QuarantineSink, RETRIED, SourceSummary,
+};
+use crate::job::Job;
+use crate::json::{date_of, timestamp_ms};
+use crate::reject::Reason;
+use crate::source::SourceObject;
+use lake::schema::{DecisionColumns, OutcomeColumns, Table};
 
 fn json(v: &Option<Value>) -> Option<String> {
     v.as_ref().filter(|v| !v.is_null()).map(Value::to_string)
@@ -39,7 +51,7 @@ fn split_uid(uid: &str) -> (Option<String>, Option<String>) {
 
 /// The principal's team for reports: its `owner_team`, else its `department`, else its first
 /// group.
-pub fn team(r: &Record) -> Option<String> {
+pub fn team(r: &Decision) -> Option<String> {
     str_field(&r.principal_attrs, "owner_team")
         .or_else(|| str_field(&r.principal_attrs, "department"))
         .or_else(|| {
@@ -56,15 +68,16 @@ pub fn time_ms(r: &Record) -> Option<i64> {
 
 pub fn append_decision(
     cols: &mut DecisionColumns,
-    r: &Record,
+    envelope: &Record,
+    r: &Decision,
     hash: &str,
     time_ms: i64,
     source: &str,
     line: u64,
 ) {
     cols.ts.append_value(time_ms);
-    cols.id.append_value(&r.id);
-    cols.seq.append_value(r.seq as i64);
+    cols.id.append_value(&envelope.id);
+    cols.seq.append_value(envelope.seq as i64);
     let (ptype, pid) = r
         .principal
         .as_deref()
@@ -110,9 +123,9 @@ pub fn append_decision(
         .append_option(extra("role_session_name"));
     cols.source_identity.append_option(extra("source_identity"));
     cols.extra.append_option(json(&r.extra));
-    cols.key_id.append_value(&r.key_id);
+    cols.key_id.append_value(&envelope.key_id);
     cols.hash.append_value(hash);
-    cols.prev.append_value(&r.prev);
+    cols.prev.append_value(&envelope.prev);
     cols.ingest_source.append_value(source);
     cols.ingest_record.append_value(line as i64);
     cols.row_done();
@@ -120,16 +133,17 @@ pub fn append_decision(
 
 pub fn append_outcome(
     cols: &mut OutcomeColumns,
-    r: &Record,
+    envelope: &Record,
+    r: &Outcome,
     hash: &str,
     time_ms: i64,
     source: &str,
     line: u64,
 ) {
     cols.ts.append_value(time_ms);
-    cols.id.append_value(&r.id);
-    cols.seq.append_value(r.seq as i64);
-    cols.decision_id.append_option(r.decision_id.as_ref());
+    cols.id.append_value(&envelope.id);
+    cols.seq.append_value(envelope.seq as i64);
+    cols.decision_id.append_value(&r.decision_id);
     cols.model.append_option(r.model.as_ref());
     cols.provider.append_option(r.provider.as_ref());
     cols.status.append_option(r.status.map(i64::from));
@@ -158,19 +172,12 @@ pub fn append_outcome(
     );
     cols.extra.append_option(json(&r.extra));
     cols.trace_id.append_option(r.trace_id.as_ref());
-    cols.key_id.append_value(&r.key_id);
+    cols.key_id.append_value(&envelope.key_id);
     cols.hash.append_value(hash);
-    cols.prev.append_value(&r.prev);
+    cols.prev.append_value(&envelope.prev);
     cols.ingest_source.append_value(source);
     cols.ingest_record.append_value(line as i64);
     cols.row_done();
-}
-
-pub fn is_row(r: &Record) -> Option<RecordKind> {
-    match r.kind {
-        RecordKind::Decision | RecordKind::Outcome => Some(r.kind),
-        RecordKind::Seal => None,
-    }
 }
 
 /// Ingests decision record segments: every line is checked against the chain and the keys, and
@@ -178,19 +185,9 @@ pub fn is_row(r: &Record) -> Option<RecordKind> {
 pub fn run(
     spec: &str,
     keys: Vec<(String, ed25519_dalek::VerifyingKey)>,
-    opts: &crate::ingest::Options,
+    opts: &Options,
     rt: &tokio::runtime::Handle,
-) -> Result<crate::ingest::IngestSummary, crate::error::IngestError> {
-    use std::io::BufRead;
-
-    use gateway_core::decision_log::verify::{ChainChecker, ChainFault};
-
-    use crate::ingest::{IngestSummary, QuarantineSink, SourceSummary};
-    use crate::json::date_of;
-    use crate::lake::manifest;
-    use crate::lake::writer::TableWriter;
-
-    let started = std::time::Instant::now();
+) -> Result<IngestSummary, IngestError> {
     let mut objects = rt.block_on(crate::source::list(spec, &opts.filter))?;
     objects.retain(|o| {
         o.uri
@@ -199,25 +196,14 @@ pub fn run(
             .is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl"))
     });
     objects.sort_by(|a, b| a.uri.rsplit('/').next().cmp(&b.uri.rsplit('/').next()));
-    let mut summary = IngestSummary {
-        table: "decisions".into(),
-        lake: opts.lake.display.clone(),
-        ..Default::default()
-    };
-    let mut decisions = TableWriter::new(opts.lake.clone(), "decisions", rt.clone())?
-        .with_flush_rows(opts.flush_rows);
-    let mut outcomes = TableWriter::new(opts.lake.clone(), "outcomes", rt.clone())?
-        .with_flush_rows(opts.flush_rows);
-    let mut quarantine = TableWriter::new(opts.lake.clone(), "_quarantine", rt.clone())?;
+    let mut job = Job::open(&[Table::Decisions, Table::Outcomes], opts, rt)?;
     let mut checker = ChainChecker::new(keys.clone());
-    let mut entries = Vec::new();
     let count = objects.len();
     opts.progress
         .start(count, objects.iter().map(|o| o.size).sum());
     // After a segment that could not be read, the chain cannot be checked across the gap: the
     // later segments wait for the next run, which reads them in order.
     let mut stopped_at: Option<String> = None;
-    let mut known = rt.block_on(manifest::Manifest::load(&opts.lake, "decisions"))?;
     for (i, obj) in objects.iter().enumerate() {
         let mut s = SourceSummary {
             source: obj.uri.clone(),
@@ -227,70 +213,122 @@ pub fn run(
             s.skipped = Some(format!(
                 "not read yet: the earlier segment `{earlier}` could not be read; the next run reads both in order"
             ));
-            summary.sources.push(s);
+            job.summary.sources.push(s);
             continue;
         }
-        if let Some(e) = known.get(&obj.uri)
-            && e.unchanged(obj)
-        {
+        if let Some(e) = job.unchanged(obj) {
             if let Some((seq, hash)) = &e.tail {
                 checker = ChainChecker::resume(keys.clone(), *seq, hash.clone());
             }
-            s.skipped = Some("already ingested (unchanged since)".into());
-            summary.sources.push(s);
+            s.skipped = Some(ALREADY_INGESTED.into());
+            job.summary.sources.push(s);
             continue;
         }
-        let mut q = QuarantineSink::new("decisions");
-        let (mut reader, sum) = match crate::source::open(obj, rt) {
-            Ok(r) => r,
+        let mut q = job.sink();
+        let read = match crate::source::open(obj, rt) {
+            Ok((reader, sum)) => {
+                let segment = Segment {
+                    obj,
+                    last: i + 1 == count,
+                    more_follow: i + 1 < count,
+                };
+                let read = segment.read(reader, &mut checker, &mut q, &mut s);
+                Some((read, sum))
+            }
             Err(e) => {
                 // Counted and reported; the segment is not recorded as ingested, so the next
                 // run tries it again, and the segments after it wait for that.
-                q.add(&obj.uri, 0, "unreadable_input", &e.to_string(), b"");
-                s.error = Some(format!("{e}; {}", crate::ingest::RETRIED));
-                quarantine.add(
-                    &q.date(),
-                    q.take().map_err(crate::error::IngestError::arrow)?,
-                )?;
-                s.quarantined = q.counts;
-                summary.sources.push(s);
-                stopped_at = Some(obj.uri.clone());
-                continue;
+                q.add(&obj.uri, 0, Reason::UnreadableInput, &e.to_string(), b"");
+                s.error = Some(format!("{e}; {RETRIED}"));
+                None
             }
         };
+        job.quarantine(&mut q)?;
+        s.quarantined = q.counts;
+        let Some((read, sum)) = read else {
+            job.summary.sources.push(s);
+            stopped_at = Some(obj.uri.clone());
+            continue;
+        };
+        for (date, mut c) in read.decisions {
+            s.count(job.add(
+                Table::Decisions,
+                &date,
+                c.finish().map_err(IngestError::arrow)?,
+            )?);
+        }
+        for (date, mut c) in read.outcomes {
+            s.count(job.add(
+                Table::Outcomes,
+                &date,
+                c.finish().map_err(IngestError::arrow)?,
+            )?);
+        }
+        let checksum = sum.finish();
+        job.summary.bytes_read += checksum.1;
+        opts.progress.advance(s.read, checksum.1);
+        if read.retry {
+            stopped_at = Some(obj.uri.clone());
+        } else {
+            job.ingested(obj, &s, checksum, read.tail);
+        }
+        job.summary.sources.push(s);
+    }
+    job.finish()
+}
+
+/// One segment to read, and where it stands among the others.
+struct Segment<'a> {
+    obj: &'a SourceObject,
+    /// The newest segment: its last line may still be being written.
+    last: bool,
+    /// Segments follow this one, so it must end with a seal.
+    more_follow: bool,
+}
+
+/// What one segment gave.
+#[derive(Default)]
+struct SegmentRows {
+    decisions: BTreeMap<String, DecisionColumns>,
+    outcomes: BTreeMap<String, OutcomeColumns>,
+    /// `seq` and hash of its last record.
+    tail: Option<(u64, String)>,
+    /// Reading stopped early; the next run reads the segment again.
+    retry: bool,
+}
+
+impl Segment<'_> {
+    fn read(
+        &self,
+        mut reader: impl BufRead,
+        checker: &mut ChainChecker,
+        q: &mut QuarantineSink,
+        s: &mut SourceSummary,
+    ) -> SegmentRows {
+        let uri = &self.obj.uri;
+        let mut out = SegmentRows::default();
         checker.start_segment();
-        let mut ddays: std::collections::BTreeMap<String, DecisionColumns> = Default::default();
-        let mut odays: std::collections::BTreeMap<String, OutcomeColumns> = Default::default();
         let mut line_no = 0u64;
-        let mut tail = None;
         let mut last_kind = None;
         let mut buf = Vec::with_capacity(4096);
-        let mut retry = false;
-        let last_segment = i + 1 == count;
         loop {
             buf.clear();
             let n = match reader.read_until(b'\n', &mut buf) {
                 Ok(n) => n,
                 Err(e) => {
                     // What was read so far stands; the rest is read again by the next run.
+                    let at = line_no + 1;
                     q.add(
-                        &obj.uri,
-                        line_no + 1,
-                        "unreadable_input",
-                        &format!(
-                            "{}:{}: the segment cannot be read: {e}",
-                            obj.uri,
-                            line_no + 1
-                        ),
+                        uri,
+                        at,
+                        Reason::UnreadableInput,
+                        &format!("{uri}:{at}: the segment cannot be read: {e}"),
                         &buf,
                     );
                     s.error = Some(format!(
-                        "{}: reading stopped at line {}: {e}; {}",
-                        obj.uri,
-                        line_no + 1,
-                        crate::ingest::RETRIED
+                        "{uri}: reading stopped at line {at}: {e}; {RETRIED}"
                     ));
-                    retry = true;
+                    out.retry = true;
                     break;
                 }
             };
@@ -299,8 +337,8 @@ pub fn run(
             }
             line_no += 1;
             // Where the line is, for quarantine details (built only when one is needed).
-            let at = || format!("{}:{line_no}", obj.uri);
-            if !buf.ends_with(b"\n") && last_segment && last_kind.is_some() {
+            let at = || format!("{uri}:{line_no}");
+            if !buf.ends_with(b"\n") && self.last && last_kind.is_some() {
                 // The live segment's last line is still being written (the gateway appends a
                 // line with one write; a crash's torn tail is removed when it restarts). It is
                 // not a record yet: leave it for the next run, which sees the segment grown.
@@ -308,117 +346,66 @@ pub fn run(
                     "{}: the last line is incomplete (a segment still being written); the next run reads it",
                     at()
                 ));
-                retry = true;
+                out.retry = true;
                 break;
             }
             s.read += 1;
             if !buf.ends_with(b"\n") {
-                q.add(
-                    &obj.uri,
-                    line_no,
-                    "truncated_input",
-                    &format!("{}: {}", at(), ChainFault::Truncated),
-                    &buf,
-                );
+                let detail = format!("{}: {}", at(), ChainFault::Truncated);
+                q.add(uri, line_no, Reason::TruncatedInput, &detail, &buf);
                 last_kind = None;
                 continue;
             }
-            match checker.check(&String::from_utf8_lossy(&buf)) {
-                Ok((record, hash)) => {
-                    tail = Some((record.seq, hash.clone()));
-                    last_kind = Some(record.kind);
-                    let Some(kind) = is_row(&record) else {
-                        continue;
-                    };
-                    let Some(ms) = time_ms(&record) else {
-                        q.add(
-                            &obj.uri,
-                            line_no,
-                            "unparseable_time",
-                            &format!("{}: `ts` `{}` is not a time", at(), record.ts),
-                            &buf,
-                        );
-                        continue;
-                    };
-                    let date = date_of(ms);
-                    match kind {
-                        RecordKind::Decision => {
-                            let c = ddays
-                                .entry(date)
-                                .or_insert_with(|| DecisionColumns::new(1024));
-                            append_decision(c, &record, &hash, ms, &obj.uri, line_no);
-                        }
-                        _ => {
-                            let c = odays
-                                .entry(date)
-                                .or_insert_with(|| OutcomeColumns::new(1024));
-                            append_outcome(c, &record, &hash, ms, &obj.uri, line_no);
-                        }
-                    }
-                }
+            let (record, hash) = match checker.check(&String::from_utf8_lossy(&buf)) {
+                Ok(checked) => checked,
                 Err((seq, fault)) => {
                     let reason = match &fault {
-                        ChainFault::Line(_) => "record_altered",
-                        ChainFault::Truncated => "truncated_input",
-                        _ => "chain_broken",
+                        ChainFault::Line(LineError::BadBody(_)) => Reason::InvalidRecord,
+                        ChainFault::Line(_) => Reason::RecordAltered,
+                        ChainFault::Truncated => Reason::TruncatedInput,
+                        _ => Reason::ChainBroken,
                     };
                     let detail = match seq {
                         Some(n) => format!("{} (record seq {n}): {fault}", at()),
                         None => format!("{}: {fault}", at()),
                     };
-                    q.add(&obj.uri, line_no, reason, &detail, &buf);
+                    q.add(uri, line_no, reason, &detail, &buf);
                     last_kind = None;
+                    continue;
                 }
+            };
+            out.tail = Some((record.seq, hash.clone()));
+            last_kind = Some(record.kind());
+            if matches!(record.body, Body::Seal(_)) {
+                continue;
+            }
+            let Some(ms) = time_ms(&record) else {
+                let detail = format!("{}: `ts` `{}` is not a time", at(), record.ts);
+                q.add(uri, line_no, Reason::UnparseableTime, &detail, &buf);
+                continue;
+            };
+            let date = date_of(ms);
+            match &record.body {
+                Body::Decision(d) => {
+                    let c = out
+                        .decisions
+                        .entry(date)
+                        .or_insert_with(|| DecisionColumns::new(1024));
+                    append_decision(c, &record, d, &hash, ms, uri, line_no);
+                }
+                Body::Outcome(o) => {
+                    let c = out
+                        .outcomes
+                        .entry(date)
+                        .or_insert_with(|| OutcomeColumns::new(1024));
+                    append_outcome(c, &record, o, &hash, ms, uri, line_no);
+                }
+                Body::Seal(_) => {}
             }
         }
-        if i + 1 < count && last_kind != Some(RecordKind::Seal) {
-            s.error = Some(format!("{}: {}", obj.uri, ChainFault::Unsealed));
+        if self.more_follow && last_kind != Some(RecordKind::Seal) {
+            s.error = Some(format!("{uri}: {}", ChainFault::Unsealed));
         }
-        for (date, mut c) in ddays {
-            s.count(decisions.add(&date, c.finish().map_err(crate::error::IngestError::arrow)?)?);
-        }
-        for (date, mut c) in odays {
-            s.count(outcomes.add(&date, c.finish().map_err(crate::error::IngestError::arrow)?)?);
-        }
-        if !q.is_empty() {
-            let date = q.date();
-            quarantine.add(&date, q.take().map_err(crate::error::IngestError::arrow)?)?;
-        }
-        s.quarantined = q.counts;
-        let (sha, size) = sum.finish();
-        summary.bytes_read += size;
-        opts.progress.advance(s.read, size);
-        if retry {
-            summary.sources.push(s);
-            stopped_at = Some(obj.uri.clone());
-            continue;
-        }
-        entries.push(manifest::Entry {
-            uri: obj.uri.clone(),
-            size: obj.size.unwrap_or(size),
-            version: obj.version.clone(),
-            sha256: sha,
-            records_read: s.read,
-            rows_written: s.written,
-            duplicates: s.duplicates,
-            quarantined: s.quarantined_total(),
-            ingested_at: chrono::Utc::now().to_rfc3339(),
-            tail,
-        });
-        summary.sources.push(s);
+        out
     }
-    decisions.finish()?;
-    outcomes.finish()?;
-    quarantine.finish()?;
-    rt.block_on(known.store(&opts.lake, "decisions", entries))?;
-    opts.progress.finish();
-    summary.files_written = decisions.files_written.clone();
-    summary
-        .files_written
-        .extend(outcomes.files_written.iter().cloned());
-    summary
-        .files_written
-        .extend(quarantine.files_written.iter().cloned());
-    summary.elapsed_s = started.elapsed().as_secs_f64();
-    Ok(summary)
 }

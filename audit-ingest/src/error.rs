@@ -25,6 +25,9 @@ pub enum IngestError {
         #[source]
         source: datafusion::object_store::Error,
     },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lake(#[from] lake::LakeError),
     #[error("parquet: {0}")]
     #[diagnostic(code(cairn::ingest::parquet))]
     Parquet(String),

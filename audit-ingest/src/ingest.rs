@@ -7,27 +7,29 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Instant;
 
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
 use crate::error::IngestError;
+use crate::job::Job;
 use crate::json::date_of;
-use crate::lake::writer::{Added, TableWriter};
-use crate::lake::{Lake, manifest};
-use crate::reject::Reject;
-use crate::schema::{CloudTrailColumns, QuarantineColumns, SpanColumns};
+use crate::reject::{Reason, Reject};
 use crate::source::{self, Filter, SourceObject};
-use crate::split::Splitter;
+use crate::split::{SplitErrorKind, Splitter};
 use crate::{cloudtrail, otel};
+use lake::Lake;
+use lake::schema::{CloudTrailColumns, QuarantineColumns, SpanColumns, Table};
+use lake::writer::Added;
 
 const DAY_MS: i64 = 86_400_000;
 /// Rows a worker collects before handing them to the writer.
 const CHUNK_ROWS: usize = 16_384;
 /// Rows a day's column builders have room for before they grow.
 const START_ROWS: usize = 256;
+/// Said of a source skipped because the manifest has it, unchanged.
+pub(crate) const ALREADY_INGESTED: &str = "already ingested (unchanged since)";
 /// Said of a source that failed to read: it is tried again, not skipped as done.
 pub(crate) const RETRIED: &str = "not recorded as ingested, the next run reads it again";
 /// Raw bytes kept of a quarantined record.
@@ -119,7 +121,7 @@ pub struct Options {
 /// A kind of record file and the table it fills.
 pub(crate) trait Kind: Send + Sync + 'static {
     type Cols: Send;
-    const TABLE: &'static str;
+    const TABLE: Table;
     fn cols() -> Self::Cols;
     fn len(c: &Self::Cols) -> usize;
     fn finish(c: &mut Self::Cols) -> Result<RecordBatch, ArrowError>;
@@ -145,7 +147,7 @@ pub(crate) struct CloudTrail;
 
 impl Kind for CloudTrail {
     type Cols = CloudTrailColumns;
-    const TABLE: &'static str = "cloudtrail";
+    const TABLE: Table = Table::CloudTrail;
     fn cols() -> Self::Cols {
         // Small to start and grown as rows come: a source's day often holds a few hundred rows,
         // and a builder's unused capacity would stay allocated in every batch it finishes.
@@ -172,7 +174,7 @@ pub(crate) struct Otel;
 
 impl Kind for Otel {
     type Cols = SpanColumns;
-    const TABLE: &'static str = "genai_spans";
+    const TABLE: Table = Table::GenaiSpans;
     fn cols() -> Self::Cols {
         SpanColumns::new(1024)
     }
@@ -229,11 +231,11 @@ pub struct QuarantineSink {
     cols: QuarantineColumns,
     now_ms: i64,
     pub counts: BTreeMap<String, u64>,
-    table: &'static str,
+    table: Table,
 }
 
 impl QuarantineSink {
-    pub fn new(table: &'static str) -> Self {
+    pub fn new(table: Table) -> Self {
         Self {
             cols: QuarantineColumns::new(64),
             now_ms: chrono::Utc::now().timestamp_millis(),
@@ -242,7 +244,8 @@ impl QuarantineSink {
         }
     }
 
-    pub fn add(&mut self, source: &str, number: u64, reason: &str, detail: &str, raw: &[u8]) {
+    pub fn add(&mut self, source: &str, number: u64, reason: Reason, detail: &str, raw: &[u8]) {
+        let reason = reason.as_str();
         *self.counts.entry(reason.to_string()).or_default() += 1;
         let c = &mut self.cols;
         c.ingested_at.append_value(self.now_ms);
@@ -250,7 +253,7 @@ impl QuarantineSink {
             "{}|{source}|{number}|{reason}|{detail}",
             self.table
         ));
-        c.target_table.append_value(self.table);
+        c.target_table.append_value(self.table.name());
         c.source.append_value(source);
         c.record_number.append_value(number as i64);
         c.reason.append_value(reason);
@@ -288,7 +291,7 @@ fn work<K: Kind>(
     let (reader, sum) = match source::open(obj, rt) {
         Ok(r) => r,
         Err(e) => {
-            q.add(&obj.uri, 0, "unreadable_input", &e.to_string(), b"");
+            q.add(&obj.uri, 0, Reason::UnreadableInput, &e.to_string(), b"");
             if let Ok(b) = q.take() {
                 let _ = tx.send(Msg::Quarantine { batch: b });
             }
@@ -339,26 +342,16 @@ fn work<K: Kind>(
                 }
             }
             Err(e) => {
-                let reason = if e.reason.contains("truncated") {
-                    "truncated_input"
-                } else if e.reason.contains("larger than") {
-                    "record_too_large"
-                } else if e.reason.contains("cannot be read") {
-                    "unreadable_input"
-                } else {
-                    "wrong_shape"
-                };
-                if e.raw.is_empty() && e.fatal && reason == "truncated_input" {
+                if e.raw.is_empty() && e.fatal && e.kind == SplitErrorKind::Truncated {
                     // The input ended between records: nothing of a record was lost, but the
                     // source is incomplete; say so without inventing a record.
                     read -= 1;
-                    error = Some(e.reason.clone());
                 } else {
-                    q.add(&obj.uri, e.number, reason, &e.reason, &e.raw);
+                    q.add(&obj.uri, e.number, e.kind.reason(), &e.message, &e.raw);
                 }
                 if e.fatal {
-                    retry = reason == "unreadable_input";
-                    error = Some(e.reason);
+                    retry = e.kind == SplitErrorKind::Unreadable;
+                    error = Some(e.message);
                 }
             }
         }
@@ -408,30 +401,19 @@ pub(crate) fn run<K: Kind>(
     opts: &Options,
     rt: &tokio::runtime::Handle,
 ) -> Result<IngestSummary, IngestError> {
-    let started = Instant::now();
     let objects = rt.block_on(source::list(spec, &opts.filter))?;
-    let mut summary = IngestSummary {
-        table: K::TABLE.into(),
-        lake: opts.lake.display.clone(),
-        sources: objects
-            .iter()
-            .map(|o| SourceSummary {
-                source: o.uri.clone(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
+    let mut job = Job::open(&[K::TABLE], opts, rt)?;
+    job.summary.sources = objects
+        .iter()
+        .map(|o| SourceSummary {
+            source: o.uri.clone(),
+            ..Default::default()
+        })
+        .collect();
     let mut todo = VecDeque::new();
-    let mut known = rt.block_on(manifest::Manifest::load(&opts.lake, K::TABLE))?;
     for (i, o) in objects.iter().enumerate() {
-        let entry = if matches!(o.location, source::Location::Stdin) {
-            None
-        } else {
-            known.get(&o.uri)
-        };
-        if entry.is_some_and(|e| e.unchanged(o)) {
-            summary.sources[i].skipped = Some("already ingested (unchanged since)".into());
+        if job.unchanged(o).is_some() {
+            job.summary.sources[i].skipped = Some(ALREADY_INGESTED.into());
             continue;
         }
         todo.push_back((i, o.clone()));
@@ -444,10 +426,7 @@ pub(crate) fn run<K: Kind>(
     } else {
         opts.jobs
     };
-    let mut data =
-        TableWriter::new(opts.lake.clone(), K::TABLE, rt.clone())?.with_flush_rows(opts.flush_rows);
-    let mut quarantine = TableWriter::new(opts.lake.clone(), "_quarantine", rt.clone())?;
-    let q_date = QuarantineSink::new(K::TABLE).date();
+    let q_date = job.sink().date();
     let mut checksums: HashMap<usize, (String, u64)> = HashMap::new();
     let queue = Arc::new(Mutex::new(todo));
     let (tx, rx) = mpsc::sync_channel::<Msg>(jobs * 4);
@@ -474,12 +453,10 @@ pub(crate) fn run<K: Kind>(
             let r: Result<(), IngestError> = (|| {
                 match msg {
                     Msg::Rows { source, day, batch } => {
-                        let added = data.add(&date_of(day * DAY_MS), batch)?;
-                        summary.sources[source].count(added);
+                        let added = job.add(K::TABLE, &date_of(day * DAY_MS), batch)?;
+                        job.summary.sources[source].count(added);
                     }
-                    Msg::Quarantine { batch } => {
-                        quarantine.add(&q_date, batch)?;
-                    }
+                    Msg::Quarantine { batch } => job.quarantine_batch(&q_date, batch)?,
                     Msg::Done {
                         source,
                         read,
@@ -488,11 +465,11 @@ pub(crate) fn run<K: Kind>(
                         error,
                         retry,
                     } => {
-                        let s = &mut summary.sources[source];
+                        let s = &mut job.summary.sources[source];
                         s.read = read;
                         s.quarantined = quarantined;
                         s.error = error.map(|e| if retry { format!("{e}; {RETRIED}") } else { e });
-                        summary.bytes_read += checksum.1;
+                        job.summary.bytes_read += checksum.1;
                         if !retry {
                             checksums.insert(source, checksum);
                         }
@@ -509,39 +486,13 @@ pub(crate) fn run<K: Kind>(
     if let Some(e) = failure {
         return Err(e);
     }
-    data.finish()?;
-    quarantine.finish()?;
-    // Only now, with the rows committed, are sources recorded as ingested.
-    let mut entries = Vec::new();
     for (i, o) in objects.iter().enumerate() {
-        let Some((sha, size)) = checksums.get(&i) else {
-            continue;
-        };
-        let s = &summary.sources[i];
-        if sha.is_empty() || matches!(o.location, source::Location::Stdin) {
-            continue;
+        if let Some(checksum) = checksums.remove(&i) {
+            let s = job.summary.sources[i].clone();
+            job.ingested(o, &s, checksum, None);
         }
-        entries.push(manifest::Entry {
-            uri: o.uri.clone(),
-            size: o.size.unwrap_or(*size),
-            version: o.version.clone(),
-            sha256: sha.clone(),
-            records_read: s.read,
-            rows_written: s.written,
-            duplicates: s.duplicates,
-            quarantined: s.quarantined_total(),
-            ingested_at: chrono::Utc::now().to_rfc3339(),
-            tail: None,
-        });
     }
-    rt.block_on(known.store(&opts.lake, K::TABLE, entries))?;
-    opts.progress.finish();
-    summary.files_written = data.files_written.clone();
-    summary
-        .files_written
-        .extend(quarantine.files_written.iter().cloned());
-    summary.elapsed_s = started.elapsed().as_secs_f64();
-    Ok(summary)
+    job.finish()
 }
 
 pub fn cloudtrail(

@@ -18,14 +18,15 @@ pub mod compact;
 pub mod decisions;
 mod error;
 pub mod ingest;
+mod job;
 pub mod json;
-pub mod lake;
 pub mod lookup;
 pub mod otel;
 mod reject;
-pub mod schema;
 pub mod source;
 pub mod split;
 
 pub use error::IngestError;
-pub use reject::Reject;
+/// The lake's store, layout and tables (the `lake` crate), re-exported for callers of the ingest.
+pub use lake::{self, schema};
+pub use reject::{Reason, Reject};

@@ -6,10 +6,11 @@ use std::time::Duration;
 use aws_sdk_cloudtrail::primitives::DateTime;
 
 use crate::error::IngestError;
-use crate::ingest::{IngestSummary, Options, QuarantineSink, SourceSummary};
+use crate::ingest::{IngestSummary, Options, SourceSummary};
+use crate::job::Job;
 use crate::json::date_of;
-use crate::lake::writer::TableWriter;
-use crate::schema::CloudTrailColumns;
+use crate::reject::Reason;
+use lake::schema::{CloudTrailColumns, Table};
 
 /// The LookupEvents API allows two requests per second per account and region.
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
@@ -20,17 +21,14 @@ pub fn run(
     opts: &Options,
     rt: &tokio::runtime::Handle,
 ) -> Result<IngestSummary, IngestError> {
-    let started = std::time::Instant::now();
     let config = rt.block_on(aws_config::load_defaults(
         aws_config::BehaviorVersion::latest(),
     ));
     let client = aws_sdk_cloudtrail::Client::new(&config);
     let region = config.region().map(ToString::to_string).unwrap_or_default();
     let uri = format!("cloudtrail-lookup://{region}");
-    let mut data = TableWriter::new(opts.lake.clone(), "cloudtrail", rt.clone())?
-        .with_flush_rows(opts.flush_rows);
-    let mut quarantine = TableWriter::new(opts.lake.clone(), "_quarantine", rt.clone())?;
-    let mut q = QuarantineSink::new("cloudtrail");
+    let mut job = Job::open(&[Table::CloudTrail], opts, rt)?;
+    let mut q = job.sink();
     let mut s = SourceSummary {
         source: uri.clone(),
         ..Default::default()
@@ -69,7 +67,7 @@ pub fn run(
                 q.add(
                     &uri,
                     number,
-                    "missing_required_field",
+                    Reason::MissingRequiredField,
                     "the event has no `CloudTrailEvent`",
                     b"",
                 );
@@ -87,7 +85,8 @@ pub fn run(
             }
         }
         for (day, mut cols) in days {
-            s.count(data.add(
+            s.count(job.add(
+                Table::CloudTrail,
                 &date_of(day * 86_400_000),
                 cols.finish().map_err(IngestError::arrow)?,
             )?);
@@ -98,22 +97,9 @@ pub fn run(
             break;
         }
     }
-    if !q.is_empty() {
-        let date = q.date();
-        quarantine.add(&date, q.take().map_err(IngestError::arrow)?)?;
-    }
-    s.quarantined = q.counts.clone();
-    data.finish()?;
-    quarantine.finish()?;
-    opts.progress.finish();
-    let mut files = data.files_written.clone();
-    files.extend(quarantine.files_written.iter().cloned());
-    Ok(IngestSummary {
-        table: "cloudtrail".into(),
-        lake: opts.lake.display.clone(),
-        sources: vec![s],
-        files_written: files,
-        bytes_read: 0,
-        elapsed_s: started.elapsed().as_secs_f64(),
-    })
+    // An API listing has no object to remember: every run reads it again (rows de-duplicate).
+    job.quarantine(&mut q)?;
+    s.quarantined = q.counts;
+    job.summary.sources.push(s);
+    job.finish()
 }

@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::json::{integer, nested, text};
-use crate::reject::Reject;
-use crate::schema::SpanColumns;
+use crate::reject::{Reason, Reject};
+use lake::schema::SpanColumns;
 
 #[derive(Deserialize)]
 struct TracesData<'a> {
@@ -238,7 +238,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<SpanResult>, Reject> {
     let data: TracesData<'_> = serde_json::from_slice(bytes).map_err(Reject::from_json)?;
     let Some(resource_spans) = &data.resource_spans else {
         return Err(Reject::new(
-            "wrong_shape",
+            Reason::WrongShape,
             "not an OTLP `TracesData` object: it has no `resourceSpans`",
         ));
     };
@@ -293,19 +293,19 @@ fn span(
     let s: Span<'_> = serde_json::from_str(raw.get()).map_err(Reject::from_json)?;
     let trace_id = id(s.trace_id, 16).ok_or_else(|| {
         Reject::new(
-            "missing_required_field",
+            Reason::MissingRequiredField,
             "`traceId` is missing or not a 16-byte id",
         )
     })?;
     let span_id = id(s.span_id, 8).ok_or_else(|| {
         Reject::new(
-            "missing_required_field",
+            Reason::MissingRequiredField,
             "`spanId` is missing or not an 8-byte id",
         )
     })?;
     let start_ns = integer(s.start).ok_or_else(|| {
         Reject::new(
-            "unparseable_time",
+            Reason::UnparseableTime,
             "`startTimeUnixNano` is missing or not an integer",
         )
     })?;
@@ -541,7 +541,7 @@ mod tests {
             {"spanId":"x"}]}]}]}"#;
         let spans = parse(line.as_bytes()).unwrap();
         assert_eq!(spans.len(), 2);
-        assert!(matches!(&spans[1], Err((2, r)) if r.reason == "missing_required_field"));
+        assert!(matches!(&spans[1], Err((2, r)) if r.reason == Reason::MissingRequiredField));
         let mut cols = SpanColumns::new(2);
         let first = spans.into_iter().next().unwrap().ok().unwrap();
         append(&mut cols, first, "f", 1);
@@ -575,7 +575,7 @@ mod tests {
         // Not a TracesData at all (a CloudTrail line fed to the OTel ingest).
         let r = parse(br#"{"eventVersion":"1.08","eventName":"InvokeModel"}"#);
         assert!(
-            matches!(r, Err(ref e) if e.reason == "wrong_shape"),
+            matches!(r, Err(ref e) if e.reason == Reason::WrongShape),
             "{:?}",
             r.err()
         );

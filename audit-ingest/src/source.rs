@@ -98,8 +98,8 @@ pub async fn list(spec: &str, filter: &Filter) -> Result<Vec<SourceObject>, Inge
             version: None,
         }]);
     }
-    if let Some((bucket, prefix)) = crate::lake::parse_s3(spec) {
-        let store = crate::lake::s3_store(&bucket)?;
+    if let Some((bucket, prefix)) = lake::parse_s3(spec) {
+        let store = lake::s3_store(&bucket)?;
         let prefix_path = Path::from(prefix.clone());
         let metas: Vec<_> = store
             .list(if prefix.is_empty() {

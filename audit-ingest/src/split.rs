@@ -7,6 +7,8 @@
 
 use std::io::{BufRead, ErrorKind};
 
+use crate::reject::Reason;
+
 /// The largest single record accepted; larger ones are quarantined unread.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
@@ -21,11 +23,41 @@ pub struct Element {
     pub bytes: Vec<u8>,
 }
 
+/// What kind of thing went wrong with a stretch of input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitErrorKind {
+    /// The input ends inside a record, or inside the record array.
+    Truncated,
+    /// One record is larger than [`MAX_RECORD_BYTES`]; the records after it are still read.
+    TooLarge,
+    /// The input cannot be read (an IO error).
+    Unreadable,
+    /// Something other than a JSON object where a record belongs.
+    NotAnObject,
+}
+
+impl SplitErrorKind {
+    /// The quarantine reason of such a stretch.
+    pub fn reason(self) -> Reason {
+        match self {
+            Self::Truncated => Reason::TruncatedInput,
+            Self::TooLarge => Reason::RecordTooLarge,
+            Self::Unreadable => Reason::UnreadableInput,
+            Self::NotAnObject => Reason::WrongShape,
+        }
+    }
+}
+
+/// A kind and what to tell a person.
+type Fault = (SplitErrorKind, String);
+
 /// What went wrong with a stretch of input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SplitError {
     pub number: u64,
-    pub reason: String,
+    pub kind: SplitErrorKind,
+    /// For people: what went wrong, and where in the record it was noticed.
+    pub message: String,
     /// The raw bytes concerned (possibly cut short), for quarantine.
     pub raw: Vec<u8>,
     /// After this error nothing more can be read from the source.
@@ -212,25 +244,20 @@ impl<R: BufRead> Splitter<R> {
     }
 
     /// Reads one balanced JSON value starting at the current `{` or `[`.
-    fn read_value(&mut self) -> Result<Vec<u8>, (String, Vec<u8>, bool)> {
+    fn read_value(&mut self) -> Result<Vec<u8>, (Fault, Vec<u8>, bool)> {
         let mut out = Vec::with_capacity(2048);
         let mut braces = Braces::default();
         loop {
-            let buf = match self.reader.fill_buf() {
+            let buf = match fill(&mut self.reader) {
                 Ok(b) => b,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                    return Err((
-                        format!("the input ends inside a record (truncated: {e})"),
-                        out,
-                        true,
-                    ));
-                }
-                Err(e) => return Err((format!("the input cannot be read: {e}"), out, true)),
+                Err(f) => return Err((f, out, true)),
             };
             if buf.is_empty() {
                 return Err((
-                    "the input ends inside a record (truncated)".into(),
+                    (
+                        SplitErrorKind::Truncated,
+                        "the input ends inside a record (truncated)".into(),
+                    ),
                     out,
                     true,
                 ));
@@ -246,12 +273,11 @@ impl<R: BufRead> Splitter<R> {
             }
             if out.len() > MAX_RECORD_BYTES {
                 // Skip the rest of this record so the following ones can still be read.
-                let reason = format!("the record is larger than {MAX_RECORD_BYTES} bytes");
                 out.truncate(4096);
-                return self.skip_rest(braces).map_or_else(
-                    |e| Err((format!("the input cannot be read: {e}"), out.clone(), true)),
-                    |()| Err((reason.clone(), out.clone(), false)),
-                );
+                return Err(match self.skip_rest(braces) {
+                    Ok(()) => (too_large(), out, false),
+                    Err(e) => (unreadable(&e), out, true),
+                });
             }
         }
     }
@@ -276,21 +302,13 @@ impl<R: BufRead> Splitter<R> {
     }
 
     /// Reads one line (without its newline), bounded by [`MAX_RECORD_BYTES`].
-    fn read_line(&mut self) -> Result<Option<Vec<u8>>, (String, Vec<u8>, bool)> {
+    fn read_line(&mut self) -> Result<Option<Vec<u8>>, (Fault, Vec<u8>, bool)> {
         let mut out = Vec::new();
         let mut too_big = false;
         loop {
-            let buf = match self.reader.fill_buf() {
+            let buf = match fill(&mut self.reader) {
                 Ok(b) => b,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                    return Err((
-                        format!("the input ends inside a record (truncated: {e})"),
-                        out,
-                        true,
-                    ));
-                }
-                Err(e) => return Err((format!("the input cannot be read: {e}"), out, true)),
+                Err(f) => return Err((f, out, true)),
             };
             if buf.is_empty() {
                 return Ok((!out.is_empty()).then_some(out));
@@ -310,11 +328,7 @@ impl<R: BufRead> Splitter<R> {
             self.reader.consume(n);
             if done {
                 if too_big {
-                    return Err((
-                        format!("the record is larger than {MAX_RECORD_BYTES} bytes"),
-                        out,
-                        false,
-                    ));
+                    return Err((too_large(), out, false));
                 }
                 return Ok(Some(out));
             }
@@ -339,11 +353,12 @@ impl<R: BufRead> Splitter<R> {
         let number = self.number;
         Some(match self.read_value() {
             Ok(bytes) => Ok(Element { number, bytes }),
-            Err((reason, raw, fatal)) => {
+            Err(((kind, message), raw, fatal)) => {
                 self.failed = fatal;
                 Err(SplitError {
                     number,
-                    reason,
+                    kind,
+                    message,
                     raw,
                     fatal,
                 })
@@ -353,9 +368,11 @@ impl<R: BufRead> Splitter<R> {
 
     fn io_error(&mut self, e: std::io::Error) -> Option<Result<Element, SplitError>> {
         self.failed = true;
+        let (kind, message) = unreadable(&e);
         Some(Err(SplitError {
             number: self.number + 1,
-            reason: format!("the input cannot be read: {e}"),
+            kind,
+            message,
             raw: Vec::new(),
             fatal: true,
         }))
@@ -416,6 +433,39 @@ impl<R: BufRead> Splitter<R> {
     }
 }
 
+/// The reader's next buffer; retried when interrupted.
+fn fill<R: BufRead>(reader: &mut R) -> Result<&[u8], Fault> {
+    loop {
+        match reader.fill_buf() {
+            // Re-borrowed below: the borrow checker does not let a loop return this one.
+            Ok(_) => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                return Err((
+                    SplitErrorKind::Truncated,
+                    format!("the input ends inside a record (truncated: {e})"),
+                ));
+            }
+            Err(e) => return Err(unreadable(&e)),
+        }
+    }
+    reader.fill_buf().map_err(|e| unreadable(&e))
+}
+
+fn unreadable(e: &std::io::Error) -> Fault {
+    (
+        SplitErrorKind::Unreadable,
+        format!("the input cannot be read: {e}"),
+    )
+}
+
+fn too_large() -> Fault {
+    (
+        SplitErrorKind::TooLarge,
+        format!("the record is larger than {MAX_RECORD_BYTES} bytes"),
+    )
+}
+
 impl<R: BufRead> Iterator for Splitter<R> {
     type Item = Result<Element, SplitError>;
 
@@ -455,7 +505,8 @@ impl<R: BufRead> Iterator for Splitter<R> {
                             let raw = self.read_junk().unwrap_or_default();
                             return Some(Err(SplitError {
                                 number: self.number,
-                                reason: "an array item is not a JSON object".into(),
+                                kind: SplitErrorKind::NotAnObject,
+                                message: "an array item is not a JSON object".into(),
                                 raw,
                                 fatal: false,
                             }));
@@ -464,7 +515,9 @@ impl<R: BufRead> Iterator for Splitter<R> {
                             self.failed = true;
                             return Some(Err(SplitError {
                                 number: self.number + 1,
-                                reason: "the input ends inside the record array (truncated)".into(),
+                                kind: SplitErrorKind::Truncated,
+                                message: "the input ends inside the record array (truncated)"
+                                    .into(),
                                 raw: Vec::new(),
                                 fatal: true,
                             }));
@@ -478,12 +531,13 @@ impl<R: BufRead> Iterator for Splitter<R> {
                             self.mode = Mode::Done;
                             return None;
                         }
-                        Err((reason, raw, fatal)) => {
+                        Err(((kind, message), raw, fatal)) => {
                             self.number += 1;
                             self.failed = fatal;
                             return Some(Err(SplitError {
                                 number: self.number,
-                                reason,
+                                kind,
+                                message,
                                 raw,
                                 fatal,
                             }));
@@ -524,7 +578,8 @@ impl<R: BufRead> Iterator for Splitter<R> {
                             }
                             return Some(Err(SplitError {
                                 number: self.number,
-                                reason: "not a JSON object".into(),
+                                kind: SplitErrorKind::NotAnObject,
+                                message: "not a JSON object".into(),
                                 raw,
                                 fatal: false,
                             }));
@@ -545,7 +600,7 @@ mod tests {
         Splitter::new(std::io::BufReader::with_capacity(cap, text.as_bytes()))
             .map(|r| {
                 r.map(|e| String::from_utf8(e.bytes).unwrap())
-                    .map_err(|e| e.reason)
+                    .map_err(|e| e.message)
             })
             .collect()
     }
@@ -554,7 +609,7 @@ mod tests {
         Splitter::new(std::io::Cursor::new(text.as_bytes().to_vec()))
             .map(|r| {
                 r.map(|e| String::from_utf8(e.bytes).unwrap())
-                    .map_err(|e| e.reason)
+                    .map_err(|e| e.message)
             })
             .collect()
     }
@@ -633,6 +688,12 @@ mod tests {
         assert_eq!(got.len(), 3);
         assert!(got[0].is_ok() && got[1].is_ok());
         assert!(got[2].as_ref().unwrap_err().contains("truncated"));
+        let kinds: Vec<_> = Splitter::new(std::io::Cursor::new(
+            br#"{"Records":[{"a":1},{"c":"#.to_vec(),
+        ))
+        .filter_map(|r| r.err().map(|e| e.kind))
+        .collect();
+        assert_eq!(kinds, vec![SplitErrorKind::Truncated]);
     }
 
     #[test]

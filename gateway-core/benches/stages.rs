@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ed25519_dalek::SigningKey;
+use gateway_core::admission::decide::invoke_context;
+use gateway_core::admission::resource::Classification;
 use gateway_core::authn::{AuthInfo, Principal};
 use gateway_core::authz;
-use gateway_core::pipeline::invoke_context;
 use policy_engine::PolicyEngine;
 use policy_engine::bundle::{self, BundleMeta};
 use policy_engine::cedar_policy::{Context, Entities, EntityUid, Request};
@@ -123,7 +124,11 @@ fn main() {
     let peer = "10.1.2.3:50000".parse().expect("socket address");
     let principals: Vec<Principal> = (0..64).map(principal).collect();
     let context = |i: usize| {
-        let mut c = invoke_context("internal", (i % 3) as i64, i.is_multiple_of(2), 256, &peer);
+        let classification = Classification {
+            label: "internal".into(),
+            level: (i % 3) as i64,
+        };
+        let mut c = invoke_context(&classification, i.is_multiple_of(2), 256, &peer);
         c["guardrail_findings"] = json!(["email"]);
         c["budget_remaining_usd"] = json!("12.5000");
         c

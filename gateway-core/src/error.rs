@@ -87,7 +87,7 @@ pub enum GatewayError {
     #[error("no verified policy bundle is loaded")]
     NoBundle,
     #[error("the policy bundle does not fit this request: {0}")]
-    PolicyMismatch(String),
+    PolicyMismatch(crate::authz::DecideError),
     #[error("the decision could not be recorded")]
     RecordsUnavailable,
     #[error("{0}")]

@@ -1,13 +1,17 @@
 //! The enforcing gateway.
 //!
-//! An OpenAI-compatible HTTP API (`/v1/chat/completions`, `/v1/models`) where every request is
-//! authenticated ([`authn`]), decided by Cedar from a verified bundle ([`authz`]), recorded in a
-//! signed, hash-chained log before any response byte leaves ([`decision_log`]), and served by a
-//! provider ([`providers`]). Budgets and rate limits ([`limits`]), guardrails ([`guardrails`]),
-//! the response cache ([`cache`]) and OTLP spans ([`telemetry`]) wrap the call. Start with [`server::bind`] and [`server::BoundGateway::run`].
+//! Every request runs the [`admission`] stages (authenticate, read the body, resolve the
+//! resource, guard the input, reserve, decide with Cedar) through a protocol adapter
+//! ([`protocols`]: OpenAI chat completions, the model list), is recorded in a signed,
+//! hash-chained log before any response byte leaves ([`decision_log`]), and is served by a
+//! provider ([`providers`]) behind one contract. The controls: authentication ([`authn`]),
+//! Cedar from verified bundles ([`authz`]), budgets and rate limits ([`limits`]), guardrails
+//! ([`guardrails`]), the response cache ([`cache`]); the evidence: records and OTLP spans
+//! ([`telemetry`]). Start with [`server::bind`] and [`server::BoundGateway::run`].
 //!
 //! Architecture invariant: gateway-core never writes Parquet and never reads the audit lake.
 
+pub mod admission;
 pub mod authn;
 pub mod authz;
 pub mod cache;
@@ -20,10 +24,11 @@ pub mod guardrails;
 pub mod limits;
 pub mod mock_upstream;
 pub mod openai;
-pub mod pipeline;
+pub mod protocols;
 pub mod providers;
 pub mod routing;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 
 pub use config::{GatewayConfig, RawConfig};

@@ -35,7 +35,7 @@ async fn chat(State(mock): State<Arc<MockProvider>>, body: Bytes) -> Response {
     let model = request.model.clone();
     let created = crate::clock::unix_seconds();
     if request.streaming() {
-        match mock.stream(&request, &model).await {
+        match mock.reply_stream(&request, &model).await {
             Ok(events) => {
                 let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
                 let include_usage = request.include_usage();
@@ -81,7 +81,7 @@ async fn chat(State(mock): State<Arc<MockProvider>>, body: Bytes) -> Response {
             Err(e) => failure(e),
         }
     } else {
-        match mock.complete(&request, &model).await {
+        match mock.reply(&request, &model).await {
             Ok(c) => axum::Json(openai::completion_json(&c, created)).into_response(),
             Err(e) => failure(e),
         }

@@ -15,53 +15,24 @@ use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
+use crate::admission::decide::invoke_context;
+use crate::admission::resource::Classification;
 use crate::authn::{ApiKeys, Authenticator, OidcVerifier};
-use crate::authz::{self, PolicyState};
-use std::collections::HashMap;
-
+use crate::authz::PolicyState;
 use crate::cache::ResponseCache;
 use crate::catalogue::Catalogue;
-use crate::catalogue::CatalogueModel;
 use crate::config::GatewayConfig;
 use crate::decision_log::{DecisionLog, LogSettings};
-use crate::error::{GatewayError, StartError};
+use crate::error::StartError;
 use crate::guardrails::Guardrails;
 use crate::limits::Limiter;
-use crate::pipeline::{self, RequestScope};
-use crate::providers::Provider;
-use crate::providers::bedrock::BedrockProvider;
-use crate::providers::mock::MockProvider;
-use crate::providers::openai_compat::OpenAiProvider;
+use crate::openai;
+use crate::protocols;
+use crate::providers::Providers;
 use crate::routing::Router as ModelRouter;
+use crate::state::AppState;
 use crate::telemetry::Metrics;
 use crate::telemetry::otlp::Exporter;
-use crate::{clock, openai};
-
-pub struct AppState {
-    pub config: GatewayConfig,
-    pub catalogue: Catalogue,
-    pub authn: Authenticator,
-    pub policy: Arc<PolicyState>,
-    pub log: DecisionLog,
-    pub metrics: Arc<Metrics>,
-    pub guardrails: Arc<Guardrails>,
-    pub limiter: Arc<Limiter>,
-    pub cache: ResponseCache,
-    pub exporter: Option<Exporter>,
-    pub router: ModelRouter,
-    /// Present when some model is served by Bedrock.
-    pub bedrock: Option<BedrockProvider>,
-    /// The provider of each catalogue model.
-    providers: HashMap<String, Provider>,
-    mock: Provider,
-}
-
-impl AppState {
-    /// The provider that serves a (concrete) catalogue model.
-    pub fn provider_for(&self, model: &CatalogueModel) -> &Provider {
-        self.providers.get(&model.id).unwrap_or(&self.mock)
-    }
-}
 
 /// A gateway that is listening but not yet serving.
 pub struct BoundGateway {
@@ -171,78 +142,15 @@ async fn chat(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    pipeline::chat_completions(state, peer, headers, body).await
+    protocols::chat::chat_completions(state, peer, headers, body).await
 }
 
-/// Lists the models the caller may invoke: one Cedar decision per catalogue model, with the
-/// default classification. The request gets one record, naming what was listed.
 async fn models(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = RequestScope::new(&headers, false);
-    let mut record = scope.record("Action::\"list_models\"");
-    let principal = match state.authn.authenticate(&headers).await {
-        Ok(p) => p,
-        Err(e) => {
-            record.auth = Some(json!({ "error": e.reason() }));
-            return pipeline::refuse(&state, &scope, record, GatewayError::Unauthenticated(e))
-                .await;
-        }
-    };
-    pipeline::record_principal(&mut record, &principal);
-    let Some(engine) = state.policy.current() else {
-        return pipeline::refuse(&state, &scope, record, GatewayError::NoBundle).await;
-    };
-    record.bundle = Some(engine.digest().to_string());
-    let c = &state.config.raw.classification;
-    let level = c.levels.get(&c.default).copied().unwrap_or(0);
-    let context = pipeline::invoke_context(&c.default, level, false, 0, &peer);
-    let mut listed = Vec::new();
-    for m in state.catalogue.models() {
-        match authz::decide(
-            &engine,
-            &principal,
-            authz::INVOKE_MODEL,
-            "Model",
-            &m.id,
-            &m.attrs,
-            &context,
-        ) {
-            Ok(d) if d.allow => listed.push((m.id.clone(), m.provider.clone())),
-            Ok(_) => {}
-            Err(e) => {
-                return pipeline::refuse(&state, &scope, record, GatewayError::PolicyMismatch(e))
-                    .await;
-            }
-        }
-    }
-    record.decision = Some("allow".into());
-    record.status = Some(200);
-    record.reason = Some("list".into());
-    record.resource = Some("Model::\"*\"".into());
-    record.context = Some(context);
-    record.extra = Some(json!({ "listed": listed.iter().map(|(id, _)| id).collect::<Vec<_>>() }));
-    record.latency_ms = Some(scope.started.elapsed().as_millis() as u64);
-    if state.log.append(record).await.is_err() {
-        let mut resp = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(openai::error_json(
-                "the decision could not be recorded",
-                "service_unavailable",
-                None,
-            )),
-        )
-            .into_response();
-        scope.headers(&mut resp);
-        return resp;
-    }
-    state.metrics.request("allow", "*", 200, "list");
-    let mut resp =
-        axum::Json(openai::model_list_json(&listed, clock::unix_seconds())).into_response();
-    scope.headers(&mut resp);
-    resp
+    protocols::models::list(&state, peer, &headers).await
 }
 
 async fn healthz() -> Response {
@@ -314,9 +222,11 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         .map_err(|e| StartError::SigningKey(e.to_string()))?;
     let catalogue = Catalogue::new(&config.raw.models);
     let c = &config.raw.classification;
-    let probe_context = pipeline::invoke_context(
-        &c.default,
-        c.levels.get(&c.default).copied().unwrap_or(0),
+    let probe_context = invoke_context(
+        &Classification {
+            label: c.default.clone(),
+            level: c.levels.get(&c.default).copied().unwrap_or(0),
+        },
         false,
         0,
         &SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -340,35 +250,7 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
     };
     let authn = Authenticator::new(api_keys, oidc, config.raw.auth.oidc.max_token_bytes);
 
-    let openai = if config.raw.providers.openai.base_url.is_empty() {
-        None
-    } else {
-        let o = &config.raw.providers.openai;
-        let key = std::env::var(&o.api_key_env).ok().filter(|k| !k.is_empty());
-        Some(Provider::OpenAi(
-            OpenAiProvider::new(&o.base_url, key, Duration::from_millis(o.timeout_ms))
-                .map_err(StartError::Other)?,
-        ))
-    };
-    let mock = Provider::Mock(MockProvider::new(config.raw.providers.mock.clone()));
-    let bedrock = if catalogue.models().iter().any(|m| m.provider == "bedrock") {
-        Some(BedrockProvider::new(&config.raw.providers.bedrock).await)
-    } else {
-        None
-    };
-    let providers = catalogue
-        .models()
-        .iter()
-        .map(|m| {
-            let p = match (m.provider.as_str(), &openai, &bedrock, &m.mock) {
-                ("openai", Some(o), _, _) => o.clone(),
-                ("bedrock", _, Some(b), _) => Provider::Bedrock(b.clone()),
-                (_, _, _, Some(own)) => Provider::Mock(MockProvider::new(own.clone())),
-                _ => mock.clone(),
-            };
-            (m.id.clone(), p)
-        })
-        .collect();
+    let providers = Providers::build(&config.raw, &catalogue).await?;
 
     let listen = config.raw.server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
@@ -399,7 +281,6 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         cache,
         exporter,
         router: ModelRouter::new(config.raw.routing.clone()),
-        bedrock,
         providers,
         config,
         catalogue,
@@ -407,7 +288,6 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         policy,
         log,
         metrics,
-        mock,
     });
     Ok(BoundGateway {
         listener,

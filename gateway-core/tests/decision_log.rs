@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use gateway_core::decision_log::verify::{ChainFault, verify_dir};
-use gateway_core::decision_log::{DecisionLog, LogObserver, LogSettings, Record, segment};
+use gateway_core::decision_log::{
+    Decision, DecisionLog, LogObserver, LogSettings, Record, segment,
+};
 
 struct Quiet;
 impl LogObserver for Quiet {
@@ -35,13 +37,15 @@ fn settings(dir: &Path, max_bytes: u64) -> LogSettings {
 }
 
 fn decision(i: usize) -> Record {
-    Record {
-        id: format!("d{i}"),
-        ts: "2026-11-25T00:00:00.000Z".into(),
-        decision: Some("allow".into()),
-        principal: Some(format!("User::\"u{i}\"")),
-        ..Default::default()
-    }
+    Record::new(
+        format!("d{i}"),
+        "2026-11-25T00:00:00.000Z".into(),
+        Decision {
+            decision: Some("allow".into()),
+            principal: Some(format!("User::\"u{i}\"")),
+            ..Default::default()
+        },
+    )
 }
 
 async fn write(dir: &Path, n: usize, max_bytes: u64) {

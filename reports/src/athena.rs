@@ -31,7 +31,7 @@ fn athena_type(t: &DataType) -> &'static str {
 
 /// `CREATE EXTERNAL TABLE` statements for every table of the lake at `lake` (`s3://...`).
 pub fn ddl(lake: &str, database: &str) -> Result<String, ReportError> {
-    let (bucket, prefix) = audit_ingest::lake::parse_s3(lake).ok_or_else(|| {
+    let (bucket, prefix) = lake::parse_s3(lake).ok_or_else(|| {
         ReportError::Input(format!(
             "`{lake}` is not an s3:// location; Athena reads lakes on S3"
         ))
@@ -43,12 +43,11 @@ pub fn ddl(lake: &str, database: &str) -> Result<String, ReportError> {
     };
     let mut out = format!(
         "-- Athena DDL for the Cairn lake at {base} (layout version {}).\n-- Partitions are projected: no MSCK REPAIR or crawler is needed.\nCREATE DATABASE IF NOT EXISTS {database};\n",
-        audit_ingest::schema::LAYOUT_VERSION
+        lake::schema::LAYOUT_VERSION
     );
-    for table in audit_ingest::schema::TABLES {
-        let Some(schema) = audit_ingest::schema::schema_of(table) else {
-            continue;
-        };
+    for table in lake::schema::Table::ALL {
+        let schema = table.schema();
+        let table = table.name();
         let cols: Vec<String> = schema
             .fields()
             .iter()

@@ -12,7 +12,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use audit_ingest::lake::Lake;
+use lake::Lake;
 
 use crate::error::ReportError;
 
@@ -51,10 +51,9 @@ pub async fn open(uri: &str) -> Result<LakeContext, ReportError> {
         ctx.register_object_store(&url, lake.store.clone());
     }
     let mut present = Vec::new();
-    for table in audit_ingest::schema::TABLES {
-        let Some(file_schema) = audit_ingest::schema::schema_of(table) else {
-            continue;
-        };
+    for table in lake::schema::Table::ALL {
+        let file_schema = table.schema();
+        let table = table.name();
         let has_files = !lake.data_files(table, None).await?.is_empty();
         if has_files {
             let prefix = lake.root.as_ref();
@@ -71,7 +70,7 @@ pub async fn open(uri: &str) -> Result<LakeContext, ReportError> {
                 .with_listing_options(options)
                 .with_schema(file_schema);
             let t = ListingTable::try_new(config).map_err(exec)?;
-            ctx.register_table(*table, Arc::new(t)).map_err(exec)?;
+            ctx.register_table(table, Arc::new(t)).map_err(exec)?;
             present.push(table.to_string());
         } else {
             let mut fields: Vec<Field> = file_schema
@@ -82,7 +81,7 @@ pub async fn open(uri: &str) -> Result<LakeContext, ReportError> {
             fields.push(Field::new("date", DataType::Date32, true));
             let schema = Arc::new(Schema::new(fields));
             let t = MemTable::try_new(schema, vec![vec![]]).map_err(exec)?;
-            ctx.register_table(*table, Arc::new(t)).map_err(exec)?;
+            ctx.register_table(table, Arc::new(t)).map_err(exec)?;
         }
     }
     Ok(LakeContext { ctx, lake, present })

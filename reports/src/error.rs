@@ -28,7 +28,7 @@ pub enum ReportError {
     Execution(String),
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Lake(#[from] audit_ingest::IngestError),
+    Lake(#[from] lake::LakeError),
     #[error("unknown report `{name}`")]
     #[diagnostic(
         code(cairn::report::unknown),

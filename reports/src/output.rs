@@ -60,7 +60,7 @@ pub fn write(
             let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
                 &mut buf,
                 schema.clone(),
-                Some(audit_ingest::lake::writer::writer_properties()),
+                Some(lake::writer_properties()),
             )
             .map_err(arrow)?;
             for b in batches {

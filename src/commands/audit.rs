@@ -1,6 +1,6 @@
 //! `cairn audit verify`.
 
-use gateway_core::decision_log::verify::verify_dir;
+use decision_record::verify::verify_dir;
 use policy_engine::bundle::keys;
 
 use crate::cli::{AuditCommand, AuditVerifyArgs, OutputFormat};

@@ -155,14 +155,13 @@ pub fn run(args: &DemoArgs) -> CliResult {
         5,
         "verifying the decision records: hashes, signatures, chain and seals",
     );
-    let report =
-        gateway_core::decision_log::verify::verify_dir(&records, vec![(keys::key_id(&vk), vk)])
-            .map_err(|source| {
-                CliError::input(policy_engine::PolicyError::Read {
-                    path: records.clone(),
-                    source,
-                })
-            })?;
+    let report = decision_record::verify::verify_dir(&records, vec![(keys::key_id(&vk), vk)])
+        .map_err(|source| {
+            CliError::input(policy_engine::PolicyError::Read {
+                path: records.clone(),
+                source,
+            })
+        })?;
     if !report.ok() {
         for e in &report.errors {
             eprintln!("    {e}");

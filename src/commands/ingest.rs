@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use audit_ingest::ingest::{IngestSummary, Options, Progress};
 use audit_ingest::lake::Lake;
+use audit_ingest::schema::Table;
 use audit_ingest::source::Filter;
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -142,22 +143,24 @@ pub fn run(cmd: IngestCommand) -> CliResult {
             format,
         } => {
             let lake = Lake::open(&lake)?;
-            let tables: Vec<String> = match table {
-                Some(t) => vec![t],
-                None => audit_ingest::schema::TABLES
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect(),
+            let tables: Vec<Table> = match table {
+                Some(t) => vec![Table::parse(&t).ok_or_else(|| {
+                    CliError::input(miette::miette!(
+                        "unknown table `{t}`; the lake's tables are: {}",
+                        Table::ALL.map(Table::name).join(", ")
+                    ))
+                })?],
+                None => Table::ALL.to_vec(),
             };
             let mut all = Vec::new();
             for t in tables {
                 let lake = lake.clone();
                 let h = handle.clone();
-                let t2 = t.clone();
+                let t2 = t;
                 let s = rt
                     .block_on(async {
                         tokio::task::spawn_blocking(move || {
-                            audit_ingest::compact::compact(&lake, &t2, &h)
+                            audit_ingest::compact::compact(&lake, t2, &h)
                         })
                         .await
                     })

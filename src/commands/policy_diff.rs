@@ -157,16 +157,14 @@ fn outcome_text(o: &replay::Outcome) -> String {
 pub fn run(args: &DiffArgs) -> CliResult {
     if let Some(pubkey) = &args.pubkey {
         let key = keys::load_verifying_key(pubkey)?;
-        let report = gateway_core::decision_log::verify::verify_dir(
-            &args.records,
-            vec![(keys::key_id(&key), key)],
-        )
-        .map_err(|source| {
-            CliError::input(policy_engine::PolicyError::Read {
-                path: args.records.clone(),
-                source,
-            })
-        })?;
+        let report =
+            decision_record::verify::verify_dir(&args.records, vec![(keys::key_id(&key), key)])
+                .map_err(|source| {
+                    CliError::input(policy_engine::PolicyError::Read {
+                        path: args.records.clone(),
+                        source,
+                    })
+                })?;
         if !report.ok() {
             for e in &report.errors {
                 eprintln!("{e}");

@@ -29,6 +29,18 @@ pub struct Decision {
     pub errors: Vec<String>,
 }
 
+/// Why a request could not be decided: the bundle's schema does not fit what the gateway sends
+/// (the request is refused, fail closed). The message names the part that did not fit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecideError(String);
+
+impl From<String> for DecideError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
 /// The action every model request is decided under, parsed once.
 fn invoke_model() -> &'static EntityUid {
     static ACTION: OnceLock<EntityUid> = OnceLock::new();
@@ -54,7 +66,7 @@ pub fn decide(
     resource_id: &str,
     resource_attrs: &Value,
     context: &Value,
-) -> Result<Decision, String> {
+) -> Result<Decision, DecideError> {
     let schema = engine.schema();
     let action = action_uid(action)?;
     let resource =
@@ -286,7 +298,7 @@ mod tests {
         ctx["source_ip"] = json!("not-an-address");
         let err = decide(&e, &user, INVOKE_MODEL, "Model", "m", &model("low"), &ctx)
             .expect_err("refused");
-        assert!(err.starts_with("context:"), "{err}");
+        assert!(err.to_string().starts_with("context:"), "{err}");
         let mut ctx = context(1);
         ctx.as_object_mut().expect("object").remove("streaming");
         assert!(decide(&e, &user, INVOKE_MODEL, "Model", "m", &model("low"), &ctx).is_err());

@@ -1,15 +1,14 @@
-//! The signed, hash-chained decision log (format: `docs/decision-record.md`).
-//!
-//! `record` defines the line format, `writer` the group-commit writer thread, `segment` file
-//! naming and crash recovery, `verify` the chain checker behind `cairn audit verify`.
+//! The gateway's side of the signed, hash-chained decision log (format:
+//! `docs/decision-record.md`): `writer` is the group-commit writer thread. The line format,
+//! segments and the chain checker live in the `decision-record` crate, which `cairn audit
+//! verify` and the lake's decision ingest share without compiling the gateway.
 //!
 //! INVARIANT: a record is acknowledged only after the fsync that covers it returned; the
 //! gateway sends no response byte before the acknowledgement of that request's decision record.
 
-pub mod record;
-pub mod segment;
-pub mod verify;
 mod writer;
 
-pub use record::{Record, RecordKind, Usage};
+pub use decision_record::{
+    Body, Decision, Outcome, Record, RecordKind, Seal, Usage, record, segment, verify,
+};
 pub use writer::{DecisionLog, LogObserver, LogSettings, Receipt};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::{FORMAT_VERSION, GENESIS, Record, RecordKind, seal_line};
+use super::record::{FORMAT_VERSION, GENESIS, Record, Seal, seal_line};
 use super::segment::{recover_tail, segment_name, sync_dir};
 use crate::error::LogError;
 
@@ -325,18 +325,17 @@ impl Writer {
     }
 
     fn seal_record(&self, reason: &str, records: u64) -> (Vec<u8>, String) {
-        let record = Record {
-            v: FORMAT_VERSION,
-            kind: RecordKind::Seal,
-            seq: self.next_seq,
-            id: uuid::Uuid::now_v7().to_string(),
-            ts: crate::clock::now_rfc3339(),
-            sealed_records: Some(records),
-            seal_reason: Some(reason.to_string()),
-            key_id: self.key_id.clone(),
-            prev: self.prev.clone(),
-            ..Default::default()
-        };
+        let mut record = Record::new(
+            uuid::Uuid::now_v7().to_string(),
+            crate::clock::now_rfc3339(),
+            Seal {
+                sealed_records: records,
+                seal_reason: reason.to_string(),
+            },
+        );
+        record.seq = self.next_seq;
+        record.key_id = self.key_id.clone();
+        record.prev = self.prev.clone();
         // A seal holds only plain fields, so serialising it cannot fail.
         seal_line(&record, &self.key).unwrap_or_default()
     }

@@ -13,6 +13,7 @@
 
 mod memory;
 mod redis_backend;
+mod reservation;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use crate::authn::Principal;
 
 pub use memory::MemoryBackend;
 pub use redis_backend::RedisBackend;
+pub use reservation::Reservation;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -140,7 +142,7 @@ pub struct BackendError(pub String);
 
 /// A successful reservation, to reconcile later.
 #[derive(Debug, Clone, Default)]
-pub struct Reservation {
+pub struct Reserved {
     pub counters: Vec<Counter>,
     pub reserved_tokens: i64,
     pub reserved_micro_usd: i64,
@@ -151,7 +153,7 @@ pub struct Reservation {
     pub unchecked: bool,
 }
 
-impl Reservation {
+impl Reserved {
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "reserved_tokens": self.reserved_tokens,
@@ -365,10 +367,10 @@ impl Limiter {
         model: &str,
         tokens: i64,
         micro_usd: i64,
-    ) -> Result<Result<Reservation, Exceeded>, BackendError> {
+    ) -> Result<Result<Reserved, Exceeded>, BackendError> {
         let counters = self.counters(principal, model, tokens, micro_usd);
         if counters.is_empty() {
-            return Ok(Ok(Reservation::default()));
+            return Ok(Ok(Reserved::default()));
         }
         match self.observe(self.backend.reserve(&counters).await)? {
             Err((i, used)) => {
@@ -395,7 +397,7 @@ impl Limiter {
                         }
                     }
                 }
-                Ok(Ok(Reservation {
+                Ok(Ok(Reserved {
                     counters,
                     reserved_tokens: tokens,
                     reserved_micro_usd: micro_usd,
@@ -407,11 +409,26 @@ impl Limiter {
         }
     }
 
+    /// Reserves the estimate as [`reserve`](Self::reserve) does, held by a [`Reservation`] that
+    /// settles itself exactly once (released if dropped unsettled).
+    pub async fn hold(
+        self: &Arc<Self>,
+        principal: &Principal,
+        model: &str,
+        tokens: i64,
+        micro_usd: i64,
+    ) -> Result<Result<Reservation, Exceeded>, BackendError> {
+        Ok(self
+            .reserve(principal, model, tokens, micro_usd)
+            .await?
+            .map(|r| Reservation::new(self.clone(), r)))
+    }
+
     /// Replaces the reserved tokens and spend with the actual ones; `keep_request` counts the
     /// request against requests-per-minute (false releases it too).
     pub async fn reconcile(
         &self,
-        r: &Reservation,
+        r: &Reserved,
         tokens: i64,
         micro_usd: i64,
         keep_request: bool,
@@ -443,7 +460,7 @@ impl Limiter {
     /// Reconciles in the background (after the response), logging a failure.
     pub fn reconcile_later(
         self: &Arc<Self>,
-        r: Reservation,
+        r: Reserved,
         tokens: i64,
         micro_usd: i64,
         keep_request: bool,

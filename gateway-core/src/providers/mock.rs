@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::StreamExt;
 
-use super::{EventStream, ProviderError, StreamEvent};
+use super::{CallContext, EventStream, ModelProvider, ProviderCall, ProviderError, StreamEvent};
 use crate::config::MockConfig;
 use crate::decision_log::Usage;
 use crate::openai::{ChatRequest, Completion};
@@ -148,7 +148,8 @@ impl MockProvider {
         }
     }
 
-    pub async fn complete(
+    /// Answers `request` as `model` (what the mock upstream server serves).
+    pub async fn reply(
         &self,
         request: &ChatRequest,
         model: &str,
@@ -169,7 +170,8 @@ impl MockProvider {
         })
     }
 
-    pub async fn stream(
+    /// Streams the answer to `request` as `model`.
+    pub async fn reply_stream(
         &self,
         request: &ChatRequest,
         model: &str,
@@ -205,6 +207,20 @@ impl MockProvider {
     }
 }
 
+impl ModelProvider for MockProvider {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn complete<'a>(&'a self, ctx: CallContext<'a>) -> ProviderCall<'a, Completion> {
+        Box::pin(self.reply(ctx.request, &ctx.model.upstream_model))
+    }
+
+    fn stream<'a>(&'a self, ctx: CallContext<'a>) -> ProviderCall<'a, EventStream> {
+        Box::pin(self.reply_stream(ctx.request, &ctx.model.upstream_model))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,11 +236,11 @@ mod tests {
     async fn deterministic_and_counted() {
         let p = MockProvider::new(MockConfig::default());
         let a = p
-            .complete(&request("hello there world", None), "m")
+            .reply(&request("hello there world", None), "m")
             .await
             .unwrap();
         let b = p
-            .complete(&request("hello there world", None), "m")
+            .reply(&request("hello there world", None), "m")
             .await
             .unwrap();
         assert_eq!(a.content, b.content);
@@ -239,8 +255,11 @@ mod tests {
             chunk_words: 3,
             ..MockConfig::default()
         });
-        let full = p.complete(&request("a b", Some(10)), "m").await.unwrap();
-        let mut s = p.stream(&request("a b", Some(10)), "m").await.unwrap();
+        let full = p.reply(&request("a b", Some(10)), "m").await.unwrap();
+        let mut s = p
+            .reply_stream(&request("a b", Some(10)), "m")
+            .await
+            .unwrap();
         let mut text = String::new();
         let mut usage = None;
         while let Some(e) = s.next().await {
@@ -262,7 +281,7 @@ mod tests {
         let text =
             base64::engine::general_purpose::STANDARD.encode("one AKIA\u{1f}IOSFODNN7EXAMPLE two");
         let mut s = p
-            .stream(&request(&format!("{ECHO}{text}"), None), "m")
+            .reply_stream(&request(&format!("{ECHO}{text}"), None), "m")
             .await
             .unwrap();
         let mut deltas = Vec::new();
@@ -280,7 +299,7 @@ mod tests {
             fail_status: 429,
             ..MockConfig::default()
         });
-        let e = p.complete(&request("x", None), "m").await.unwrap_err();
+        let e = p.reply(&request("x", None), "m").await.unwrap_err();
         assert!(matches!(
             e,
             ProviderError::Status {

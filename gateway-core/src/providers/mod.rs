@@ -1,20 +1,29 @@
-//! Model providers behind the gateway. Dispatch is an enum (no boxed futures on the hot path).
-//! `mock` is the embedded default; `openai_compat` speaks to any OpenAI-compatible API;
-//! `bedrock` calls Amazon Bedrock's Converse API as the calling user.
+//! Model providers behind the gateway, behind one contract: [`ModelProvider`], called with one
+//! [`CallContext`] (the request, the deployment, who asks, the classification, the trace) for a
+//! completion or a stream. `mock` is the embedded default; `openai_compat` speaks to any
+//! OpenAI-compatible API; `bedrock` calls Amazon Bedrock's Converse API as the calling user.
+//! [`Providers::build`] is the one place that turns configuration into providers: adding one
+//! touches its module, its configuration and that function.
 
 pub mod bedrock;
 pub mod mock;
 pub mod openai_compat;
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use http::StatusCode;
 use serde_json::Value;
 
 use crate::authn::Principal;
-use crate::catalogue::CatalogueModel;
+use crate::catalogue::{Catalogue, CatalogueModel};
+use crate::config::RawConfig;
 use crate::decision_log::Usage;
+use crate::error::StartError;
 use crate::openai::{ChatRequest, Completion};
 
 /// One event of a streamed completion.
@@ -34,11 +43,12 @@ pub enum StreamEvent {
     Guardrail(Value),
 }
 
-/// What a provider call needs besides the request: who asks (Bedrock assumes a role as them),
-/// the deployment called, the prompt's classification (guardrails by classification) and the
-/// trace to propagate.
+/// Everything a provider call gets: the request, who asks (Bedrock assumes a role as them), the
+/// deployment called (its `upstream_model` replaces the client's name), the prompt's
+/// classification (guardrails by classification) and the trace to propagate.
 #[derive(Clone, Copy)]
 pub struct CallContext<'a> {
+    pub request: &'a ChatRequest,
     pub principal: &'a Principal,
     pub model: &'a CatalogueModel,
     pub classification: &'a str,
@@ -147,47 +157,80 @@ impl ProviderError {
     }
 }
 
-/// A configured provider.
-#[derive(Clone)]
-pub enum Provider {
-    Mock(mock::MockProvider),
-    OpenAi(openai_compat::OpenAiProvider),
-    Bedrock(bedrock::BedrockProvider),
+/// A provider call in flight.
+pub type ProviderCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
+
+/// The contract every model provider implements.
+pub trait ModelProvider: Send + Sync + 'static {
+    /// The provider's kind, as configuration and records name it.
+    fn name(&self) -> &'static str;
+
+    /// One completion from the deployment `ctx.model`.
+    fn complete<'a>(&'a self, ctx: CallContext<'a>) -> ProviderCall<'a, Completion>;
+
+    /// A streamed completion; the call resolves once the stream is open.
+    fn stream<'a>(&'a self, ctx: CallContext<'a>) -> ProviderCall<'a, EventStream>;
 }
 
-impl Provider {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Mock(_) => "mock",
-            Self::OpenAi(_) => "openai",
-            Self::Bedrock(_) => "bedrock",
-        }
+/// A configured provider.
+pub type Provider = Arc<dyn ModelProvider>;
+
+/// The provider of every catalogue model.
+pub struct Providers {
+    by_model: HashMap<String, Provider>,
+    fallback: Provider,
+    /// Present when some model is served by Bedrock (its STS sessions name the caller in records).
+    pub bedrock: Option<bedrock::BedrockProvider>,
+}
+
+impl Providers {
+    /// Builds the providers the catalogue's models name from the configuration.
+    pub async fn build(raw: &RawConfig, catalogue: &Catalogue) -> Result<Self, StartError> {
+        let openai: Option<Provider> = if raw.providers.openai.base_url.is_empty() {
+            None
+        } else {
+            let o = &raw.providers.openai;
+            let key = std::env::var(&o.api_key_env).ok().filter(|k| !k.is_empty());
+            Some(Arc::new(
+                openai_compat::OpenAiProvider::new(
+                    &o.base_url,
+                    key,
+                    Duration::from_millis(o.timeout_ms),
+                )
+                .map_err(StartError::Other)?,
+            ))
+        };
+        let fallback: Provider = Arc::new(mock::MockProvider::new(raw.providers.mock.clone()));
+        let bedrock = if catalogue.models().iter().any(|m| m.provider == "bedrock") {
+            Some(bedrock::BedrockProvider::new(&raw.providers.bedrock).await)
+        } else {
+            None
+        };
+        let by_model = catalogue
+            .models()
+            .iter()
+            .map(|m| {
+                let p: Provider = match (m.provider.as_str(), &openai, &bedrock, &m.mock) {
+                    ("openai", Some(o), _, _) => o.clone(),
+                    ("bedrock", _, Some(b), _) => Arc::new(b.clone()),
+                    (_, _, _, Some(own)) => Arc::new(mock::MockProvider::new(own.clone())),
+                    _ => fallback.clone(),
+                };
+                (m.id.clone(), p)
+            })
+            .collect();
+        Ok(Self {
+            by_model,
+            fallback,
+            bedrock,
+        })
     }
 
-    /// Calls the deployment `ctx.model` (its `upstream_model` replaces the client's name).
-    pub async fn complete(
-        &self,
-        request: &ChatRequest,
-        ctx: CallContext<'_>,
-    ) -> Result<Completion, ProviderError> {
-        let upstream = ctx.model.upstream_model.as_str();
-        match self {
-            Self::Mock(p) => p.complete(request, upstream).await,
-            Self::OpenAi(p) => p.complete(request, upstream, ctx.traceparent).await,
-            Self::Bedrock(p) => p.complete(request, ctx).await,
-        }
-    }
-
-    pub async fn stream(
-        &self,
-        request: &ChatRequest,
-        ctx: CallContext<'_>,
-    ) -> Result<EventStream, ProviderError> {
-        let upstream = ctx.model.upstream_model.as_str();
-        match self {
-            Self::Mock(p) => p.stream(request, upstream).await,
-            Self::OpenAi(p) => p.stream(request, upstream, ctx.traceparent).await,
-            Self::Bedrock(p) => p.stream(request, ctx).await,
-        }
+    /// The provider that serves a (concrete) catalogue model.
+    pub fn of(&self, model: &CatalogueModel) -> &dyn ModelProvider {
+        self.by_model
+            .get(&model.id)
+            .unwrap_or(&self.fallback)
+            .as_ref()
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::{EventStream, ProviderError, StreamEvent};
+use super::{CallContext, EventStream, ModelProvider, ProviderCall, ProviderError, StreamEvent};
 use crate::decision_log::Usage;
 use crate::openai::{ChatRequest, Completion, StreamOptions};
 
@@ -76,14 +76,10 @@ impl OpenAiProvider {
         })
     }
 
-    pub async fn complete(
-        &self,
-        request: &ChatRequest,
-        model: &str,
-        traceparent: Option<&str>,
-    ) -> Result<Completion, ProviderError> {
-        let mut body = request.clone();
-        body.model = model.to_string();
+    pub async fn complete(&self, ctx: CallContext<'_>) -> Result<Completion, ProviderError> {
+        let traceparent = ctx.traceparent;
+        let mut body = ctx.request.clone();
+        body.model = ctx.model.upstream_model.clone();
         body.stream = Some(false);
         body.stream_options = None;
         let resp = self.send(&body, traceparent).await?;
@@ -94,14 +90,10 @@ impl OpenAiProvider {
         parse_completion(&v)
     }
 
-    pub async fn stream(
-        &self,
-        request: &ChatRequest,
-        model: &str,
-        traceparent: Option<&str>,
-    ) -> Result<EventStream, ProviderError> {
-        let mut body = request.clone();
-        body.model = model.to_string();
+    pub async fn stream(&self, ctx: CallContext<'_>) -> Result<EventStream, ProviderError> {
+        let traceparent = ctx.traceparent;
+        let mut body = ctx.request.clone();
+        body.model = ctx.model.upstream_model.clone();
         body.stream = Some(true);
         // Always ask for usage, so spend is known even when the client did not ask.
         body.stream_options = Some(StreamOptions {
@@ -231,6 +223,20 @@ fn parse_chunk(v: &Value) -> Vec<StreamEvent> {
         out.push(StreamEvent::Usage(u));
     }
     out
+}
+
+impl ModelProvider for OpenAiProvider {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    fn complete<'a>(&'a self, ctx: CallContext<'a>) -> ProviderCall<'a, Completion> {
+        Box::pin(OpenAiProvider::complete(self, ctx))
+    }
+
+    fn stream<'a>(&'a self, ctx: CallContext<'a>) -> ProviderCall<'a, EventStream> {
+        Box::pin(OpenAiProvider::stream(self, ctx))
+    }
 }
 
 /// Server-sent events: `data:` lines joined until a blank line.

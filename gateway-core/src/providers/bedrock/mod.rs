@@ -31,7 +31,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use serde_json::Value;
 
 use self::identity::{Identity, SessionSpec};
-use super::{CallContext, EventStream, ProviderError, StreamEvent};
+use super::{CallContext, EventStream, ModelProvider, ProviderCall, ProviderError, StreamEvent};
 use crate::authn::Principal;
 use crate::catalogue::CatalogueModel;
 use crate::config::{BedrockConfig, BedrockGuardrailConfig};
@@ -301,12 +301,8 @@ impl BedrockProvider {
             .or(ctx.model.guardrail.as_ref())
     }
 
-    pub async fn complete(
-        &self,
-        request: &ChatRequest,
-        ctx: CallContext<'_>,
-    ) -> Result<Completion, ProviderError> {
-        let input = convert::converse_input(request)?;
+    pub async fn complete(&self, ctx: CallContext<'_>) -> Result<Completion, ProviderError> {
+        let input = convert::converse_input(ctx.request)?;
         let client = self.client(ctx.model);
         let guardrail = self.guardrail(&ctx);
         let mut call = client
@@ -412,17 +408,14 @@ impl BedrockProvider {
         Ok(())
     }
 
-    pub async fn stream(
-        &self,
-        request: &ChatRequest,
-        ctx: CallContext<'_>,
-    ) -> Result<EventStream, ProviderError> {
-        let input = convert::converse_input(request)?;
+    pub async fn stream(&self, ctx: CallContext<'_>) -> Result<EventStream, ProviderError> {
+        let input = convert::converse_input(ctx.request)?;
         let client = self.client(ctx.model);
         let guardrail = self.guardrail(&ctx).cloned();
         let conf = self.call_config(ctx.principal).await?;
         if let Some(g) = &guardrail {
-            self.check_input(&client, conf.clone(), g, request).await?;
+            self.check_input(&client, conf.clone(), g, ctx.request)
+                .await?;
         }
         let mut call = client
             .converse_stream()
@@ -477,5 +470,19 @@ impl BedrockProvider {
             }
         });
         Ok(Box::pin(events))
+    }
+}
+
+impl ModelProvider for BedrockProvider {
+    fn name(&self) -> &'static str {
+        "bedrock"
+    }
+
+    fn complete<'a>(&'a self, ctx: CallContext<'a>) -> ProviderCall<'a, Completion> {
+        Box::pin(BedrockProvider::complete(self, ctx))
+    }
+
+    fn stream<'a>(&'a self, ctx: CallContext<'a>) -> ProviderCall<'a, EventStream> {
+        Box::pin(BedrockProvider::stream(self, ctx))
     }
 }

@@ -8,9 +8,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Lake;
-use crate::error::IngestError;
-use crate::source::SourceObject;
+use crate::Lake;
+use crate::error::LakeError;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
@@ -30,10 +29,10 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Whether `obj` is the source this entry recorded, unchanged: the same size and the same
-    /// (known) version.
-    pub fn unchanged(&self, obj: &SourceObject) -> bool {
-        Some(self.size) == obj.size && self.version.is_some() && self.version == obj.version
+    /// Whether a source of `size` and `version` is the one this entry recorded, unchanged: the
+    /// same size and the same (known) version.
+    pub fn unchanged(&self, size: Option<u64>, version: Option<&str>) -> bool {
+        Some(self.size) == size && self.version.is_some() && self.version.as_deref() == version
     }
 }
 
@@ -53,7 +52,7 @@ fn dir(lake: &Lake, table: &str) -> datafusion::object_store::path::Path {
 
 impl Manifest {
     /// Reads every manifest file of `table` (later files win for the same source).
-    pub async fn load(lake: &Lake, table: &str) -> Result<Self, IngestError> {
+    pub async fn load(lake: &Lake, table: &str) -> Result<Self, LakeError> {
         let files: Vec<_> = lake
             .list(&dir(lake, table))
             .await?
@@ -92,15 +91,14 @@ impl Manifest {
         lake: &Lake,
         table: &str,
         new: Vec<Entry>,
-    ) -> Result<(), IngestError> {
+    ) -> Result<(), LakeError> {
         if new.is_empty() {
             return Ok(());
         }
-        let write = |entries: Vec<&Entry>| -> Result<Vec<u8>, IngestError> {
+        let write = |entries: Vec<&Entry>| -> Result<Vec<u8>, LakeError> {
             let mut out = Vec::new();
             for e in entries {
-                serde_json::to_writer(&mut out, e)
-                    .map_err(|e| IngestError::Input(e.to_string()))?;
+                serde_json::to_writer(&mut out, e)?;
                 out.push(b'\n');
             }
             Ok(out)

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::wire;
+
 pub const FORMAT_VERSION: u32 = 1;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const SIGNING_CONTEXT: &[u8] = b"cairn.decision-record.v1\n";
@@ -30,6 +32,16 @@ pub enum RecordKind {
     Seal,
 }
 
+impl RecordKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Decision => "decision",
+            Self::Outcome => "outcome",
+            Self::Seal => "seal",
+        }
+    }
+}
+
 /// Token counts of a completion.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -45,83 +57,201 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// One record as the gateway fills it in. `seq`, `prev`, `key_id` are assigned by the writer.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One record: the chain envelope every line has, and the body of its kind. `seq`, `prev` and
+/// `key_id` are assigned by the writer.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub v: u32,
-    pub kind: RecordKind,
     pub seq: u64,
     /// The decision id (a UUIDv7), also sent as `x-cairn-decision-id`; outcome and seal records
     /// have their own ids.
     pub id: String,
     /// RFC 3339 UTC with milliseconds.
     pub ts: String,
-    // Decision fields.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal_parents: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal_attrs: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_attrs: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasons: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<String>>,
-    /// HTTP status sent to the client.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// Low-cardinality why: `policy`, `unauthenticated`, `unknown_model`, `no_bundle`, ...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bundle: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guardrails: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_usd: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
-    /// How the caller authenticated: `{method, subject, issuer, key, error}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stream: Option<bool>,
-    /// Anything a later issue adds (routing attempts, assumed role, budgets, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extra: Option<Value>,
-    // Outcome fields.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finish_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    // Seal fields.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed_records: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seal_reason: Option<String>,
-    // Chain fields, assigned by the writer.
+    pub body: Body,
     pub key_id: String,
     pub prev: String,
+}
+
+/// What a record says, by kind.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a record is built once per request and moved whole into the writer's boxed message; boxing the decision would add an allocation per request"
+)]
+pub enum Body {
+    Decision(Decision),
+    Outcome(Outcome),
+    Seal(Seal),
+}
+
+/// One per API request, allowed or denied: everything needed to replay the decision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    pub principal: Option<String>,
+    pub principal_parents: Option<Vec<String>>,
+    pub principal_attrs: Option<Value>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    pub resource_attrs: Option<Value>,
+    pub context: Option<Value>,
+    pub decision: Option<String>,
+    pub reasons: Option<Vec<String>>,
+    pub errors: Option<Vec<String>>,
+    /// HTTP status sent to the client; absent on an allowed decision (its outcome has it).
+    pub status: Option<u16>,
+    /// Low-cardinality why: `policy`, `unauthenticated`, `unknown_model`, `no_bundle`, ...
+    pub reason: Option<String>,
+    pub bundle: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub guardrails: Option<Value>,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    pub latency_ms: Option<u64>,
+    pub trace_id: Option<String>,
+    /// How the caller authenticated: `{method, subject, issuer, key, error}`.
+    pub auth: Option<Value>,
+    pub stream: Option<bool>,
+    /// Routing, assumed role, budgets, ... (`docs/decision-record.md` lists the fields).
+    pub extra: Option<Value>,
+}
+
+/// What happened after an allowed request: usage, cost, latency, finish reason.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The `id` of the decision this outcome settles.
+    pub decision_id: String,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub status: Option<u16>,
+    pub reason: Option<String>,
+    pub guardrails: Option<Value>,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    pub latency_ms: Option<u64>,
+    pub trace_id: Option<String>,
+    pub stream: Option<bool>,
+    pub finish_reason: Option<String>,
+    pub error: Option<String>,
+    pub extra: Option<Value>,
+}
+
+/// Closes a segment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Seal {
+    /// Records before the seal in the same segment.
+    pub sealed_records: u64,
+    pub seal_reason: String,
+}
+
+impl From<Decision> for Body {
+    fn from(d: Decision) -> Self {
+        Self::Decision(d)
+    }
+}
+
+impl From<Outcome> for Body {
+    fn from(o: Outcome) -> Self {
+        Self::Outcome(o)
+    }
+}
+
+impl From<Seal> for Body {
+    fn from(s: Seal) -> Self {
+        Self::Seal(s)
+    }
+}
+
+impl Record {
+    /// A record of `body` whose chain fields the writer fills in.
+    pub fn new(id: String, ts: String, body: impl Into<Body>) -> Self {
+        Self {
+            v: FORMAT_VERSION,
+            seq: 0,
+            id,
+            ts,
+            body: body.into(),
+            key_id: String::new(),
+            prev: String::new(),
+        }
+    }
+
+    pub fn kind(&self) -> RecordKind {
+        match self.body {
+            Body::Decision(_) => RecordKind::Decision,
+            Body::Outcome(_) => RecordKind::Outcome,
+            Body::Seal(_) => RecordKind::Seal,
+        }
+    }
+
+    pub fn decision(&self) -> Option<&Decision> {
+        match &self.body {
+            Body::Decision(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.body {
+            Body::Outcome(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn seal(&self) -> Option<&Seal> {
+        match &self.body {
+            Body::Seal(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The compact JSON body, members in the order of version 1 (`docs/decision-record.md`).
+    pub fn to_body_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&wire::Line::of(self))
+    }
+
+    /// Parses a body; members that do not belong to the record's kind are refused.
+    pub fn from_body_json(body: &str) -> Result<Self, BodyError> {
+        let line: wire::OwnedLine = serde_json::from_str(body)?;
+        line.into_record()
+    }
+}
+
+/// The chain position of a body, read without checking the rest of it (crash recovery, and
+/// keeping the chain going past a line that fails its checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Peek {
+    pub seq: u64,
+    #[serde(default)]
+    pub kind: RecordKind,
+}
+
+pub fn peek(body: &str) -> Option<Peek> {
+    serde_json::from_str(body).ok()
+}
+
+/// Why a body is not a valid record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("{0}")]
+    Json(String),
+    #[error("a {kind} record has no `{field}`")]
+    Missing {
+        kind: &'static str,
+        field: &'static str,
+    },
+    #[error("`{field}` does not belong in a {kind} record")]
+    Foreign {
+        kind: &'static str,
+        field: &'static str,
+    },
+}
+
+impl From<serde_json::Error> for BodyError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Json(e.to_string())
+    }
 }
 
 /// A line that was parsed and whose hash and signature fields were split off.
@@ -159,7 +289,7 @@ pub fn seal_line(
     record: &Record,
     key: &SigningKey,
 ) -> Result<(Vec<u8>, String), serde_json::Error> {
-    let mut body = serde_json::to_vec(record)?;
+    let mut body = record.to_body_json()?;
     let hash = hex::encode(Sha256::digest(&body));
     let sig = key.sign(&signing_input(&hash));
     // Replace the final `}` with the hash and signature fields.
@@ -190,7 +320,7 @@ pub enum LineError {
     /// Signed by a key not among those given.
     UnknownKey(String),
     /// The body is not a valid record.
-    BadBody(String),
+    BadBody(BodyError),
 }
 
 impl std::fmt::Display for LineError {
@@ -225,8 +355,7 @@ pub fn check_line(
     if hash != signed.hash {
         return Err(LineError::HashMismatch);
     }
-    let record: Record =
-        serde_json::from_str(&body).map_err(|e| LineError::BadBody(e.to_string()))?;
+    let record = Record::from_body_json(&body).map_err(LineError::BadBody)?;
     let key = keys
         .iter()
         .find(|(id, _)| *id == record.key_id)
@@ -250,17 +379,18 @@ mod tests {
     }
 
     fn record(seq: u64, prev: &str) -> Record {
-        Record {
-            v: FORMAT_VERSION,
-            kind: RecordKind::Decision,
-            seq,
-            id: format!("r{seq}"),
-            ts: "2026-11-25T00:00:00.000Z".into(),
-            decision: Some("allow".into()),
-            key_id: policy_engine::bundle::keys::key_id(&key().verifying_key()),
-            prev: prev.into(),
-            ..Default::default()
-        }
+        let mut r = Record::new(
+            format!("r{seq}"),
+            "2026-11-25T00:00:00.000Z".into(),
+            Decision {
+                decision: Some("allow".into()),
+                ..Default::default()
+            },
+        );
+        r.seq = seq;
+        r.key_id = policy_engine::bundle::keys::key_id(&key().verifying_key());
+        r.prev = prev.into();
+        r
     }
 
     fn keys() -> Vec<(String, VerifyingKey)> {
@@ -298,6 +428,64 @@ mod tests {
         assert_eq!(
             check_line(&forged, &keys()).unwrap_err(),
             LineError::BadSignature
+        );
+    }
+
+    #[test]
+    fn members_keep_the_version_1_order() {
+        let mut r = record(3, GENESIS);
+        if let Body::Decision(d) = &mut r.body {
+            d.principal = Some("User::\"alice\"".into());
+            d.status = Some(403);
+            d.extra = Some(serde_json::json!({ "cache": "miss" }));
+        }
+        let body = String::from_utf8(r.to_body_json().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            format!(
+                r#"{{"v":1,"kind":"decision","seq":3,"id":"r3","ts":"2026-11-25T00:00:00.000Z","principal":"User::\"alice\"","decision":"allow","status":403,"extra":{{"cache":"miss"}},"key_id":"{}","prev":"{GENESIS}"}}"#,
+                r.key_id
+            )
+        );
+        let outcome = Record::new(
+            "o1".into(),
+            "2026-11-25T00:00:00.001Z".into(),
+            Outcome {
+                decision_id: "r3".into(),
+                status: Some(200),
+                finish_reason: Some("stop".into()),
+                ..Default::default()
+            },
+        );
+        let body = String::from_utf8(outcome.to_body_json().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            r#"{"v":1,"kind":"outcome","seq":0,"id":"o1","ts":"2026-11-25T00:00:00.001Z","status":200,"decision_id":"r3","finish_reason":"stop","key_id":"","prev":""}"#
+        );
+    }
+
+    #[test]
+    fn bodies_are_typed_by_kind() {
+        let seal = r#"{"v":1,"kind":"seal","seq":9,"id":"s","ts":"t","sealed_records":8,"seal_reason":"shutdown","key_id":"k","prev":"p"}"#;
+        let r = Record::from_body_json(seal).unwrap();
+        assert_eq!(r.kind(), RecordKind::Seal);
+        assert_eq!(r.seal().map(|s| s.sealed_records), Some(8));
+        let foreign = r#"{"v":1,"kind":"outcome","seq":9,"id":"o","ts":"t","decision_id":"d","principal":"User::\"x\"","key_id":"k","prev":"p"}"#;
+        assert_eq!(
+            Record::from_body_json(foreign).unwrap_err(),
+            BodyError::Foreign {
+                kind: "outcome",
+                field: "principal"
+            }
+        );
+        let missing =
+            r#"{"v":1,"kind":"outcome","seq":9,"id":"o","ts":"t","key_id":"k","prev":"p"}"#;
+        assert_eq!(
+            Record::from_body_json(missing).unwrap_err(),
+            BodyError::Missing {
+                kind: "outcome",
+                field: "decision_id"
+            }
         );
     }
 }

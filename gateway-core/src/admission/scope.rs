@@ -9,8 +9,9 @@ use http::{HeaderMap, HeaderValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 use crate::clock;
-use crate::decision_log::{Record, RecordKind, Usage};
-use crate::server::AppState;
+use crate::decision_log::{Decision, Record, Usage};
+use crate::state::AppState;
+use crate::telemetry::Metrics;
 use crate::telemetry::TraceContext;
 use crate::telemetry::otlp::{Attr, RequestSpans};
 
@@ -23,6 +24,8 @@ pub struct StageClock {
 
 pub struct RequestScope {
     pub decision_id: String,
+    /// When the request arrived (RFC 3339), the decision record's `ts`.
+    pub ts: String,
     pub trace: TraceContext,
     pub started: Instant,
     /// `host[:port]` the client addressed, for `server.address`.
@@ -30,6 +33,48 @@ pub struct RequestScope {
     spans: Option<Mutex<RequestSpans>>,
     /// Detectors whose findings were redacted from the prompt (sent as `x-cairn-redacted`).
     redacted: OnceLock<String>,
+}
+
+/// A running stage of a request. Dropping it ends the stage.
+pub struct Stage<'a> {
+    scope: &'a RequestScope,
+    metrics: &'a Metrics,
+    name: &'static str,
+    clock: StageClock,
+    attrs: Vec<(&'static str, Attr)>,
+    error: Option<String>,
+}
+
+impl Stage<'_> {
+    pub fn attr(&mut self, key: &'static str, value: impl Into<Attr>) {
+        if self.scope.collects_spans() {
+            self.attrs.push((key, value.into()));
+        }
+    }
+
+    pub fn attrs(&mut self, attrs: Vec<(&'static str, Attr)>) {
+        if self.scope.collects_spans() {
+            self.attrs.extend(attrs);
+        }
+    }
+
+    /// Marks the stage failed; its span carries `error`.
+    pub fn fail(&mut self, error: impl std::fmt::Display) {
+        self.error = Some(error.to_string());
+    }
+}
+
+impl Drop for Stage<'_> {
+    fn drop(&mut self) {
+        self.metrics.stage(self.name, self.clock.instant.elapsed());
+        self.scope.span(
+            self.name.to_string(),
+            SpanKind::Internal,
+            self.clock,
+            std::mem::take(&mut self.attrs),
+            self.error.take(),
+        );
+    }
 }
 
 /// How a request ended, for its root span.
@@ -68,6 +113,7 @@ impl RequestScope {
         let spans = collect_spans.then(|| Mutex::new(RequestSpans::new(&trace)));
         Self {
             decision_id: uuid::Uuid::now_v7().to_string(),
+            ts: clock::now_rfc3339(),
             trace,
             started: Instant::now(),
             host: headers
@@ -79,16 +125,18 @@ impl RequestScope {
         }
     }
 
-    /// A record with the fields every decision record has.
-    pub fn record(&self, action: &str) -> Record {
-        Record {
-            kind: RecordKind::Decision,
-            id: self.decision_id.clone(),
-            ts: clock::now_rfc3339(),
+    /// A decision with the fields every decision record has.
+    pub fn decision(&self, action: &str) -> Decision {
+        Decision {
             action: Some(action.to_string()),
             trace_id: Some(self.trace.trace_id.clone()),
             ..Default::default()
         }
+    }
+
+    /// The record of this request's decision, to append.
+    pub fn decision_record(&self, decision: Decision) -> Record {
+        Record::new(self.decision_id.clone(), self.ts.clone(), decision)
     }
 
     /// Tells the client which kinds of data were redacted from its prompt (never the text).
@@ -124,17 +172,17 @@ impl RequestScope {
         }
     }
 
-    /// Ends a stage: its latency histogram, and its child span when spans are collected.
-    pub fn end(
-        &self,
-        state: &AppState,
-        stage: &'static str,
-        clock: StageClock,
-        attrs: Vec<(&'static str, Attr)>,
-        error: Option<String>,
-    ) {
-        state.metrics.stage(stage, clock.instant.elapsed());
-        self.span(stage.to_string(), SpanKind::Internal, clock, attrs, error);
+    /// Starts timing a stage; the stage ends (latency histogram, child span) when the returned
+    /// guard is dropped, however the stage exits.
+    pub fn stage<'a>(&'a self, state: &'a AppState, name: &'static str) -> Stage<'a> {
+        Stage {
+            scope: self,
+            metrics: &state.metrics,
+            name,
+            clock: self.begin(),
+            attrs: Vec::new(),
+            error: None,
+        }
     }
 
     /// Adds a child span without a metric (the provider call is timed by its caller).

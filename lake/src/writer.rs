@@ -12,14 +12,12 @@ use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::Lake;
-use crate::error::IngestError;
+use crate::Lake;
+use crate::error::LakeError;
+pub use crate::parquet_settings::{ROW_GROUP_ROWS, writer_properties};
+use crate::schema::Table;
 
-/// Rows per Parquet row group: large enough for efficient scans, small enough for pruning.
-pub const ROW_GROUP_ROWS: usize = 131_072;
 /// A partition is written once it holds this many rows.
 pub const FLUSH_ROWS: usize = 131_072;
 /// All partitions together hold at most this many rows; above it the largest is written.
@@ -47,14 +45,14 @@ struct KeyColumns {
 }
 
 impl KeyColumns {
-    fn new(batch: &RecordBatch, names: &[&str]) -> Result<Self, IngestError> {
+    fn new(batch: &RecordBatch, names: &[&str]) -> Result<Self, LakeError> {
         let columns = names
             .iter()
             .map(|n| {
                 batch
                     .column_by_name(n)
                     .cloned()
-                    .ok_or_else(|| IngestError::Input(format!("batch without key column `{n}`")))
+                    .ok_or_else(|| LakeError::MissingColumn(n.to_string()))
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { columns })
@@ -86,23 +84,14 @@ impl KeyColumns {
     }
 }
 
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_created_by(format!("cairn {}", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
 /// Encodes batches (already sorted) as one Parquet file.
-pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, IngestError> {
+pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, LakeError> {
     let mut w = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(writer_properties()))
-        .map_err(IngestError::parquet)?;
+        .map_err(LakeError::from)?;
     for b in batches {
-        w.write(b).map_err(IngestError::parquet)?;
+        w.write(b).map_err(LakeError::from)?;
     }
-    w.into_inner().map_err(IngestError::parquet)
+    w.into_inner().map_err(LakeError::from)
 }
 
 /// Encodes `batches` as one Parquet file with their rows sorted by the `time` column (stable:
@@ -113,7 +102,7 @@ pub fn encode_sorted(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
     time: &str,
-) -> Result<Vec<u8>, IngestError> {
+) -> Result<Vec<u8>, LakeError> {
     let mut order: Vec<(i64, u32)> = Vec::new();
     for batch in &batches {
         let times = batch
@@ -134,12 +123,12 @@ pub fn encode_sorted(
     for parts in &mut by_column {
         let parts = std::mem::take(parts);
         let refs: Vec<&dyn Array> = parts.iter().map(AsRef::as_ref).collect();
-        let all = concat(&refs).map_err(IngestError::arrow)?;
+        let all = concat(&refs).map_err(LakeError::from)?;
         drop(refs);
         drop(parts);
-        sorted.push(take(&all, &indices, None).map_err(IngestError::arrow)?);
+        sorted.push(take(&all, &indices, None).map_err(LakeError::from)?);
     }
-    let batch = RecordBatch::try_new(schema.clone(), sorted).map_err(IngestError::arrow)?;
+    let batch = RecordBatch::try_new(schema.clone(), sorted).map_err(LakeError::from)?;
     encode(schema, &[batch])
 }
 
@@ -158,7 +147,7 @@ pub struct Added {
 
 pub struct TableWriter {
     lake: Lake,
-    table: String,
+    table: Table,
     schema: SchemaRef,
     key: &'static [&'static str],
     time: &'static str,
@@ -173,14 +162,12 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    pub fn new(lake: Lake, table: &str, rt: tokio::runtime::Handle) -> Result<Self, IngestError> {
-        let schema = crate::schema::schema_of(table)
-            .ok_or_else(|| IngestError::Input(format!("unknown table `{table}`")))?;
-        let (key, time) = crate::schema::key_and_time(table)
-            .ok_or_else(|| IngestError::Input(format!("unknown table `{table}`")))?;
-        Ok(Self {
+    pub fn new(lake: Lake, table: Table, rt: tokio::runtime::Handle) -> Self {
+        let schema = table.schema();
+        let (key, time) = table.key_and_time();
+        Self {
             lake,
-            table: table.to_string(),
+            table,
             schema,
             key,
             time,
@@ -192,7 +179,7 @@ impl TableWriter {
             skip_existing: false,
             flush_rows: FLUSH_ROWS,
             rt,
-        })
+        }
     }
 
     /// Writes partitions at `rows` rows instead of [`FLUSH_ROWS`] (smaller files, less memory).
@@ -204,23 +191,19 @@ impl TableWriter {
     }
 
     /// A writer that does not look at the lake's existing keys (compaction rewrites them).
-    pub fn new_empty(
-        lake: Lake,
-        table: &str,
-        rt: tokio::runtime::Handle,
-    ) -> Result<Self, IngestError> {
-        let mut w = Self::new(lake, table, rt)?;
+    pub fn new_empty(lake: Lake, table: Table, rt: tokio::runtime::Handle) -> Self {
+        let mut w = Self::new(lake, table, rt);
         w.skip_existing = true;
-        Ok(w)
+        w
     }
 
     /// Keys already in a partition of the lake, read from its files' key column only.
-    fn load_existing(&mut self, date: &str) -> Result<(), IngestError> {
+    fn load_existing(&mut self, date: &str) -> Result<(), LakeError> {
         if self.seen.contains_key(date) {
             return Ok(());
         }
         // The first time this run touches the partition.
-        let removed = self.lake.remove_stale_staging(&self.table, date);
+        let removed = self.lake.remove_stale_staging(self.table.name(), date);
         if removed > 0 {
             tracing::info!(table = %self.table, date, removed, "removed staging files an interrupted run left");
         }
@@ -231,13 +214,13 @@ impl TableWriter {
         let mut keys = HashSet::new();
         let files = self
             .rt
-            .block_on(self.lake.data_files(&self.table, Some(date)))?;
+            .block_on(self.lake.data_files(self.table.name(), Some(date)))?;
         for f in files {
             let Some(bytes) = self.rt.block_on(self.lake.get(&f.location))? else {
                 continue;
             };
             let builder =
-                ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(IngestError::parquet)?;
+                ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(LakeError::from)?;
             let idx: Vec<usize> = builder
                 .schema()
                 .fields()
@@ -253,9 +236,9 @@ impl TableWriter {
             let reader = builder
                 .with_projection(mask)
                 .build()
-                .map_err(IngestError::parquet)?;
+                .map_err(LakeError::from)?;
             for batch in reader {
-                let batch = batch.map_err(IngestError::arrow)?;
+                let batch = batch.map_err(LakeError::from)?;
                 let cols = KeyColumns::new(&batch, self.key)?;
                 for i in 0..batch.num_rows() {
                     keys.insert(cols.fingerprint(i));
@@ -267,7 +250,7 @@ impl TableWriter {
     }
 
     /// Adds rows of one partition, dropping keys seen before (in the lake or in this run).
-    pub fn add(&mut self, date: &str, batch: RecordBatch) -> Result<Added, IngestError> {
+    pub fn add(&mut self, date: &str, batch: RecordBatch) -> Result<Added, LakeError> {
         if batch.num_rows() == 0 {
             return Ok(Added::default());
         }
@@ -285,7 +268,7 @@ impl TableWriter {
         let batch = if kept == batch.num_rows() {
             batch
         } else {
-            filter_record_batch(&batch, &keep).map_err(IngestError::arrow)?
+            filter_record_batch(&batch, &keep).map_err(LakeError::from)?
         };
         if batch.num_rows() > 0 {
             let p = self.partitions.entry(date.to_string()).or_default();
@@ -311,7 +294,7 @@ impl TableWriter {
     }
 
     /// Writes one partition's buffered rows as a file.
-    pub fn flush(&mut self, date: &str) -> Result<(), IngestError> {
+    pub fn flush(&mut self, date: &str) -> Result<(), LakeError> {
         let Some(p) = self.partitions.remove(date) else {
             return Ok(());
         };
@@ -323,7 +306,7 @@ impl TableWriter {
         let bytes = encode_sorted(&self.schema, p.batches, self.time)?;
         let path = self
             .lake
-            .partition(&self.table, date)
+            .partition(self.table.name(), date)
             .join(format!("part-{}.parquet", uuid::Uuid::now_v7().simple()));
         self.rt.block_on(self.lake.put(&path, bytes))?;
         self.rows_written += rows;
@@ -332,7 +315,7 @@ impl TableWriter {
     }
 
     /// Writes everything still buffered.
-    pub fn finish(&mut self) -> Result<(), IngestError> {
+    pub fn finish(&mut self) -> Result<(), LakeError> {
         let dates: Vec<String> = self.partitions.keys().cloned().collect();
         for d in dates {
             self.flush(&d)?;
@@ -340,8 +323,8 @@ impl TableWriter {
         Ok(())
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
+    pub fn table(&self) -> Table {
+        self.table
     }
 }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 
-use super::record::{GENESIS, LineError, Record, RecordKind, check_line};
-use super::segment::list_segments;
+use crate::record::{GENESIS, LineError, Record, RecordKind, check_line};
+use crate::segment::list_segments;
 
 /// Where a problem is: a segment file and a 1-based line in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,10 +132,9 @@ impl ChainChecker {
             Ok(r) => r,
             Err(e) => {
                 // Keep the chain going from what the line claims, if anything can be read.
-                let seq = super::record::split_line(line).and_then(|s| {
+                let seq = crate::record::split_line(line).and_then(|s| {
                     let body = format!("{}}}", s.body);
-                    let r: Option<Record> = serde_json::from_str(&body).ok();
-                    let seq = r.as_ref().map(|r| r.seq);
+                    let seq = crate::record::peek(&body).map(|p| p.seq);
                     if let Some(seq) = seq {
                         self.prev_seq = Some(seq);
                         self.prev_hash = Some(s.hash.to_string());
@@ -170,9 +169,10 @@ impl ChainChecker {
             (Some(_), None) => None,
         };
         if fault.is_none()
-            && record.kind == RecordKind::Seal
-            && record.sealed_records != Some(self.in_segment)
+            && let Some(seal) = record.seal()
+            && seal.sealed_records != self.in_segment
         {
+            let said = seal.sealed_records;
             self.prev_hash = Some(hash);
             self.prev_seq = Some(record.seq);
             self.in_segment += 1;
@@ -180,7 +180,7 @@ impl ChainChecker {
                 Some(record.seq),
                 ChainFault::BadSeal(format!(
                     "says {} records, the segment has {} before it",
-                    record.sealed_records.unwrap_or(0),
+                    said,
                     self.in_segment - 1
                 )),
             ));
@@ -249,7 +249,7 @@ pub fn verify_dir(dir: &Path, keys: Vec<(String, VerifyingKey)>) -> std::io::Res
                 Ok((record, _)) => {
                     report.records += 1;
                     report.last_seq = Some(record.seq);
-                    match record.kind {
+                    match record.kind() {
                         RecordKind::Decision => report.decisions += 1,
                         RecordKind::Outcome => report.outcomes += 1,
                         RecordKind::Seal => {
@@ -264,7 +264,7 @@ pub fn verify_dir(dir: &Path, keys: Vec<(String, VerifyingKey)>) -> std::io::Res
                             }
                         }
                     }
-                    last_kind = Some(record.kind);
+                    last_kind = Some(record.kind());
                 }
                 Err((seq, fault)) => {
                     report.records += 1;

@@ -334,34 +334,78 @@ table!(
     raw: Str,
 });
 
-/// Every table, by name.
-pub fn schema_of(table: &str) -> Option<SchemaRef> {
-    Some(match table {
-        "cloudtrail" => CloudTrailColumns::schema(),
-        "genai_spans" => SpanColumns::schema(),
-        "decisions" => DecisionColumns::schema(),
-        "outcomes" => OutcomeColumns::schema(),
-        "_quarantine" => QuarantineColumns::schema(),
-        _ => return None,
-    })
+/// The lake's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    CloudTrail,
+    GenaiSpans,
+    Decisions,
+    Outcomes,
+    Quarantine,
 }
 
-pub const TABLES: &[&str] = &[
-    "cloudtrail",
-    "genai_spans",
-    "decisions",
-    "outcomes",
-    "_quarantine",
-];
+impl Table {
+    pub const ALL: [Table; 5] = [
+        Table::CloudTrail,
+        Table::GenaiSpans,
+        Table::Decisions,
+        Table::Outcomes,
+        Table::Quarantine,
+    ];
 
-/// The key and time columns of a table.
-pub fn key_and_time(table: &str) -> Option<(&'static [&'static str], &'static str)> {
-    Some(match table {
-        "cloudtrail" => (CloudTrailColumns::KEY, CloudTrailColumns::TIME),
-        "genai_spans" => (SpanColumns::KEY, SpanColumns::TIME),
-        "decisions" => (DecisionColumns::KEY, DecisionColumns::TIME),
-        "outcomes" => (OutcomeColumns::KEY, OutcomeColumns::TIME),
-        "_quarantine" => (QuarantineColumns::KEY, QuarantineColumns::TIME),
-        _ => return None,
-    })
+    /// The table's name in the lake's layout and in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CloudTrail => CloudTrailColumns::TABLE,
+            Self::GenaiSpans => SpanColumns::TABLE,
+            Self::Decisions => DecisionColumns::TABLE,
+            Self::Outcomes => OutcomeColumns::TABLE,
+            Self::Quarantine => QuarantineColumns::TABLE,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Self::CloudTrail => CloudTrailColumns::schema(),
+            Self::GenaiSpans => SpanColumns::schema(),
+            Self::Decisions => DecisionColumns::schema(),
+            Self::Outcomes => OutcomeColumns::schema(),
+            Self::Quarantine => QuarantineColumns::schema(),
+        }
+    }
+
+    /// The columns that identify a row (duplicates share them) and the time it is sorted by.
+    pub fn key_and_time(self) -> (&'static [&'static str], &'static str) {
+        match self {
+            Self::CloudTrail => (CloudTrailColumns::KEY, CloudTrailColumns::TIME),
+            Self::GenaiSpans => (SpanColumns::KEY, SpanColumns::TIME),
+            Self::Decisions => (DecisionColumns::KEY, DecisionColumns::TIME),
+            Self::Outcomes => (OutcomeColumns::KEY, OutcomeColumns::TIME),
+            Self::Quarantine => (QuarantineColumns::KEY, QuarantineColumns::TIME),
+        }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_parses_from_its_name() {
+        for t in Table::ALL {
+            assert_eq!(Table::parse(t.name()), Some(t));
+            assert!(t.schema().field_with_name(t.key_and_time().1).is_ok());
+        }
+        assert_eq!(Table::parse("nope"), None);
+    }
 }

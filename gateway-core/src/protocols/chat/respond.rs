@@ -11,25 +11,24 @@ use http::{HeaderValue, header};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
 
+use super::Allowed;
 use super::route::Answer;
-use super::{Allowed, SpanEnd, count_findings, error_response, extra, records_unavailable};
+use crate::admission::guard::count_findings;
+use crate::admission::{SpanEnd, error_response, extra, records_unavailable};
 use crate::cache::Cached;
 use crate::catalogue::CatalogueModel;
 use crate::clock;
-use crate::decision_log::{Record, RecordKind, Usage};
+use crate::decision_log::{Decision, Outcome, Record, Usage};
 use crate::error::GatewayError;
 use crate::openai::{self, Completion};
 use crate::providers::ProviderError;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::telemetry::otlp::Attr;
 
-/// The outcome record of an allowed request.
-pub fn outcome(allowed: &Allowed, status: u16) -> Record {
-    Record {
-        kind: RecordKind::Outcome,
-        id: uuid::Uuid::now_v7().to_string(),
-        ts: clock::now_rfc3339(),
-        decision_id: Some(allowed.scope.decision_id.clone()),
+/// The outcome of an allowed request.
+pub fn outcome(allowed: &Allowed, status: u16) -> Outcome {
+    Outcome {
+        decision_id: allowed.scope.decision_id.clone(),
         model: Some(allowed.model.id.clone()),
         provider: Some(allowed.priced().provider.clone()),
         status: Some(status),
@@ -38,6 +37,15 @@ pub fn outcome(allowed: &Allowed, status: u16) -> Record {
         stream: Some(allowed.request.streaming()),
         ..Default::default()
     }
+}
+
+/// An outcome's record, to append.
+pub fn outcome_record(outcome: Outcome) -> Record {
+    Record::new(
+        uuid::Uuid::now_v7().to_string(),
+        clock::now_rfc3339(),
+        outcome,
+    )
 }
 
 /// The root span's description of an allowed request.
@@ -70,7 +78,7 @@ pub fn provider_attrs(
         ("gen_ai.operation.name", "chat".into()),
         (
             "gen_ai.provider.name",
-            super::scope::genai_provider(&deployment.provider).into(),
+            crate::admission::genai_provider(&deployment.provider).into(),
         ),
         (
             "gen_ai.request.model",
@@ -107,25 +115,23 @@ pub fn routing_headers(allowed: &Allowed, resp: &mut Response) {
     }
 }
 
-pub async fn upstream(state: Arc<AppState>, mut allowed: Allowed, record: Record) -> Response {
+pub async fn upstream(state: Arc<AppState>, mut allowed: Allowed, record: Decision) -> Response {
     if !state.log.healthy() {
         // Known unusable: refuse before the prompt goes anywhere.
-        allowed.settle(&state, &Usage::default(), true);
+        allowed.settle(&Usage::default(), true);
         return records_unavailable(&state, &allowed.scope, &allowed.model.id);
     }
-    let record_clock = allowed.scope.begin();
+    let record = allowed.scope.decision_record(record);
     // The fsync overlaps the upstream call; if the record fails, the call is dropped at once
     // rather than finished (and retried) for an answer that will never be sent.
     let (receipt, routed) = {
+        let mut stage = allowed.scope.stage(&state, "record");
         let durable = async {
             let r = state.log.append(record).await;
-            allowed.scope.end(
-                &state,
-                "record",
-                record_clock,
-                Vec::new(),
-                r.as_ref().err().map(ToString::to_string),
-            );
+            if let Err(e) = &r {
+                stage.fail(e);
+            }
+            drop(stage);
             r
         };
         let route = super::route::route(&state, &allowed);
@@ -141,7 +147,7 @@ pub async fn upstream(state: Arc<AppState>, mut allowed: Allowed, record: Record
     };
     let Some((routed, attempts)) = routed else {
         // The call was dropped in flight: the provider may have charged for it.
-        allowed.settle_reserved(&state);
+        allowed.settle_reserved();
         return records_unavailable(&state, &allowed.scope, &allowed.model.id);
     };
     allowed.attempts = attempts;
@@ -154,7 +160,7 @@ pub async fn upstream(state: Arc<AppState>, mut allowed: Allowed, record: Record
             }
             _ => Usage::default(),
         };
-        allowed.settle(&state, &usage, true);
+        allowed.settle(&usage, true);
         return records_unavailable(&state, &allowed.scope, &allowed.model.id);
     }
     match routed {
@@ -185,13 +191,13 @@ fn upstream_failed(state: &AppState, mut allowed: Allowed, e: ProviderError) -> 
     rec.usage = Some(Usage::default());
     rec.cost_usd = Some(0.0);
     if let Some(r) = allowed.routing_json() {
-        extra(&mut rec, "routing", r);
+        extra(&mut rec.extra, "routing", r);
     }
     if let Some(a) = assessment {
-        extra(&mut rec, "bedrock_guardrail", a);
+        extra(&mut rec.extra, "bedrock_guardrail", a);
     }
-    state.log.append_detached(rec);
-    allowed.settle(state, &Usage::default(), true);
+    state.log.append_detached(outcome_record(rec));
+    allowed.settle(&Usage::default(), true);
     state
         .metrics
         .request("allow", &allowed.model.id, status.as_u16(), reason);
@@ -206,7 +212,7 @@ fn complete_response(
     state: &AppState,
     mut allowed: Allowed,
     mut completion: Completion,
-    call_clock: super::scope::StageClock,
+    call_clock: crate::admission::StageClock,
 ) -> Response {
     let deployment = allowed.priced().clone();
     allowed.scope.span(
@@ -223,22 +229,22 @@ fn complete_response(
     completion.model = allowed.model.id.clone();
     let mut rec = outcome(&allowed, 200);
     if let Some(r) = allowed.routing_json() {
-        extra(&mut rec, "routing", r);
+        extra(&mut rec.extra, "routing", r);
     }
     if let Some(a) = completion.guardrail.take() {
-        extra(&mut rec, "bedrock_guardrail", a);
+        extra(&mut rec.extra, "bedrock_guardrail", a);
     }
     if state.guardrails.checks_output() {
-        let c = allowed.scope.begin();
+        let stage = allowed.scope.stage(state, "guardrails");
         let mut verdict = state
             .guardrails
             .check_text(&mut completion.content, &allowed.label);
         if let Some(calls) = &mut completion.tool_calls {
             verdict.merge(state.guardrails.check_tool_calls(calls, &allowed.label));
         }
-        allowed
-            .scope
-            .end(state, "guardrails", c, verdict.span_attrs("output"), None);
+        let mut stage = stage;
+        stage.attrs(verdict.span_attrs("output"));
+        drop(stage);
         if !verdict.counts.is_empty() {
             count_findings(state, &verdict, &allowed.label, "output");
             rec.guardrails = Some(json!({ "output": verdict.json() }));
@@ -268,10 +274,10 @@ fn complete_response(
             },
             ttl,
         );
-        extra(&mut rec, "cache", json!("stored"));
+        extra(&mut rec.extra, "cache", json!("stored"));
     }
-    state.log.append_detached(rec);
-    allowed.settle(state, &completion.usage, true);
+    state.log.append_detached(outcome_record(rec));
+    allowed.settle(&completion.usage, true);
     state
         .metrics
         .usage(&allowed.model.id, &completion.usage, cost);
@@ -302,20 +308,22 @@ fn complete_response(
 pub async fn from_cache(
     state: &AppState,
     mut allowed: Allowed,
-    record: Record,
+    record: Decision,
     cached: Cached,
 ) -> Response {
-    let c = allowed.scope.begin();
-    let durable = state.log.append(record).await;
-    allowed.scope.end(
-        state,
-        "record",
-        c,
-        Vec::new(),
-        durable.as_ref().err().map(ToString::to_string),
-    );
+    let durable = {
+        let mut stage = allowed.scope.stage(state, "record");
+        let durable = state
+            .log
+            .append(allowed.scope.decision_record(record))
+            .await;
+        if let Err(e) = &durable {
+            stage.fail(e);
+        }
+        durable
+    };
     if durable.is_err() {
-        allowed.settle(state, &Usage::default(), false);
+        allowed.settle(&Usage::default(), false);
         return records_unavailable(state, &allowed.scope, &allowed.model.id);
     }
     let mut rec = outcome(&allowed, 200);
@@ -323,12 +331,12 @@ pub async fn from_cache(
     rec.cost_usd = Some(0.0);
     rec.finish_reason = Some(cached.finish_reason.clone());
     extra(
-        &mut rec,
+        &mut rec.extra,
         "cache",
         json!({ "hit": true, "cached_usage": cached.usage }),
     );
-    state.log.append_detached(rec);
-    allowed.settle(state, &Usage::default(), true);
+    state.log.append_detached(outcome_record(rec));
+    allowed.settle(&Usage::default(), true);
     state
         .metrics
         .request("allow", &allowed.model.id, 200, "cache_hit");

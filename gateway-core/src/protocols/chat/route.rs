@@ -9,12 +9,12 @@ use futures::StreamExt;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 use super::Allowed;
-use super::scope::StageClock;
+use crate::admission::StageClock;
 use crate::catalogue::CatalogueModel;
 use crate::openai::Completion;
 use crate::providers::{CallContext, EventStream, ProviderError};
 use crate::routing::{Attempt, Skip};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub enum Answer {
     Complete(Box<Completion>),
@@ -79,6 +79,7 @@ pub async fn route(
             let clock = allowed.scope.begin();
             let started = Instant::now();
             let ctx = CallContext {
+                request: &allowed.request,
                 principal: &allowed.principal,
                 model: dep,
                 classification: &allowed.label,
@@ -87,11 +88,11 @@ pub async fn route(
             let provider = state.provider_for(dep);
             let result = tokio::time::timeout(state.config.request_timeout, async {
                 if streaming {
-                    let events = provider.stream(&allowed.request, ctx).await?;
+                    let events = provider.stream(ctx).await?;
                     first_event(events).await.map(Answer::Stream)
                 } else {
                     provider
-                        .complete(&allowed.request, ctx)
+                        .complete(ctx)
                         .await
                         .map(|c| Answer::Complete(Box::new(c)))
                 }

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::record::{Record, split_line};
+use crate::record::{RecordKind, peek, split_line};
 
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".jsonl";
@@ -82,8 +82,8 @@ pub fn recover_tail(dir: &Path) -> std::io::Result<Tail> {
         tail.records_in_segment += 1;
         if let Some(signed) = split_line(line) {
             let body = format!("{}}}", signed.body);
-            if let Ok(r) = serde_json::from_str::<Record>(&body) {
-                tail.sealed = r.kind == super::record::RecordKind::Seal;
+            if let Some(r) = peek(&body) {
+                tail.sealed = r.kind == RecordKind::Seal;
                 tail.last = Some((r.seq, signed.hash.to_string()));
                 continue;
             }
@@ -96,10 +96,10 @@ pub fn recover_tail(dir: &Path) -> std::io::Result<Tail> {
             let text = std::fs::read_to_string(seg).unwrap_or_default();
             if let Some(line) = text.lines().last()
                 && let Some(signed) = split_line(line)
-                && let Ok(r) = serde_json::from_str::<Record>(&format!("{}}}", signed.body))
+                && let Some(r) = peek(&format!("{}}}", signed.body))
             {
                 tail.last = Some((r.seq, signed.hash.to_string()));
-                tail.sealed = r.kind == super::record::RecordKind::Seal;
+                tail.sealed = r.kind == RecordKind::Seal;
                 break;
             }
         }

@@ -14,16 +14,17 @@ use http::{HeaderValue, header};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
 
-use super::respond::{outcome, provider_attrs, span_end};
-use super::scope::StageClock;
-use super::{Allowed, count_findings, extra};
+use super::Allowed;
+use super::respond::{outcome, outcome_record, provider_attrs, span_end};
+use crate::admission::guard::count_findings;
+use crate::admission::{StageClock, extra};
 use crate::cache::Cached;
 use crate::clock;
 use crate::decision_log::Usage;
 use crate::guardrails::{StreamGuard, Verdict};
 use crate::openai;
 use crate::providers::{EventStream, StreamEvent};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// What a stream did, settled once.
 struct StreamOutcome {
@@ -93,10 +94,10 @@ impl StreamOutcome {
         };
         let mut rec = outcome(&self.allowed, status);
         if let Some(r) = self.allowed.routing_json() {
-            extra(&mut rec, "routing", r);
+            extra(&mut rec.extra, "routing", r);
         }
         if let Some(a) = self.provider_guardrail.take() {
-            extra(&mut rec, "bedrock_guardrail", a);
+            extra(&mut rec.extra, "bedrock_guardrail", a);
         }
         rec.usage = Some(usage);
         rec.cost_usd = Some(cost);
@@ -107,7 +108,7 @@ impl StreamOutcome {
                 .then(|| "stream ended early".to_string())
         });
         if estimated {
-            extra(&mut rec, "usage_estimated", json!(true));
+            extra(&mut rec.extra, "usage_estimated", json!(true));
         }
         if let Some(g) = &self.guard {
             let mut verdict = g.verdict.clone();
@@ -138,10 +139,10 @@ impl StreamOutcome {
                 },
                 ttl,
             );
-            extra(&mut rec, "cache", json!("stored"));
+            extra(&mut rec.extra, "cache", json!("stored"));
         }
-        state.log.append_detached(rec);
-        self.allowed.settle(&state, &usage, true);
+        state.log.append_detached(outcome_record(rec));
+        self.allowed.settle(&usage, true);
         state.metrics.usage(&self.allowed.model.id, &usage, cost);
         let mut end = span_end(&state, &self.allowed, status);
         end.usage = Some(usage);

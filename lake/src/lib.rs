@@ -2,11 +2,23 @@
 //! re-exports. Layout: `<table>/date=YYYY-MM-DD/part-<uuidv7>.parquet`, `_manifest/<table>/`
 //! for ingested sources, `_quarantine/date=.../` for records that could not be ingested.
 //!
+//! [`schema`] declares the tables; [`writer_properties`] how their Parquet files are written.
+//! The writing half ([`writer::TableWriter`], the ingest [`manifest`]) is behind the `write`
+//! feature, which only the ingest enables: reports read the lake with the rest.
+//!
 //! Every file appears whole or not at all: S3 puts are atomic, and the local store writes to a
 //! staging name and renames.
 
+mod error;
+#[cfg(feature = "write")]
 pub mod manifest;
+mod parquet_settings;
+pub mod schema;
+#[cfg(feature = "write")]
 pub mod writer;
+
+pub use error::LakeError;
+pub use parquet_settings::{ROW_GROUP_ROWS, writer_properties};
 
 use std::sync::Arc;
 
@@ -14,8 +26,6 @@ use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use futures::TryStreamExt;
-
-use crate::error::IngestError;
 
 #[derive(Clone, Debug)]
 pub struct Lake {
@@ -37,7 +47,7 @@ pub fn parse_s3(uri: &str) -> Option<(String, String)> {
 
 /// An S3 store for `bucket`, configured from the standard `AWS_*` environment (credentials,
 /// region, and `AWS_ENDPOINT_URL` for S3-compatible servers; plain http is allowed for those).
-pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, IngestError> {
+pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, LakeError> {
     let mut b = datafusion::object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
     let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
@@ -51,7 +61,7 @@ pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, IngestError> {
     if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
         b = b.with_region("us-east-1");
     }
-    Ok(Arc::new(b.build().map_err(|e| IngestError::Store {
+    Ok(Arc::new(b.build().map_err(|e| LakeError::Store {
         what: format!("s3://{bucket}"),
         source: e,
     })?))
@@ -59,7 +69,7 @@ pub fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, IngestError> {
 
 impl Lake {
     /// Opens (creating a local directory if needed) the lake at `uri`.
-    pub fn open(uri: &str) -> Result<Self, IngestError> {
+    pub fn open(uri: &str) -> Result<Self, LakeError> {
         if let Some((bucket, prefix)) = parse_s3(uri) {
             return Ok(Self {
                 store: s3_store(&bucket)?,
@@ -69,15 +79,15 @@ impl Lake {
             });
         }
         let dir = std::path::Path::new(uri);
-        std::fs::create_dir_all(dir).map_err(|source| IngestError::Io {
+        std::fs::create_dir_all(dir).map_err(|source| LakeError::Io {
             what: format!("create the lake directory `{uri}`"),
             source,
         })?;
-        let abs = dir.canonicalize().map_err(|source| IngestError::Io {
+        let abs = dir.canonicalize().map_err(|source| LakeError::Io {
             what: format!("resolve the lake directory `{uri}`"),
             source,
         })?;
-        let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| IngestError::Store {
+        let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| LakeError::Store {
             what: uri.to_string(),
             source: e,
         })?;
@@ -103,13 +113,13 @@ impl Lake {
     }
 
     /// Every object under `prefix`, sorted by location.
-    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, IngestError> {
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, LakeError> {
         let mut files: Vec<ObjectMeta> = self
             .store
             .list(Some(prefix))
             .try_collect()
             .await
-            .map_err(|e| IngestError::Store {
+            .map_err(|e| LakeError::Store {
                 what: format!("list {prefix}"),
                 source: e,
             })?;
@@ -122,7 +132,7 @@ impl Lake {
         &self,
         table: &str,
         date: Option<&str>,
-    ) -> Result<Vec<ObjectMeta>, IngestError> {
+    ) -> Result<Vec<ObjectMeta>, LakeError> {
         let prefix = match date {
             Some(d) => self.partition(table, d),
             None => self.path(table),
@@ -135,39 +145,36 @@ impl Lake {
         Ok(files)
     }
 
-    pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), IngestError> {
+    pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), LakeError> {
         self.store
             .put(path, bytes.into())
             .await
             .map(|_| ())
-            .map_err(|e| IngestError::Store {
+            .map_err(|e| LakeError::Store {
                 what: format!("write {path}"),
                 source: e,
             })
     }
 
-    pub async fn get(&self, path: &Path) -> Result<Option<bytes::Bytes>, IngestError> {
+    pub async fn get(&self, path: &Path) -> Result<Option<bytes::Bytes>, LakeError> {
         match self.store.get(path).await {
-            Ok(r) => r.bytes().await.map(Some).map_err(|e| IngestError::Store {
+            Ok(r) => r.bytes().await.map(Some).map_err(|e| LakeError::Store {
                 what: format!("read {path}"),
                 source: e,
             }),
             Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(IngestError::Store {
+            Err(e) => Err(LakeError::Store {
                 what: format!("read {path}"),
                 source: e,
             }),
         }
     }
 
-    pub async fn delete(&self, path: &Path) -> Result<(), IngestError> {
-        self.store
-            .delete(path)
-            .await
-            .map_err(|e| IngestError::Store {
-                what: format!("delete {path}"),
-                source: e,
-            })
+    pub async fn delete(&self, path: &Path) -> Result<(), LakeError> {
+        self.store.delete(path).await.map_err(|e| LakeError::Store {
+            what: format!("delete {path}"),
+            source: e,
+        })
     }
 
     /// Removes staging files that a killed local write left in a partition (`<name>#<digits>`,
@@ -208,7 +215,7 @@ impl Lake {
     }
 
     /// The `date=` partitions of a table.
-    pub async fn partitions(&self, table: &str) -> Result<Vec<String>, IngestError> {
+    pub async fn partitions(&self, table: &str) -> Result<Vec<String>, LakeError> {
         let mut dates: Vec<String> = self
             .data_files(table, None)
             .await?

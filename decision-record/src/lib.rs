@@ -1,0 +1,16 @@
+//! The decision record: what the gateway writes for every request it decides and what auditors
+//! check (format: `docs/decision-record.md`).
+//!
+//! - [`record`]: the line format (body, hash, signature) and the typed bodies.
+//! - [`segment`]: segment naming, listing and recovery of a torn tail after a crash.
+//! - [`verify`]: the chain checker behind `cairn audit verify` and the lake's decision ingest.
+//!
+//! This crate does no network IO and knows nothing of HTTP: the gateway's writer, `cairn audit
+//! verify` and the decision ingest share it, so the audit side never compiles the gateway.
+
+pub mod record;
+pub mod segment;
+pub mod verify;
+mod wire;
+
+pub use record::{Body, Decision, Outcome, Record, RecordKind, Seal, Usage};
