@@ -36,6 +36,25 @@ impl<'a> Job<'a> {
         opts: &'a Options,
         rt: &tokio::runtime::Handle,
     ) -> Result<Self, IngestError> {
+        Self::start(tables, opts, rt, true)
+    }
+
+    /// A run whose input is not an object to remember (an API listing): no manifest is read,
+    /// and every run reads it again (rows de-duplicate).
+    pub fn open_unrecorded(
+        tables: &[Table],
+        opts: &'a Options,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<Self, IngestError> {
+        Self::start(tables, opts, rt, false)
+    }
+
+    fn start(
+        tables: &[Table],
+        opts: &'a Options,
+        rt: &tokio::runtime::Handle,
+        recorded: bool,
+    ) -> Result<Self, IngestError> {
         let table = *tables
             .first()
             .ok_or_else(|| IngestError::Input("an ingest needs a table".into()))?;
@@ -45,7 +64,11 @@ impl<'a> Job<'a> {
                 TableWriter::new(opts.lake.clone(), *t, rt.clone()).with_flush_rows(opts.flush_rows)
             })
             .collect();
-        let manifest = rt.block_on(Manifest::load(&opts.lake, table.name()))?;
+        let manifest = if recorded {
+            rt.block_on(Manifest::load(&opts.lake, table.name()))?
+        } else {
+            Manifest::default()
+        };
         Ok(Self {
             opts,
             rt: rt.clone(),

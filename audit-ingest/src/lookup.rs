@@ -27,7 +27,7 @@ pub fn run(
     let client = aws_sdk_cloudtrail::Client::new(&config);
     let region = config.region().map(ToString::to_string).unwrap_or_default();
     let uri = format!("cloudtrail-lookup://{region}");
-    let mut job = Job::open(&[Table::CloudTrail], opts, rt)?;
+    let mut job = Job::open_unrecorded(&[Table::CloudTrail], opts, rt)?;
     let mut q = job.sink();
     let mut s = SourceSummary {
         source: uri.clone(),
@@ -97,7 +97,6 @@ pub fn run(
             break;
         }
     }
-    // An API listing has no object to remember: every run reads it again (rows de-duplicate).
     job.quarantine(&mut q)?;
     s.quarantined = q.counts;
     job.summary.sources.push(s);

@@ -437,7 +437,10 @@ impl<R: BufRead> Splitter<R> {
 fn fill<R: BufRead>(reader: &mut R) -> Result<&[u8], Fault> {
     loop {
         match reader.fill_buf() {
-            // Re-borrowed below: the borrow checker does not let a loop return this one.
+            // The end of the input: not read again (an interactive stdin would wait).
+            Ok([]) => return Ok(&[]),
+            // Re-borrowed below, from the buffer without reading: the borrow checker does not
+            // let a loop return this borrow.
             Ok(_) => break,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => {

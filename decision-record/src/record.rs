@@ -478,6 +478,14 @@ mod tests {
                 field: "principal"
             }
         );
+        let seal_with_more = r#"{"v":1,"kind":"seal","seq":9,"id":"s","ts":"t","sealed_records":8,"seal_reason":"shutdown","status":200,"key_id":"k","prev":"p"}"#;
+        assert_eq!(
+            Record::from_body_json(seal_with_more).unwrap_err(),
+            BodyError::Foreign {
+                kind: "seal",
+                field: "status"
+            }
+        );
         let missing =
             r#"{"v":1,"kind":"outcome","seq":9,"id":"o","ts":"t","key_id":"k","prev":"p"}"#;
         assert_eq!(

@@ -226,6 +226,46 @@ fn required<T>(kind: RecordKind, field: &'static str, v: Option<T>) -> Result<T,
 }
 
 impl OwnedLine {
+    /// A seal carries only its count and reason besides the envelope.
+    fn refuse_all_but_seal(&self) -> Result<(), BodyError> {
+        let k = RecordKind::Seal;
+        let present: [(&'static str, bool); 26] = [
+            ("principal", self.principal.is_some()),
+            ("principal_parents", self.principal_parents.is_some()),
+            ("principal_attrs", self.principal_attrs.is_some()),
+            ("action", self.action.is_some()),
+            ("resource", self.resource.is_some()),
+            ("resource_attrs", self.resource_attrs.is_some()),
+            ("context", self.context.is_some()),
+            ("decision", self.decision.is_some()),
+            ("reasons", self.reasons.is_some()),
+            ("errors", self.errors.is_some()),
+            ("status", self.status.is_some()),
+            ("reason", self.reason.is_some()),
+            ("bundle", self.bundle.is_some()),
+            ("model", self.model.is_some()),
+            ("provider", self.provider.is_some()),
+            ("guardrails", self.guardrails.is_some()),
+            ("usage", self.usage.is_some()),
+            ("cost_usd", self.cost_usd.is_some()),
+            ("latency_ms", self.latency_ms.is_some()),
+            ("trace_id", self.trace_id.is_some()),
+            ("auth", self.auth.is_some()),
+            ("stream", self.stream.is_some()),
+            ("extra", self.extra.is_some()),
+            ("decision_id", self.decision_id.is_some()),
+            ("finish_reason", self.finish_reason.is_some()),
+            ("error", self.error.is_some()),
+        ];
+        match present.iter().find(|(_, p)| *p) {
+            Some((field, _)) => Err(BodyError::Foreign {
+                kind: k.name(),
+                field,
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub fn into_record(self) -> Result<Record, BodyError> {
         let k = self.kind;
         let body = match k {
@@ -293,10 +333,13 @@ impl OwnedLine {
                     extra: self.extra,
                 })
             }
-            RecordKind::Seal => Body::Seal(Seal {
-                sealed_records: required(k, "sealed_records", self.sealed_records)?,
-                seal_reason: required(k, "seal_reason", self.seal_reason)?,
-            }),
+            RecordKind::Seal => {
+                self.refuse_all_but_seal()?;
+                Body::Seal(Seal {
+                    sealed_records: required(k, "sealed_records", self.sealed_records)?,
+                    seal_reason: required(k, "seal_reason", self.seal_reason)?,
+                })
+            }
         };
         Ok(Record {
             v: self.v,

@@ -14,8 +14,8 @@ fn fixture() -> PathBuf {
 }
 
 fn key() -> (String, ed25519_dalek::VerifyingKey) {
-    let pem = std::fs::read_to_string(fixture().join("signing.pub")).unwrap();
-    let vk = policy_engine::bundle::keys::parse_verifying_key(&pem).unwrap();
+    let vk =
+        policy_engine::bundle::keys::load_verifying_key(&fixture().join("signing.pub")).unwrap();
     (policy_engine::bundle::keys::key_id(&vk), vk)
 }
 

@@ -62,10 +62,44 @@ pub enum StartError {
         help("set `policy.public_key` to the key that signs your bundles")
     )]
     PublicKey(String),
-    #[error("{0}")]
-    #[diagnostic(code(cairn::gateway::start))]
-    Other(String),
+    #[error("invalid API key configuration: {0}")]
+    #[diagnostic(
+        code(cairn::gateway::api_keys),
+        help(
+            "each `[[auth.api_keys]]` needs a `sha256` of the key and a principal (docs/gateway.md)"
+        )
+    )]
+    ApiKeys(String),
+    #[error("invalid OIDC configuration: {0}")]
+    #[diagnostic(
+        code(cairn::gateway::oidc),
+        help("see `[auth.oidc]` in docs/gateway.md")
+    )]
+    Oidc(String),
+    #[error("invalid limits configuration: {0}")]
+    #[diagnostic(
+        code(cairn::gateway::limits),
+        help("see `[limits]` in docs/gateway.md")
+    )]
+    Limits(String),
+    #[error("cannot set up the `{provider}` provider: {message}")]
+    #[diagnostic(
+        code(cairn::gateway::provider),
+        help("see `[providers]` in docs/gateway.md")
+    )]
+    Provider {
+        provider: &'static str,
+        message: String,
+    },
+    #[error("the server stopped: {0}")]
+    #[diagnostic(code(cairn::gateway::serve))]
+    Serve(#[source] std::io::Error),
 }
+
+/// Why no verified bundle is in force: the last load's failure, kept for `/readyz` and startup.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct BundleError(pub String);
 
 /// How a request ends when it does not get a completion.
 #[derive(Debug, Error)]

@@ -32,5 +32,5 @@ pub mod state;
 pub mod telemetry;
 
 pub use config::{GatewayConfig, RawConfig};
-pub use error::{ConfigError, GatewayError, StartError};
+pub use error::{BundleError, ConfigError, GatewayError, StartError};
 pub use server::{BoundGateway, bind};

@@ -18,12 +18,12 @@ use serde_json::json;
 use crate::admission::decide::invoke_context;
 use crate::admission::resource::Classification;
 use crate::authn::{ApiKeys, Authenticator, OidcVerifier};
-use crate::authz::PolicyState;
+use crate::authz::{PolicyState, Probes};
 use crate::cache::ResponseCache;
 use crate::catalogue::Catalogue;
 use crate::config::GatewayConfig;
 use crate::decision_log::{DecisionLog, LogSettings};
-use crate::error::StartError;
+use crate::error::{BundleError, StartError};
 use crate::guardrails::Guardrails;
 use crate::limits::Limiter;
 use crate::openai;
@@ -39,7 +39,7 @@ pub struct BoundGateway {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     writer: std::thread::JoinHandle<()>,
-    bundle_error: Option<String>,
+    bundle_error: Option<BundleError>,
 }
 
 impl BoundGateway {
@@ -48,7 +48,7 @@ impl BoundGateway {
     }
 
     /// The digest of the bundle in force, or why none is.
-    pub fn bundle(&self) -> Result<String, String> {
+    pub fn bundle(&self) -> Result<String, BundleError> {
         match self.state.policy.current() {
             Some(e) => Ok(format!(
                 "{} ({} policies)",
@@ -58,7 +58,7 @@ impl BoundGateway {
             None => Err(self
                 .bundle_error
                 .clone()
-                .unwrap_or_else(|| "no bundle".into())),
+                .unwrap_or_else(|| BundleError("no bundle".into()))),
         }
     }
 
@@ -103,7 +103,7 @@ impl BoundGateway {
         });
         let mut stop = stop_rx.clone();
         let served = tokio::select! {
-            r = server => r.map_err(|e| StartError::Other(format!("server error: {e}"))),
+            r = server => r.map_err(StartError::Serve),
             () = async move {
                 let _ = stop.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;
@@ -231,14 +231,17 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         0,
         &SocketAddr::from(([127, 0, 0, 1], 0)),
     );
-    let api_keys = ApiKeys::new(&config.raw.auth.api_keys).map_err(StartError::Other)?;
+    let api_keys = ApiKeys::new(&config.raw.auth.api_keys).map_err(StartError::ApiKeys)?;
+    let probes = Probes {
+        catalogue: catalogue.clone(),
+        context: probe_context,
+        principal_type: config.raw.auth.oidc.claims.principal_type.clone(),
+        principals: api_keys.principals(),
+    };
     let policy = Arc::new(PolicyState::new(
         config.bundle.clone(),
         public_key,
-        catalogue.clone(),
-        probe_context,
-        config.raw.auth.oidc.claims.principal_type.clone(),
-        api_keys.principals(),
+        probes,
         metrics.clone(),
     ));
     let bundle_error = policy.reload().err();
@@ -246,7 +249,7 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
     let oidc = if config.raw.auth.oidc.issuer.is_empty() {
         None
     } else {
-        Some(OidcVerifier::new(config.raw.auth.oidc.clone()).map_err(StartError::Other)?)
+        Some(OidcVerifier::new(config.raw.auth.oidc.clone()).map_err(StartError::Oidc)?)
     };
     let authn = Authenticator::new(api_keys, oidc, config.raw.auth.oidc.max_token_bytes);
 
@@ -266,7 +269,7 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         segment_max_age: Duration::from_secs(config.raw.records.segment_max_age_s),
         max_batch: config.raw.records.max_batch.max(1),
     };
-    let limiter = Arc::new(Limiter::new(config.raw.limits.clone()).map_err(StartError::Other)?);
+    let limiter = Arc::new(Limiter::new(config.raw.limits.clone()).map_err(StartError::Limits)?);
     let guardrails = Arc::new(Guardrails::new(config.raw.guardrails.clone()));
     let cache = ResponseCache::new(config.raw.cache.clone());
     let exporter = Exporter::start(

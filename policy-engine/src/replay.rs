@@ -225,6 +225,22 @@ action invoke_model appliesTo { principal: [User], resource: [Model], context: {
         })
     }
 
+    fn compare_sides(
+        (s1, p1): (&Schema, &PolicySet),
+        (s2, p2): (&Schema, &PolicySet),
+        cases: &[Case],
+    ) -> Vec<Compared> {
+        let base = Side {
+            schema: s1,
+            policies: p1,
+        };
+        let head = Side {
+            schema: s2,
+            policies: p2,
+        };
+        compare(&base, &head, cases)
+    }
+
     #[test]
     fn a_new_forbid_shows_as_allow_to_deny() {
         let (s1, p1) = side(r#"@id("all") permit(principal, action, resource);"#);
@@ -241,17 +257,7 @@ action invoke_model appliesTo { principal: [User], resource: [Model], context: {
         .iter()
         .filter_map(Case::from_record)
         .collect();
-        let out = compare(
-            &Side {
-                schema: &s1,
-                policies: &p1,
-            },
-            &Side {
-                schema: &s2,
-                policies: &p2,
-            },
-            &cases,
-        );
+        let out = compare_sides((&s1, &p1), (&s2, &p2), &cases);
         let changes: Vec<&str> = out.iter().map(Compared::change).collect();
         assert_eq!(changes, ["same", "allow→deny", "allow→deny"]);
         assert_eq!(out[1].head.reasons, ["no-premium"]);
@@ -273,17 +279,7 @@ action invoke_model appliesTo { principal: [User], resource: [Model], context: {
         let mut r = record("a", "low", 1);
         r["context"] = json!({"level": "high"});
         let cases = vec![Case::from_record(&r).unwrap()];
-        let out = compare(
-            &Side {
-                schema: &s1,
-                policies: &p1,
-            },
-            &Side {
-                schema: &s2,
-                policies: &p2,
-            },
-            &cases,
-        );
+        let out = compare_sides((&s1, &p1), (&s2, &p2), &cases);
         assert_eq!(out[0].change(), "error");
     }
 }

@@ -82,6 +82,7 @@ pub fn run(
                 stage.attr("cairn.policy.reasons", Attr::Strs(d.reasons.clone()));
                 stage.attr("cairn.bundle", engine.digest());
             }
+            Err(GatewayError::PolicyMismatch(e)) => stage.fail(e),
             Err(e) => stage.fail(e),
         }
         decision?

@@ -13,7 +13,7 @@ use serde_json::Value;
 use policy_engine::PolicyEngine;
 use policy_engine::cedar_policy::{Context, Entities, EntityUid, Request};
 
-pub use reload::PolicyState;
+pub use reload::{PolicyState, Probes};
 
 use crate::authn::Principal;
 

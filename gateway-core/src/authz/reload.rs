@@ -11,39 +11,36 @@ use policy_engine::PolicyEngine;
 
 use crate::authn::Principal;
 use crate::catalogue::Catalogue;
+use crate::error::BundleError;
 use crate::telemetry::Metrics;
 
 pub struct PolicyState {
     current: ArcSwapOption<PolicyEngine>,
     bundle: PathBuf,
     key: VerifyingKey,
-    catalogue: Catalogue,
-    probe_context: serde_json::Value,
-    principal_type: String,
-    /// The API keys' principals: static, so a bundle is checked against each of them.
-    probe_principals: Vec<Principal>,
+    probes: Probes,
     metrics: Arc<Metrics>,
     reload_lock: std::sync::Mutex<()>,
 }
 
+/// The requests a new bundle must fit before it decides anything.
+pub struct Probes {
+    /// One probe per catalogue model.
+    pub catalogue: Catalogue,
+    pub context: serde_json::Value,
+    /// The OIDC principals' entity type.
+    pub principal_type: String,
+    /// The API keys' principals: static, so a bundle is checked against each of them.
+    pub principals: Vec<Principal>,
+}
+
 impl PolicyState {
-    pub fn new(
-        bundle: PathBuf,
-        key: VerifyingKey,
-        catalogue: Catalogue,
-        probe_context: serde_json::Value,
-        principal_type: String,
-        probe_principals: Vec<Principal>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(bundle: PathBuf, key: VerifyingKey, probes: Probes, metrics: Arc<Metrics>) -> Self {
         Self {
             current: ArcSwapOption::empty(),
             bundle,
             key,
-            catalogue,
-            probe_context,
-            principal_type,
-            probe_principals,
+            probes,
             metrics,
             reload_lock: std::sync::Mutex::new(()),
         }
@@ -58,7 +55,7 @@ impl PolicyState {
     }
 
     /// Loads the bundle file again. On success the new bundle decides from the next request on.
-    pub fn reload(&self) -> Result<String, String> {
+    pub fn reload(&self) -> Result<String, BundleError> {
         // One reload at a time, so an older candidate never replaces a newer one.
         let _guard = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
         let result = self.candidate();
@@ -79,7 +76,7 @@ impl PolicyState {
             Err(e) => {
                 self.metrics.bundle_rejected();
                 tracing::error!(bundle = %self.bundle.display(), error = %e, "policy bundle rejected; the previous bundle keeps deciding");
-                Err(e)
+                Err(BundleError(e))
             }
         }
     }
@@ -104,14 +101,9 @@ impl PolicyState {
     /// Checks one synthetic request per catalogue model, so a bundle whose schema does not
     /// describe the gateway's entities and context is rejected before it decides anything.
     fn probe(&self, engine: &PolicyEngine) -> Result<(), String> {
-        for m in self.catalogue.models() {
-            super::check_fit(
-                engine,
-                &self.principal_type,
-                &m.id,
-                &m.attrs,
-                &self.probe_context,
-            )
+        let p = &self.probes;
+        for m in p.catalogue.models() {
+            super::check_fit(engine, &p.principal_type, &m.id, &m.attrs, &p.context)
             .map_err(|e| {
                 format!(
                     "the bundle's schema does not fit the gateway's requests for model `{}`: {e}",
@@ -120,21 +112,21 @@ impl PolicyState {
             })?;
             // Each API key's principal, its groups and attributes, decided as a request would
             // be: a bundle that would answer those callers 503 is not loaded.
-            for p in &self.probe_principals {
+            for principal in &p.principals {
                 super::decide(
                     engine,
-                    p,
+                    principal,
                     super::INVOKE_MODEL,
                     "Model",
                     &m.id,
                     &m.attrs,
-                    &self.probe_context,
+                    &p.context,
                 )
                 .map_err(|e| {
                     format!(
                         "the bundle's schema does not fit API key `{}` ({}) for model `{}`: {e}",
-                        p.auth.subject,
-                        p.uid(),
+                        principal.auth.subject,
+                        principal.uid(),
                         m.id
                     )
                 })?;

@@ -197,7 +197,10 @@ impl Providers {
                     key,
                     Duration::from_millis(o.timeout_ms),
                 )
-                .map_err(StartError::Other)?,
+                .map_err(|message| StartError::Provider {
+                    provider: "openai",
+                    message,
+                })?,
             ))
         };
         let fallback: Provider = Arc::new(mock::MockProvider::new(raw.providers.mock.clone()));

@@ -93,7 +93,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
     })
 }
 
-pub fn parse_signing_key(pem: &str) -> std::result::Result<SigningKey, String> {
+pub(crate) fn parse_signing_key(pem: &str) -> std::result::Result<SigningKey, String> {
     if pem.contains("BEGIN PUBLIC KEY") {
         return Err("this is a public key; signing needs the private key (`signing.key`)".into());
     }
@@ -109,7 +109,7 @@ pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey> {
     })
 }
 
-pub fn parse_verifying_key(pem: &str) -> std::result::Result<VerifyingKey, String> {
+pub(crate) fn parse_verifying_key(pem: &str) -> std::result::Result<VerifyingKey, String> {
     if pem.contains("PRIVATE KEY") {
         return Err("this is a private key; pass the public key (`signing.pub`) instead".into());
     }
