@@ -66,6 +66,27 @@ pub fn time_ms(r: &Record) -> Option<i64> {
     timestamp_ms(&r.ts)
 }
 
+/// The envelope's columns every row starts with (`decisions` and `outcomes` share them).
+macro_rules! envelope_columns {
+    ($cols:expr, $envelope:expr, $time_ms:expr) => {{
+        $cols.ts.append_value($time_ms);
+        $cols.id.append_value(&$envelope.id);
+        $cols.seq.append_value($envelope.seq as i64);
+    }};
+}
+
+/// The chain and provenance columns every row ends with, then the row is done.
+macro_rules! chain_columns {
+    ($cols:expr, $envelope:expr, $hash:expr, $source:expr, $line:expr) => {{
+        $cols.key_id.append_value(&$envelope.key_id);
+        $cols.hash.append_value($hash);
+        $cols.prev.append_value(&$envelope.prev);
+        $cols.ingest_source.append_value($source);
+        $cols.ingest_record.append_value($line as i64);
+        $cols.row_done();
+    }};
+}
+
 pub fn append_decision(
     cols: &mut DecisionColumns,
     envelope: &Record,
@@ -75,9 +96,7 @@ pub fn append_decision(
     source: &str,
     line: u64,
 ) {
-    cols.ts.append_value(time_ms);
-    cols.id.append_value(&envelope.id);
-    cols.seq.append_value(envelope.seq as i64);
+    envelope_columns!(cols, envelope, time_ms);
     let (ptype, pid) = r
         .principal
         .as_deref()
@@ -123,12 +142,7 @@ pub fn append_decision(
         .append_option(extra("role_session_name"));
     cols.source_identity.append_option(extra("source_identity"));
     cols.extra.append_option(json(&r.extra));
-    cols.key_id.append_value(&envelope.key_id);
-    cols.hash.append_value(hash);
-    cols.prev.append_value(&envelope.prev);
-    cols.ingest_source.append_value(source);
-    cols.ingest_record.append_value(line as i64);
-    cols.row_done();
+    chain_columns!(cols, envelope, hash, source, line);
 }
 
 pub fn append_outcome(
@@ -140,9 +154,7 @@ pub fn append_outcome(
     source: &str,
     line: u64,
 ) {
-    cols.ts.append_value(time_ms);
-    cols.id.append_value(&envelope.id);
-    cols.seq.append_value(envelope.seq as i64);
+    envelope_columns!(cols, envelope, time_ms);
     cols.decision_id.append_value(&r.decision_id);
     cols.model.append_option(r.model.as_ref());
     cols.provider.append_option(r.provider.as_ref());
@@ -172,12 +184,7 @@ pub fn append_outcome(
     );
     cols.extra.append_option(json(&r.extra));
     cols.trace_id.append_option(r.trace_id.as_ref());
-    cols.key_id.append_value(&envelope.key_id);
-    cols.hash.append_value(hash);
-    cols.prev.append_value(&envelope.prev);
-    cols.ingest_source.append_value(source);
-    cols.ingest_record.append_value(line as i64);
-    cols.row_done();
+    chain_columns!(cols, envelope, hash, source, line);
 }
 
 /// Ingests decision record segments: every line is checked against the chain and the keys, and
@@ -188,15 +195,28 @@ pub fn run(
     opts: &Options,
     rt: &tokio::runtime::Handle,
 ) -> Result<IngestSummary, IngestError> {
-    let mut objects = rt.block_on(crate::source::list(spec, &opts.filter))?;
+    let listing = crate::source::list(spec, &opts.filter);
+    let crate::source::Listing {
+        mut objects,
+        mut skipped,
+    } = rt.block_on(listing)?;
     objects.retain(|o| {
-        o.uri
+        let segment = o
+            .uri
             .rsplit('/')
             .next()
-            .is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl"))
+            .is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl"));
+        if !segment {
+            skipped.push(crate::source::Skipped {
+                source: o.uri.clone(),
+                reason: "not a decision record segment (segment-<seq>.jsonl)",
+            });
+        }
+        segment
     });
     objects.sort_by(|a, b| a.uri.rsplit('/').next().cmp(&b.uri.rsplit('/').next()));
     let mut job = Job::open(&[Table::Decisions, Table::Outcomes], opts, rt)?;
+    job.summary.skipped = skipped;
     let mut checker = ChainChecker::new(keys.clone());
     let count = objects.len();
     opts.progress

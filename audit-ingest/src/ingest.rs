@@ -76,6 +76,8 @@ pub struct IngestSummary {
     pub table: String,
     pub lake: String,
     pub sources: Vec<SourceSummary>,
+    /// Objects the listing found and did not read, each with why.
+    pub skipped: Vec<source::Skipped>,
     pub files_written: Vec<String>,
     pub bytes_read: u64,
     pub elapsed_s: f64,
@@ -401,8 +403,10 @@ pub(crate) fn run<K: Kind>(
     opts: &Options,
     rt: &tokio::runtime::Handle,
 ) -> Result<IngestSummary, IngestError> {
-    let objects = rt.block_on(source::list(spec, &opts.filter))?;
+    let listing = rt.block_on(source::list(spec, &opts.filter))?;
+    let objects = listing.objects;
     let mut job = Job::open(&[K::TABLE], opts, rt)?;
+    job.summary.skipped = listing.skipped;
     job.summary.sources = objects
         .iter()
         .map(|o| SourceSummary {

@@ -46,9 +46,17 @@ impl Filter {
     /// Keeps files that look like records, prunes CloudTrail digests, and prunes by the
     /// `YYYY/MM/DD` of the delivery layout (`AWSLogs/[o-org/]<account>/CloudTrail/<region>/...`).
     pub fn keep(&self, key: &str) -> bool {
+        self.judge(key).is_none()
+    }
+
+    /// Why a listed object is not read, or `None` when it is.
+    pub fn judge(&self, key: &str) -> Option<&'static str> {
         let name = key.rsplit('/').next().unwrap_or(key);
-        if name.starts_with('.') || key.contains("CloudTrail-Digest/") {
-            return false;
+        if name.starts_with('.') {
+            return Some("a hidden file");
+        }
+        if key.contains("CloudTrail-Digest/") {
+            return Some("a CloudTrail digest file, not events");
         }
         let lower = name.to_ascii_lowercase();
         let record_like = [
@@ -63,16 +71,36 @@ impl Filter {
         .iter()
         .any(|s| lower.ends_with(s));
         if !record_like {
-            return false;
+            return Some(NOT_RECORDS);
         }
         if self.since.is_none() && self.until.is_none() {
-            return true;
+            return None;
         }
         match layout_date(key) {
-            Some(d) => self.since.is_none_or(|s| d >= s) && self.until.is_none_or(|u| d <= u),
-            None => true,
+            Some(d) if self.since.is_some_and(|s| d < s) || self.until.is_some_and(|u| d > u) => {
+                Some("outside --since/--until")
+            }
+            _ => None,
         }
     }
+}
+
+/// Why a file is not read as records: its name says it holds something else.
+pub const NOT_RECORDS: &str =
+    "not a record file (read: .json, .jsonl, .ndjson, optionally .gz; or name the file itself)";
+
+/// An object of a listing that is not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    pub source: String,
+    pub reason: &'static str,
+}
+
+/// What a listing found: the objects to read, and the others.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<SourceObject>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// The date in a CloudTrail delivery key: three path parts `YYYY/MM/DD`.
@@ -88,16 +116,20 @@ pub fn layout_date(key: &str) -> Option<NaiveDate> {
     })
 }
 
-/// Lists the objects of `spec`.
-pub async fn list(spec: &str, filter: &Filter) -> Result<Vec<SourceObject>, IngestError> {
+/// Lists the objects of `spec`: every object found is either to be read or skipped with why.
+pub async fn list(spec: &str, filter: &Filter) -> Result<Listing, IngestError> {
     if spec == "-" {
-        return Ok(vec![SourceObject {
-            uri: "stdin".into(),
-            location: Location::Stdin,
-            size: None,
-            version: None,
-        }]);
+        return Ok(Listing {
+            objects: vec![SourceObject {
+                uri: "stdin".into(),
+                location: Location::Stdin,
+                size: None,
+                version: None,
+            }],
+            skipped: Vec::new(),
+        });
     }
+    let mut skipped = Vec::new();
     if let Some((bucket, prefix)) = lake::parse_s3(spec) {
         let store = lake::s3_store(&bucket)?;
         let prefix_path = Path::from(prefix.clone());
@@ -115,7 +147,16 @@ pub async fn list(spec: &str, filter: &Filter) -> Result<Vec<SourceObject>, Inge
             })?;
         let mut out: Vec<SourceObject> = metas
             .into_iter()
-            .filter(|m| filter.keep(m.location.as_ref()))
+            .filter(|m| match filter.judge(m.location.as_ref()) {
+                None => true,
+                Some(reason) => {
+                    skipped.push(Skipped {
+                        source: format!("s3://{bucket}/{}", m.location),
+                        reason,
+                    });
+                    false
+                }
+            })
             .map(|m| SourceObject {
                 uri: format!("s3://{bucket}/{}", m.location),
                 location: Location::S3 {
@@ -127,7 +168,10 @@ pub async fn list(spec: &str, filter: &Filter) -> Result<Vec<SourceObject>, Inge
             })
             .collect();
         out.sort_by(|a, b| a.uri.cmp(&b.uri));
-        return Ok(out);
+        return Ok(Listing {
+            objects: out,
+            skipped,
+        });
     }
     let path = FsPath::new(spec);
     let meta = std::fs::metadata(path).map_err(|source| IngestError::Io {
@@ -136,17 +180,27 @@ pub async fn list(spec: &str, filter: &Filter) -> Result<Vec<SourceObject>, Inge
     })?;
     let mut files = Vec::new();
     if meta.is_dir() {
-        walk(path, &mut files).map_err(|source| IngestError::Io {
+        walk(path, &mut files, &mut skipped).map_err(|source| IngestError::Io {
             what: format!("list `{spec}`"),
             source,
         })?;
-        files.retain(|p| filter.keep(&p.to_string_lossy()));
+        files.retain(|p| match filter.judge(&p.to_string_lossy()) {
+            None => true,
+            Some(reason) => {
+                skipped.push(Skipped {
+                    source: p.display().to_string(),
+                    reason,
+                });
+                false
+            }
+        });
     } else {
         // A file named explicitly is read whatever its name.
         files.push(path.to_path_buf());
     }
     files.sort();
-    Ok(files
+    skipped.sort_by(|a, b| a.source.cmp(&b.source));
+    let objects = files
         .into_iter()
         .map(|p| {
             let m = std::fs::metadata(&p).ok();
@@ -160,16 +214,22 @@ pub async fn list(spec: &str, filter: &Filter) -> Result<Vec<SourceObject>, Inge
                 location: Location::Local(p),
             }
         })
-        .collect())
+        .collect();
+    Ok(Listing { objects, skipped })
 }
 
-fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn walk(dir: &FsPath, out: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>) -> std::io::Result<()> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let p = e.path();
         if e.file_type()?.is_dir() {
-            if !e.file_name().to_string_lossy().starts_with('.') {
-                walk(&p, out)?;
+            if e.file_name().to_string_lossy().starts_with('.') {
+                skipped.push(Skipped {
+                    source: p.display().to_string(),
+                    reason: "a hidden directory",
+                });
+            } else {
+                walk(&p, out, skipped)?;
             }
         } else {
             out.push(p);
@@ -315,5 +375,29 @@ mod tests {
             !Filter::default().keep("AWSLogs/1/CloudTrail-Digest/us-east-1/2024/10/17/d.json.gz")
         );
         assert!(!Filter::default().keep("notes.txt"));
+    }
+
+    #[tokio::test]
+    async fn every_file_is_listed_to_read_or_as_skipped_with_why() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"hi").unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/HEAD"), b"x").unwrap();
+        let listing = list(&dir.path().display().to_string(), &Filter::default())
+            .await
+            .unwrap();
+        let read: Vec<_> = listing.objects.iter().map(|o| o.uri.clone()).collect();
+        assert_eq!(read.len(), 1);
+        assert!(read[0].ends_with("a.json"));
+        let skipped: Vec<_> = listing
+            .skipped
+            .iter()
+            .map(|k| (k.source.rsplit('/').next().unwrap_or_default(), k.reason))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![(".git", "a hidden directory"), ("notes.txt", NOT_RECORDS)]
+        );
     }
 }

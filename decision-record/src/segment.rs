@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::record::{RecordKind, peek, split_line};
+use crate::record::{Body, Decision, Record, RecordKind, peek, split_line};
 
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".jsonl";
@@ -105,6 +105,40 @@ pub fn recover_tail(dir: &Path) -> std::io::Result<Tail> {
         }
     }
     Ok(tail)
+}
+
+/// Allowed requests of the newest segments whose outcome was never written: what a crash cut
+/// short. An allowed model call's decision has no `status` (its outcome carries it); one whose
+/// outcome is in either of the two newest segments is settled. Returns each decision's id and
+/// body, in chain order.
+pub fn unsettled(dir: &Path) -> std::io::Result<Vec<(String, Decision)>> {
+    let segments = list_segments(dir)?;
+    let mut open: Vec<(String, Decision)> = Vec::new();
+    let mut settled = std::collections::HashSet::new();
+    for seg in segments.iter().rev().take(2).rev() {
+        let text = std::fs::read_to_string(seg)?;
+        for line in text.lines() {
+            let Some(signed) = split_line(line) else {
+                continue;
+            };
+            let Ok(record) = Record::from_body_json(&format!("{}}}", signed.body)) else {
+                continue;
+            };
+            match record.body {
+                Body::Decision(d)
+                    if d.decision.as_deref() == Some("allow") && d.status.is_none() =>
+                {
+                    open.push((record.id, d));
+                }
+                Body::Outcome(o) => {
+                    settled.insert(o.decision_id);
+                }
+                _ => {}
+            }
+        }
+    }
+    open.retain(|(id, _)| !settled.contains(id));
+    Ok(open)
 }
 
 /// Makes a new file's directory entry durable.

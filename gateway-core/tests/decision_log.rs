@@ -125,11 +125,22 @@ async fn a_torn_tail_is_cut_and_sealed_on_restart() {
     let report = verify_dir(dir.path(), keys()).unwrap();
     assert!(report.ok(), "{:?}", report.errors);
     assert_eq!(report.decisions, 8);
-    let all: String = lines(dir.path())
+    // The five allowed decisions the crash left without outcomes get `lost` ones, before the
+    // recovery seal; the three of the clean run after it get none.
+    assert_eq!(report.outcomes, 5);
+    let all: Vec<String> = lines(dir.path())
         .iter()
         .flat_map(|(_, l)| l.clone())
         .collect();
-    assert!(all.contains("recovered after an unclean shutdown"));
+    let seal = all
+        .iter()
+        .position(|l| l.contains("recovered after an unclean shutdown"))
+        .expect("a recovery seal");
+    let lost: Vec<usize> = (0..all.len())
+        .filter(|i| all[*i].contains(r#""reason":"lost""#))
+        .collect();
+    assert_eq!(lost.len(), 5);
+    assert!(lost.iter().all(|i| *i < seal));
 }
 
 async fn tampered(

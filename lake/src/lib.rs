@@ -99,6 +99,38 @@ impl Lake {
         })
     }
 
+    /// Opens a lake that must already exist, for reading: nothing is created, and a path that
+    /// names no lake (a typo) is an error rather than an empty lake.
+    pub async fn open_existing(uri: &str) -> Result<Self, LakeError> {
+        if parse_s3(uri).is_none() {
+            let dir = std::path::Path::new(uri);
+            if !dir.is_dir() {
+                return Err(LakeError::NotFound {
+                    lake: uri.to_string(),
+                });
+            }
+            return Self::open(uri);
+        }
+        let lake = Self::open(uri)?;
+        let root = lake.root.clone();
+        let prefix = (!root.as_ref().is_empty()).then_some(&root);
+        let first = lake
+            .store
+            .list(prefix)
+            .try_next()
+            .await
+            .map_err(|e| LakeError::Store {
+                what: format!("list {uri}"),
+                source: e,
+            })?;
+        if first.is_none() {
+            return Err(LakeError::NotFound {
+                lake: uri.to_string(),
+            });
+        }
+        Ok(lake)
+    }
+
     pub fn path(&self, rel: &str) -> Path {
         if self.root.as_ref().is_empty() {
             Path::from(rel)

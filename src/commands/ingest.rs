@@ -247,6 +247,21 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
                     x.quarantined_total()
                 );
             }
+            if !s.skipped.is_empty() {
+                let mut by_reason: std::collections::BTreeMap<&str, usize> = Default::default();
+                for k in &s.skipped {
+                    *by_reason.entry(k.reason).or_default() += 1;
+                }
+                outln!(
+                    "  {} file(s) not read: {} (listed with --format json)",
+                    s.skipped.len(),
+                    by_reason
+                        .iter()
+                        .map(|(r, n)| format!("{n} {r}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
             let by_reason = s.quarantined_by_reason();
             if !by_reason.is_empty() {
                 outln!(

@@ -6,5 +6,6 @@
 )]
 
 mod harness;
+mod lake;
 mod policy;
 mod records;

@@ -62,6 +62,24 @@ def test_kill_9_under_load_loses_no_answered_request(workdir):
     v = run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--require-sealed"], cwd=workdir)
     assert "chain and signatures intact" in v.stdout
 
+    # Every allowed model call has exactly one outcome: the real one, or `lost` for the calls
+    # the crash cut short, written on recovery before the recovery seal.
+    everything = gw2.records()
+    outcomes = {}
+    for r in everything:
+        if r["kind"] == "outcome":
+            outcomes.setdefault(r["decision_id"], []).append(r)
+    allowed = [r for r in records.values() if r["decision"] == "allow" and "status" not in r]
+    assert allowed
+    for d in allowed:
+        assert len(outcomes.get(d["id"], [])) == 1, (d["id"], outcomes.get(d["id"]))
+    lost = [o for os in outcomes.values() for o in os if o.get("reason") == "lost"]
+    for o in lost:
+        assert o["extra"]["lost"] is True
+        assert "status" not in o
+    seal = next(r for r in everything if r["kind"] == "seal" and "unclean" in r["seal_reason"])
+    assert all(o["seq"] < seal["seq"] for o in lost)
+
 
 def test_unwritable_record_directory_serves_nothing(workdir):
     make_signed_bundle(workdir)

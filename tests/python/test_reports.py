@@ -383,6 +383,7 @@ def test_reports_run_on_athena_with_sql_trino_parses(tmp_path):
                               aws_access_key_id="testing", aws_secret_access_key="testing")
         ids = athena.list_query_executions()["QueryExecutionIds"]
         sent = [athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Query"] for i in ids]
+    (tmp_path / "empty-lake").mkdir()
     expected = sum(len(json.loads(run(["report", n, "--lake", str(tmp_path / "empty-lake"), "--format", "json", *PERIOD],
                                       cwd=tmp_path).stdout)["reports"][0]["sections"]) for n in names)
     assert len(sent) == expected, (len(sent), expected)

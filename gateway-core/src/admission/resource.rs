@@ -33,32 +33,41 @@ pub struct Classification {
 }
 
 /// The data classification of the request: the header's label, or the configured default.
+/// Repeated (several headers, or one with comma-separated labels, as proxies append them), the
+/// strictest label counts: a client cannot pre-empt a label a proxy adds.
 pub fn classification(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Classification, GatewayError> {
     let c = &state.config.raw.classification;
-    let label = match headers.get(c.header.as_str()) {
-        Some(v) => v
+    let mut strictest: Option<Classification> = None;
+    for value in headers.get_all(c.header.as_str()) {
+        let text = value
             .to_str()
-            .map_err(|_| GatewayError::InvalidRequest(format!("`{}` is not text", c.header)))?
-            .trim()
-            .to_ascii_lowercase(),
-        None => c.default.clone(),
-    };
-    let level = c.levels.get(&label).copied().ok_or_else(|| {
-        GatewayError::InvalidRequest(format!(
-            "`{}: {label}` is not a data classification; use one of: {}",
-            c.header,
-            c.levels.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    Ok(Classification { label, level })
+            .map_err(|_| GatewayError::InvalidRequest(format!("`{}` is not text", c.header)))?;
+        for label in text.split(',') {
+            let label = label.trim().to_ascii_lowercase();
+            let level = c.levels.get(&label).copied().ok_or_else(|| {
+                GatewayError::InvalidRequest(format!(
+                    "`{}: {label}` is not a data classification; use one of: {}",
+                    c.header,
+                    c.levels.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            if strictest.as_ref().is_none_or(|s| level > s.level) {
+                strictest = Some(Classification { label, level });
+            }
+        }
+    }
+    Ok(strictest.unwrap_or_else(|| default_classification_of(c)))
 }
 
 /// The configured default classification (what `GET /v1/models` and the reload probes assume).
 pub fn default_classification(state: &AppState) -> Classification {
-    let c = &state.config.raw.classification;
+    default_classification_of(&state.config.raw.classification)
+}
+
+fn default_classification_of(c: &crate::config::ClassificationConfig) -> Classification {
     Classification {
         label: c.default.clone(),
         level: c.levels.get(&c.default).copied().unwrap_or(0),

@@ -43,10 +43,22 @@ pub fn map_claims(
     let id = claim(claims, &mapping.id_claim)
         .and_then(|v| match v {
             Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+            // `sub` is a StringOrURI (RFC 7519 §4.1.2); another claim chosen as the id may be
+            // a number, such as an employee number.
+            Value::Number(n) if mapping.id_claim != "sub" => Some(n.to_string()),
             _ => None,
         })
-        .ok_or_else(|| AuthError::Claims(format!("no `{}` claim", mapping.id_claim)))?;
+        .ok_or_else(|| {
+            AuthError::Claims(format!(
+                "no `{}` claim of the right type (a non-empty string{})",
+                mapping.id_claim,
+                if mapping.id_claim == "sub" {
+                    ""
+                } else {
+                    " or a number"
+                }
+            ))
+        })?;
     let groups = claim(claims, &mapping.groups_claim)
         .map(strings)
         .unwrap_or_default();
@@ -116,6 +128,18 @@ fn convert(v: &Value, kind: &str, map: &BTreeMap<String, i64>) -> Option<Value> 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_numeric_sub_is_not_a_subject() {
+        let claims = json!({"sub": 42});
+        let err = map_claims(
+            claims.as_object().expect("object"),
+            &ClaimsMapping::default(),
+            "https://issuer.test",
+        )
+        .expect_err("refused");
+        assert!(matches!(err, AuthError::Claims(_)), "{err}");
+    }
 
     #[test]
     fn default_mapping_reads_sub_groups_and_attributes() {

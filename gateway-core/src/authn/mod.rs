@@ -65,6 +65,8 @@ pub enum AuthError {
     Missing,
     #[error("the Authorization header is not a bearer token")]
     Malformed,
+    #[error("more than one Authorization header: send exactly one")]
+    Ambiguous,
     #[error("the bearer token is longer than {0} bytes")]
     TooLarge(usize),
     #[error("invalid API key")]
@@ -98,6 +100,7 @@ impl AuthError {
         match self {
             Self::Missing => "missing_credentials",
             Self::Malformed => "malformed_credentials",
+            Self::Ambiguous => "ambiguous_credentials",
             Self::TooLarge(_) => "token_too_large",
             Self::UnknownApiKey => "unknown_api_key",
             Self::OidcDisabled => "oidc_disabled",
@@ -136,16 +139,21 @@ impl Authenticator {
     }
 
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
-        let value = headers
-            .get(http::header::AUTHORIZATION)
-            .ok_or(AuthError::Missing)?;
+        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+        let value = values.next().ok_or(AuthError::Missing)?;
+        if values.next().is_some() {
+            // Which one a proxy or the upstream would read is anybody's guess: refuse both.
+            return Err(AuthError::Ambiguous);
+        }
         if value.len() > self.max_token_bytes + 16 {
             return Err(AuthError::TooLarge(self.max_token_bytes));
         }
         let value = value.to_str().map_err(|_| AuthError::Malformed)?;
+        // The scheme is case-insensitive (RFC 9110 §11.1).
         let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or(AuthError::Malformed)?
             .trim();
         if token.is_empty() {

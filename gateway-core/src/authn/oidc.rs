@@ -25,6 +25,62 @@ use sha2::{Digest, Sha256};
 use super::{AuthError, Principal, map_claims};
 use crate::config::OidcConfig;
 
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Later ones are not times any issuer
+/// means (and overflow the arithmetic of validity windows).
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// RSA moduli shorter than this are refused (NIST SP 800-131A: 2048 bits).
+const MIN_RSA_BYTES: usize = 256;
+
+/// A NumericDate (RFC 7519 §2): a non-negative number of seconds, here bounded.
+fn is_numeric_date(v: &Value) -> bool {
+    v.as_f64()
+        .is_some_and(|t| t.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&t))
+}
+
+/// Refuses a token whose header names critical extensions (RFC 7515 §4.1.11): Cairn
+/// understands none, so it must not accept a token that depends on one. `b64: false`
+/// (RFC 7797) changes what is signed and is refused too.
+fn refuse_critical_parameters(token: &str) -> Result<(), AuthError> {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .map_err(|_| AuthError::InvalidToken("malformed header"))?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|_| AuthError::InvalidToken("malformed header"))?;
+    if header.contains_key("crit") {
+        return Err(AuthError::InvalidToken(
+            "the token names critical header parameters (`crit`) the gateway does not understand",
+        ));
+    }
+    if header.contains_key("b64") {
+        return Err(AuthError::InvalidToken(
+            "unencoded payloads (`b64`) are not accepted",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses keys too weak to trust, whatever the issuer publishes.
+fn key_strength(jwk: &Jwk) -> Result<(), String> {
+    use base64::Engine as _;
+    if let AlgorithmParameters::RSA(rsa) = &jwk.algorithm {
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(rsa.n.trim_end_matches('='))
+            .map_err(|_| "its RSA modulus `n` is not base64url".to_string())?;
+        let significant = n.iter().skip_while(|b| **b == 0).count();
+        if significant < MIN_RSA_BYTES {
+            return Err(format!(
+                "its RSA modulus has {} bits; at least {} are required",
+                significant * 8,
+                MIN_RSA_BYTES * 8
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// JWKS and discovery documents larger than this are refused.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
@@ -35,7 +91,8 @@ struct VerifyKey {
 
 #[derive(Default)]
 struct KeySet {
-    by_kid: HashMap<String, Arc<VerifyKey>>,
+    /// A key set may name two keys alike (rotation done carelessly): each is tried.
+    by_kid: HashMap<String, Vec<Arc<VerifyKey>>>,
     /// Keys without a `kid`, tried only when the token has none either.
     anonymous: Vec<Arc<VerifyKey>>,
 }
@@ -187,18 +244,20 @@ impl OidcVerifier {
             let Some(alg) = key_algorithm(jwk) else {
                 continue;
             };
+            if let Err(why) = key_strength(jwk) {
+                tracing::warn!(kid = ?jwk.common.key_id, "JWKS key skipped: {why}");
+                continue;
+            }
             let Ok(key) = DecodingKey::from_jwk(jwk) else {
                 continue;
             };
             let entry = Arc::new(VerifyKey { key, alg });
             match &jwk.common.key_id {
-                Some(kid) => {
-                    keys.by_kid.insert(kid.clone(), entry);
-                }
+                Some(kid) => keys.by_kid.entry(kid.clone()).or_default().push(entry),
                 None => keys.anonymous.push(entry),
             }
         }
-        let n = keys.by_kid.len() + keys.anonymous.len();
+        let n = keys.by_kid.values().map(Vec::len).sum::<usize>() + keys.anonymous.len();
         self.keys.store(Arc::new(keys));
         self.generation.fetch_add(1, Ordering::Release);
         Ok(n)
@@ -220,13 +279,19 @@ impl OidcVerifier {
         }
     }
 
-    fn lookup(&self, kid: Option<&str>) -> Option<Arc<VerifyKey>> {
+    /// The keys a token with `kid` may be signed with (none found: `None`).
+    fn lookup(&self, kid: Option<&str>) -> Option<Vec<Arc<VerifyKey>>> {
         let keys = self.keys.load();
         match kid {
-            Some(k) => keys.by_kid.get(k).cloned(),
+            Some(k) => keys.by_kid.get(k).filter(|v| !v.is_empty()).cloned(),
             None => {
-                let all: Vec<_> = keys.by_kid.values().chain(keys.anonymous.iter()).collect();
-                (all.len() == 1).then(|| all[0].clone())
+                let all: Vec<_> = keys
+                    .by_kid
+                    .values()
+                    .flatten()
+                    .chain(keys.anonymous.iter())
+                    .collect();
+                (all.len() == 1).then(|| vec![all[0].clone()])
             }
         }
     }
@@ -287,8 +352,9 @@ impl OidcVerifier {
         }
         let header =
             decode_header(token).map_err(|_| AuthError::InvalidToken("malformed header"))?;
+        refuse_critical_parameters(token)?;
         let kid = header.kid.as_deref();
-        let key = match self.lookup(kid) {
+        let candidates = match self.lookup(kid) {
             Some(k) => k,
             None => {
                 self.refresh(generation).await;
@@ -298,9 +364,32 @@ impl OidcVerifier {
                 self.lookup(kid).ok_or(AuthError::UnknownKeyId)?
             }
         };
-        if header.alg != key.alg || !self.allowed.contains(&key.alg) {
+        // Keys of another algorithm than the header's are never tried (no algorithm confusion).
+        let usable: Vec<_> = candidates
+            .iter()
+            .filter(|k| header.alg == k.alg && self.allowed.contains(&k.alg))
+            .collect();
+        if usable.is_empty() {
             return Err(AuthError::AlgorithmMismatch);
         }
+        let mut last = AuthError::BadSignature;
+        for key in usable {
+            match self.check_with(token, key) {
+                Ok(data) => return self.accept(data, digest, generation),
+                // Another key with the same id may be the one that signed it.
+                Err(AuthError::BadSignature) => last = AuthError::BadSignature,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Checks the signature and the registered claims with one key.
+    fn check_with(
+        &self,
+        token: &str,
+        key: &VerifyKey,
+    ) -> Result<jsonwebtoken::TokenData<Map<String, Value>>, AuthError> {
         let mut validation = Validation::new(key.alg);
         validation.algorithms = vec![key.alg];
         validation.leeway = self.config.leeway_seconds;
@@ -330,6 +419,25 @@ impl OidcVerifier {
                     _ => AuthError::InvalidToken("malformed token"),
                 }
             })?;
+        for claim in ["exp", "nbf", "iat"] {
+            if let Some(v) = data.claims.get(claim)
+                && !is_numeric_date(v)
+            {
+                return Err(AuthError::InvalidToken(
+                    "`exp`, `nbf` and `iat` must be NumericDates (seconds, year 9999 at most)",
+                ));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Maps a verified token's claims to its principal and remembers it.
+    fn accept(
+        &self,
+        data: jsonwebtoken::TokenData<Map<String, Value>>,
+        digest: Option<[u8; 32]>,
+        generation: u64,
+    ) -> Result<Principal, AuthError> {
         let principal = map_claims(&data.claims, &self.config.claims, &self.config.issuer)?;
         if let Some(digest) = digest
             && let Some(exp) = data.claims.get("exp").and_then(Value::as_i64)
@@ -372,10 +480,10 @@ mod tests {
         let mut keys = KeySet::default();
         keys.by_kid.insert(
             "k1".into(),
-            Arc::new(VerifyKey {
+            vec![Arc::new(VerifyKey {
                 key,
                 alg: Algorithm::EdDSA,
-            }),
+            })],
         );
         verifier.keys.store(Arc::new(keys));
         verifier
@@ -448,5 +556,112 @@ mod tests {
                 .expect("valid");
             assert!(cached(&v) <= 3);
         }
+    }
+
+    /// A JWS signed by hand, so the header can carry what `jsonwebtoken` cannot write.
+    fn raw_token(
+        signing: &SigningKey,
+        header: serde_json::Value,
+        claims: serde_json::Value,
+    ) -> String {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let input = format!(
+            "{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(claims.to_string())
+        );
+        let sig = signing.sign(input.as_bytes());
+        format!("{input}.{}", b64.encode(sig.to_bytes()))
+    }
+
+    #[tokio::test]
+    async fn critical_header_parameters_are_refused() {
+        let signing = SigningKey::from_bytes(&[5; 32]);
+        let v = verifier_with_key(&signing);
+        let exp = chrono::Utc::now().timestamp() + 600;
+        let claims = json!({"iss": ISSUER, "aud": "cairn", "sub": "alice", "exp": exp});
+        let plain = raw_token(
+            &signing,
+            json!({"alg": "EdDSA", "kid": "k1"}),
+            claims.clone(),
+        );
+        assert_eq!(v.verify(&plain).await.expect("valid").id, "alice");
+        for header in [
+            json!({"alg": "EdDSA", "kid": "k1", "crit": ["urn:example:must-understand"], "urn:example:must-understand": 1}),
+            json!({"alg": "EdDSA", "kid": "k1", "crit": ["b64"], "b64": false}),
+        ] {
+            let t = raw_token(&signing, header.clone(), claims.clone());
+            assert!(
+                matches!(v.verify(&t).await, Err(AuthError::InvalidToken(_))),
+                "{header}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn dates_past_year_9999_are_not_numeric_dates() {
+        let signing = SigningKey::from_bytes(&[6; 32]);
+        let v = verifier_with_key(&signing);
+        let header = json!({"alg": "EdDSA", "kid": "k1"});
+        let far = raw_token(
+            &signing,
+            header.clone(),
+            json!({"iss": ISSUER, "aud": "cairn", "sub": "alice", "exp": 1e19}),
+        );
+        assert!(matches!(
+            v.verify(&far).await,
+            Err(AuthError::InvalidToken(_))
+        ));
+        let soon = chrono::Utc::now().timestamp() + 600;
+        let bad_nbf = raw_token(
+            &signing,
+            header,
+            json!({"iss": ISSUER, "aud": "cairn", "sub": "alice", "exp": soon, "nbf": -5}),
+        );
+        assert!(matches!(
+            v.verify(&bad_nbf).await,
+            Err(AuthError::InvalidToken(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn every_key_of_a_repeated_kid_is_tried() {
+        let first = SigningKey::from_bytes(&[7; 32]);
+        let second = SigningKey::from_bytes(&[8; 32]);
+        let v = verifier_with_key(&first);
+        let mut keys = KeySet::default();
+        keys.by_kid.insert(
+            "k1".into(),
+            [&first, &second]
+                .iter()
+                .map(|k| {
+                    Arc::new(VerifyKey {
+                        key: DecodingKey::from_ed_der(k.verifying_key().as_bytes()),
+                        alg: Algorithm::EdDSA,
+                    })
+                })
+                .collect(),
+        );
+        v.keys.store(Arc::new(keys));
+        let exp = chrono::Utc::now().timestamp() + 600;
+        for k in [&first, &second] {
+            assert_eq!(v.verify(&token(k, exp)).await.expect("valid").id, "alice");
+        }
+        let stranger = SigningKey::from_bytes(&[9; 32]);
+        assert_eq!(
+            v.verify(&token(&stranger, exp)).await,
+            Err(AuthError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn short_rsa_moduli_are_skipped() {
+        let jwk: Jwk = serde_json::from_value(json!({
+            "kty": "RSA", "kid": "weak", "n": "-1", "e": "AQAB"
+        }))
+        .expect("a JWK");
+        assert!(key_strength(&jwk).is_err());
     }
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::{FORMAT_VERSION, GENESIS, Record, Seal, seal_line};
-use super::segment::{recover_tail, segment_name, sync_dir};
+use super::record::{FORMAT_VERSION, GENESIS, Outcome, Record, Seal, seal_line};
+use super::segment::{recover_tail, segment_name, sync_dir, unsettled};
 use crate::error::LogError;
 
 /// How records are written.
@@ -278,7 +278,9 @@ impl Writer {
                 if tail.records_in_segment == 0 {
                     std::fs::remove_file(seg)?;
                 } else if !tail.sealed {
-                    // The last run ended without sealing (a crash): seal its segment now.
+                    // The last run ended without sealing (a crash): close what it left open,
+                    // then seal its segment.
+                    let lost = self.lost_outcomes()?;
                     let reason = if tail.torn_bytes > 0 {
                         format!(
                             "recovered after an unclean shutdown; {} bytes of an unacknowledged record removed",
@@ -288,11 +290,23 @@ impl Writer {
                         "recovered after an unclean shutdown".to_string()
                     };
                     let mut f = std::fs::OpenOptions::new().append(true).open(seg)?;
-                    let (line, hash) = self.seal_record(&reason, tail.records_in_segment);
-                    f.write_all(&line)?;
+                    let mut buf = Vec::new();
+                    for mut record in lost.iter().cloned() {
+                        record.seq = self.next_seq;
+                        record.key_id = self.key_id.clone();
+                        record.prev = self.prev.clone();
+                        let (line, hash) = seal_line(&record, &self.key)
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        buf.extend_from_slice(&line);
+                        self.advance(hash);
+                    }
+                    let in_segment = tail.records_in_segment + lost.len() as u64;
+                    let (line, hash) = self.seal_record(&reason, in_segment);
+                    buf.extend_from_slice(&line);
+                    f.write_all(&buf)?;
                     f.sync_data()?;
                     self.advance(hash);
-                    tracing::warn!(segment = %seg.display(), "{reason}");
+                    tracing::warn!(segment = %seg.display(), lost = lost.len(), "{reason}");
                 }
             }
             self.recovered = true;
@@ -302,6 +316,42 @@ impl Writer {
             self.seal_path(&path, "closed after a write failure")?;
         }
         self.new_segment()
+    }
+
+    /// An explicit `lost` outcome for every allowed request a crash cut short, charged at what
+    /// it reserved, so its spend is never silently missing from the records (or the lake).
+    fn lost_outcomes(&self) -> std::io::Result<Vec<Record>> {
+        let now = crate::clock::now_rfc3339();
+        Ok(unsettled(&self.settings.dir)?
+            .into_iter()
+            .map(|(decision_id, d)| {
+                let limits = d.extra.as_ref().and_then(|e| e.get("limits"));
+                let reserved = |k: &str| limits.and_then(|l| l.get(k)).cloned();
+                let usd = reserved("reserved_usd").and_then(|v| v.as_f64());
+                let tokens = reserved("reserved_tokens").and_then(|v| v.as_u64());
+                let outcome = Outcome {
+                    decision_id,
+                    model: d.model,
+                    provider: d.provider,
+                    status: None,
+                    reason: Some("lost".into()),
+                    usage: None,
+                    cost_usd: usd,
+                    trace_id: d.trace_id,
+                    stream: d.stream,
+                    error: Some(
+                        "the gateway stopped before this request's outcome was recorded; charged at what it reserved"
+                            .into(),
+                    ),
+                    extra: Some(serde_json::json!({
+                        "lost": true,
+                        "charged_as_reserved": { "tokens": tokens, "usd": usd },
+                    })),
+                    ..Default::default()
+                };
+                Record::new(uuid::Uuid::now_v7().to_string(), now.clone(), outcome)
+            })
+            .collect())
     }
 
     fn new_segment(&mut self) -> std::io::Result<()> {

@@ -51,7 +51,7 @@ impl ChatRequest {
         self.max_completion_tokens.or(self.max_tokens)
     }
 
-    /// Checks what serde cannot: a role on every message, sane sampling values.
+    /// Checks what serde cannot: a role on every message, sane sampling values and limits.
     pub fn check(&self) -> Result<(), String> {
         if self.messages.is_empty() {
             return Err("`messages` must contain at least one message".into());
@@ -77,12 +77,26 @@ impl ChatRequest {
         {
             return Err("`top_p` must be between 0 and 1".into());
         }
-        if self.max_output_tokens() == Some(0) {
-            return Err("`max_tokens` must be at least 1".into());
+        for (name, v) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
+            match v {
+                Some(0) => return Err(format!("`{name}` must be at least 1")),
+                // Cedar's integers are 64-bit signed; no model produces anywhere near this.
+                Some(n) if n > MAX_OUTPUT_TOKENS => {
+                    return Err(format!("`{name}` must be at most {MAX_OUTPUT_TOKENS}"));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
 }
+
+/// The largest completion limit a request may ask for (2^31 - 1: far above any model's, and
+/// within every integer type the limit reaches, Cedar's included).
+pub const MAX_OUTPUT_TOKENS: u64 = i32::MAX as u64;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct StreamOptions {
@@ -288,5 +302,10 @@ mod tests {
         r.messages[0].role = "user".into();
         r.temperature = Some(3.0);
         assert!(r.check().is_err());
+        r.temperature = None;
+        r.max_tokens = Some(1 << 63);
+        assert!(r.check().unwrap_err().contains("at most"));
+        r.max_tokens = Some(MAX_OUTPUT_TOKENS);
+        assert!(r.check().is_ok());
     }
 }

@@ -87,8 +87,12 @@ fn split_path(path: &str) -> Vec<PathPart> {
     parts
 }
 
-/// Parses one YAML or JSON document.
+/// Parses one YAML or JSON document (a `.json` file as JSON: YAML parsers refuse some valid
+/// JSON, such as the surrogate-pair escapes `json.dump` writes for characters outside the BMP).
 pub fn parse(file: &SourceFile) -> Result<Marked, Problem> {
+    if file.name.to_ascii_lowercase().ends_with(".json") {
+        return parse_json(file);
+    }
     let docs = MarkedYaml::load_from_str(&file.text).map_err(|e| {
         let m = e.marker();
         Problem::error(
@@ -113,6 +117,149 @@ pub fn parse(file: &SourceFile) -> Result<Marked, Problem> {
         .with_help("put one suite per file"));
     }
     convert(&doc, file)
+}
+
+/// Parses a JSON document exactly as JSON (`serde_json` decides every string and number), and
+/// remembers the line each node starts on.
+fn parse_json(file: &SourceFile) -> Result<Marked, Problem> {
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&file.text) {
+        return Err(
+            Problem::error("cairn::test-syntax", format!("invalid JSON: {e}"))
+                .at_line(file, e.line().max(1))
+                .with_help("check the brackets, commas and quoting near this line"),
+        );
+    }
+    let mut walk = JsonWalk {
+        text: &file.text,
+        at: 0,
+        line: 1,
+    };
+    walk.value().ok_or_else(|| {
+        Problem::error("cairn::test-syntax", "the JSON document cannot be read")
+            .at_line(file, walk.line)
+    })
+}
+
+/// Walks JSON text already known to be valid, tracking lines (JSON strings hold no raw
+/// newlines, so only whitespace between tokens moves to the next line).
+struct JsonWalk<'a> {
+    text: &'a str,
+    at: usize,
+    line: usize,
+}
+
+impl JsonWalk<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b) = self.peek() {
+            match b {
+                b'\n' => self.line += 1,
+                b' ' | b'\t' | b'\r' => {}
+                _ => return,
+            }
+            self.at += 1;
+        }
+    }
+
+    fn leaf(&self, value: Value, line: usize) -> Marked {
+        Marked {
+            value,
+            line,
+            fields: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// A string token, decoded by serde_json.
+    fn string(&mut self) -> Option<String> {
+        let start = self.at;
+        self.at += 1;
+        loop {
+            match self.peek()? {
+                b'\\' => self.at += 2,
+                b'"' => {
+                    self.at += 1;
+                    break;
+                }
+                _ => self.at += 1,
+            }
+        }
+        serde_json::from_str(self.text.get(start..self.at)?).ok()
+    }
+
+    fn value(&mut self) -> Option<Marked> {
+        self.skip_ws();
+        let line = self.line;
+        match self.peek()? {
+            b'{' => {
+                self.at += 1;
+                let (mut obj, mut fields) = (Map::new(), Vec::new());
+                loop {
+                    self.skip_ws();
+                    match self.peek()? {
+                        b'}' => {
+                            self.at += 1;
+                            break;
+                        }
+                        b',' => self.at += 1,
+                        _ => {
+                            let key_line = self.line;
+                            let key = self.string()?;
+                            self.skip_ws();
+                            self.at += 1; // the `:`
+                            let v = self.value()?;
+                            obj.insert(key.clone(), v.value.clone());
+                            fields.push((key, key_line, v));
+                        }
+                    }
+                }
+                Some(Marked {
+                    value: Value::Object(obj),
+                    line,
+                    fields,
+                    items: Vec::new(),
+                })
+            }
+            b'[' => {
+                self.at += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.skip_ws();
+                    match self.peek()? {
+                        b']' => {
+                            self.at += 1;
+                            break;
+                        }
+                        b',' => self.at += 1,
+                        _ => items.push(self.value()?),
+                    }
+                }
+                Some(Marked {
+                    value: Value::Array(items.iter().map(|m| m.value.clone()).collect()),
+                    line,
+                    fields: Vec::new(),
+                    items,
+                })
+            }
+            b'"' => {
+                let s = self.string()?;
+                Some(self.leaf(Value::String(s), line))
+            }
+            _ => {
+                let start = self.at;
+                while self.peek().is_some_and(|b| {
+                    !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
+                }) {
+                    self.at += 1;
+                }
+                let token: Value = serde_json::from_str(self.text.get(start..self.at)?).ok()?;
+                Some(self.leaf(token, line))
+            }
+        }
+    }
 }
 
 fn convert(node: &MarkedYaml<'_>, file: &SourceFile) -> Result<Marked, Problem> {
@@ -210,6 +357,19 @@ mod tests {
         assert_eq!(cases.items[1].field_line("expect"), 5);
         assert_eq!(m.line_of_path("cases[1].expect"), 5);
         assert_eq!(cases.items[1].value["expect"], "deny");
+    }
+
+    #[test]
+    fn json_files_are_read_as_json_with_their_lines() {
+        // `json.dump` writes characters outside the BMP as surrogate-pair escapes.
+        let text = "[\n {\"a\": \"\\ud883\\udc30 x\",\n  \"b\": [true, null, -1.5e3]}\n]\n";
+        let m = parse(&SourceFile::new(Path::new("cases.json"), text)).unwrap();
+        assert_eq!(m.value[0]["a"], "\u{30c30} x");
+        assert_eq!(m.items[0].field_line("b"), 3);
+        assert_eq!(m.value[0]["b"][2], serde_json::json!(-1500.0));
+        let bad =
+            parse(&SourceFile::new(Path::new("cases.json"), "[1,\n 2,,\n]")).expect_err("invalid");
+        assert!(bad.message.contains("invalid JSON"), "{}", bad.message);
     }
 
     #[test]

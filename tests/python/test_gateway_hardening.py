@@ -1,0 +1,62 @@
+"""Ambiguities an attack run found, each closed: repeated security headers, the bearer scheme's
+case, client errors that were blamed on the bundle. Every refusal still has its one record."""
+
+import httpx
+import pytest
+
+from gateway_harness import ALICE_KEY, Gateway, base_config, chat_body, make_signed_bundle
+
+
+@pytest.fixture
+def gw(workdir):
+    make_signed_bundle(workdir)
+    g = Gateway(workdir, base_config(workdir)).start()
+    yield g
+    g.stop()
+
+
+def post(gw, headers, body=None):
+    return httpx.post(f"{gw.base_url}/chat/completions", json=body or chat_body(), headers=headers, timeout=10)
+
+
+def record_of(gw, response):
+    decision_id = response.headers["x-cairn-decision-id"]
+    return next(r for r in gw.records() if r.get("id") == decision_id)
+
+
+def test_repeated_classification_headers_decide_as_the_strictest(gw):
+    auth = ("authorization", f"Bearer {ALICE_KEY}")
+    alone = post(gw, [auth, ("x-cairn-data-classification", "restricted")])
+    assert alone.status_code == 403, alone.text
+    # A client's own label first, a proxy's appended after: the proxy's stricter label counts.
+    both = post(gw, [auth, ("x-cairn-data-classification", "public"), ("x-cairn-data-classification", "restricted")])
+    assert both.status_code == alone.status_code, both.text
+    joined = post(gw, [auth, ("x-cairn-data-classification", "public, restricted")])
+    assert joined.status_code == alone.status_code, joined.text
+    unknown = post(gw, [auth, ("x-cairn-data-classification", "public"), ("x-cairn-data-classification", "secret-ish")])
+    assert unknown.status_code == 400
+    gw.stop()
+    assert record_of(gw, both)["context"]["data_classification"] == "restricted"
+    assert record_of(gw, joined)["context"]["data_classification"] == "restricted"
+    assert record_of(gw, unknown)["reason"] == "invalid_request"
+
+
+def test_two_authorization_headers_are_refused_and_the_scheme_is_case_insensitive(gw):
+    for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"]:
+        r = post(gw, [("authorization", f"{scheme} {ALICE_KEY}")])
+        assert r.status_code == 200, (scheme, r.text)
+    twice = post(gw, [("authorization", f"Bearer {ALICE_KEY}"), ("authorization", "Bearer someone-else")])
+    assert twice.status_code == 401
+    assert twice.json()["error"]["type"] == "authentication_error"
+    gw.stop()
+    rec = record_of(gw, twice)
+    assert rec["reason"] == "ambiguous_credentials"
+    assert rec["principal"] == 'Anonymous::"anonymous"'
+
+
+def test_an_absurd_max_tokens_is_the_clients_error_not_the_bundles(gw):
+    r = post(gw, [("authorization", f"Bearer {ALICE_KEY}")], chat_body(max_tokens=2**63))
+    assert r.status_code == 400, r.text
+    assert "max_tokens" in r.json()["error"]["message"]
+    gw.stop()
+    assert record_of(gw, r)["reason"] == "invalid_request"
