@@ -14,7 +14,7 @@ use crate::error::IngestError;
 use crate::ingest::{
     ALREADY_INGESTED, IngestSummary, Options, QuarantineSink, RETRIED, SourceSummary,
 };
-use crate::job::Job;
+use crate::job::{Job, Sources};
 use crate::json::{date_of, timestamp_ms};
 use crate::reject::Reason;
 use crate::source::SourceObject;
@@ -215,7 +215,12 @@ pub fn run(
         segment
     });
     objects.sort_by(|a, b| a.uri.rsplit('/').next().cmp(&b.uri.rsplit('/').next()));
-    let mut job = Job::open(&[Table::Decisions, Table::Outcomes], opts, rt)?;
+    let mut job = Job::open(
+        &[Table::Decisions, Table::Outcomes],
+        Sources::Objects,
+        opts,
+        rt,
+    )?;
     job.summary.skipped = skipped;
     let mut checker = ChainChecker::new(keys.clone());
     let count = objects.len();

@@ -13,7 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
 use crate::error::IngestError;
-use crate::job::Job;
+use crate::job::{Job, Sources};
 use crate::json::date_of;
 use crate::reject::{Reason, Reject};
 use crate::source::{self, Filter, SourceObject};
@@ -405,7 +405,7 @@ pub(crate) fn run<K: Kind>(
 ) -> Result<IngestSummary, IngestError> {
     let listing = rt.block_on(source::list(spec, &opts.filter))?;
     let objects = listing.objects;
-    let mut job = Job::open(&[K::TABLE], opts, rt)?;
+    let mut job = Job::open(&[K::TABLE], Sources::Objects, opts, rt)?;
     job.summary.skipped = listing.skipped;
     job.summary.sources = objects
         .iter()

@@ -16,6 +16,15 @@ use crate::error::IngestError;
 use crate::ingest::{IngestSummary, Options, QuarantineSink, SourceSummary};
 use crate::source::{Location, SourceObject};
 
+/// What a run's sources are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sources {
+    /// Files or objects, remembered in the manifest once ingested.
+    Objects,
+    /// An API's answers: nothing to remember.
+    Api,
+}
+
 pub(crate) struct Job<'a> {
     opts: &'a Options,
     rt: tokio::runtime::Handle,
@@ -30,30 +39,14 @@ pub(crate) struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
-    /// A run that fills `tables` (the first names the manifest and the summary).
+    /// A run that fills `tables` (the first names the manifest and the summary). Sources that
+    /// are objects are recorded in the table's manifest; an API listing is not (every run reads
+    /// it again, and its rows de-duplicate).
     pub fn open(
         tables: &[Table],
+        sources: Sources,
         opts: &'a Options,
         rt: &tokio::runtime::Handle,
-    ) -> Result<Self, IngestError> {
-        Self::start(tables, opts, rt, true)
-    }
-
-    /// A run whose input is not an object to remember (an API listing): no manifest is read,
-    /// and every run reads it again (rows de-duplicate).
-    pub fn open_unrecorded(
-        tables: &[Table],
-        opts: &'a Options,
-        rt: &tokio::runtime::Handle,
-    ) -> Result<Self, IngestError> {
-        Self::start(tables, opts, rt, false)
-    }
-
-    fn start(
-        tables: &[Table],
-        opts: &'a Options,
-        rt: &tokio::runtime::Handle,
-        recorded: bool,
     ) -> Result<Self, IngestError> {
         let table = *tables
             .first()
@@ -64,7 +57,7 @@ impl<'a> Job<'a> {
                 TableWriter::new(opts.lake.clone(), *t, rt.clone()).with_flush_rows(opts.flush_rows)
             })
             .collect();
-        let manifest = if recorded {
+        let manifest = if sources == Sources::Objects {
             rt.block_on(Manifest::load(&opts.lake, table.name()))?
         } else {
             Manifest::default()

@@ -7,7 +7,7 @@ use aws_sdk_cloudtrail::primitives::DateTime;
 
 use crate::error::IngestError;
 use crate::ingest::{IngestSummary, Options, SourceSummary};
-use crate::job::Job;
+use crate::job::{Job, Sources};
 use crate::json::date_of;
 use crate::reject::Reason;
 use lake::schema::{CloudTrailColumns, Table};
@@ -27,7 +27,7 @@ pub fn run(
     let client = aws_sdk_cloudtrail::Client::new(&config);
     let region = config.region().map(ToString::to_string).unwrap_or_default();
     let uri = format!("cloudtrail-lookup://{region}");
-    let mut job = Job::open_unrecorded(&[Table::CloudTrail], opts, rt)?;
+    let mut job = Job::open(&[Table::CloudTrail], Sources::Api, opts, rt)?;
     let mut q = job.sink();
     let mut s = SourceSummary {
         source: uri.clone(),

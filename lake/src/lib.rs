@@ -27,6 +27,13 @@ use datafusion::object_store::path::Path;
 use datafusion::object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use futures::TryStreamExt;
 
+fn store_error(what: &str, source: datafusion::object_store::Error) -> LakeError {
+    LakeError::Store {
+        what: what.to_string(),
+        source,
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Lake {
     pub store: Arc<dyn ObjectStore>,
@@ -102,33 +109,24 @@ impl Lake {
     /// Opens a lake that must already exist, for reading: nothing is created, and a path that
     /// names no lake (a typo) is an error rather than an empty lake.
     pub async fn open_existing(uri: &str) -> Result<Self, LakeError> {
+        let missing = || LakeError::NotFound {
+            lake: uri.to_string(),
+        };
         if parse_s3(uri).is_none() {
-            let dir = std::path::Path::new(uri);
-            if !dir.is_dir() {
-                return Err(LakeError::NotFound {
-                    lake: uri.to_string(),
-                });
-            }
-            return Self::open(uri);
+            return match std::path::Path::new(uri).is_dir() {
+                true => Self::open(uri),
+                false => Err(missing()),
+            };
         }
         let lake = Self::open(uri)?;
+        // An S3 prefix exists when something is stored under it.
         let root = lake.root.clone();
         let prefix = (!root.as_ref().is_empty()).then_some(&root);
-        let first = lake
-            .store
-            .list(prefix)
-            .try_next()
-            .await
-            .map_err(|e| LakeError::Store {
-                what: format!("list {uri}"),
-                source: e,
-            })?;
-        if first.is_none() {
-            return Err(LakeError::NotFound {
-                lake: uri.to_string(),
-            });
+        let first = lake.store.list(prefix).try_next().await;
+        match first.map_err(|e| store_error(&format!("list {uri}"), e))? {
+            Some(_) => Ok(lake),
+            None => Err(missing()),
         }
-        Ok(lake)
     }
 
     pub fn path(&self, rel: &str) -> Path {
@@ -151,10 +149,7 @@ impl Lake {
             .list(Some(prefix))
             .try_collect()
             .await
-            .map_err(|e| LakeError::Store {
-                what: format!("list {prefix}"),
-                source: e,
-            })?;
+            .map_err(|e| store_error(&format!("list {prefix}"), e))?;
         files.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(files)
     }

@@ -30,6 +30,12 @@ def make_signed_bundle(workdir: Path, name="bundle.tar", keys="keys"):
     return workdir / name
 
 
+def default_gateway(workdir: Path):
+    """A started gateway over a bundle of workdir/policies with the base configuration."""
+    make_signed_bundle(workdir)
+    return Gateway(workdir, base_config(workdir)).start()
+
+
 def base_config(workdir: Path, extra: str = "", records="records", bundle="bundle.tar") -> str:
     """A config with two API keys: a service account (ci-bot) and a user (alice)."""
     return f"""

@@ -4,13 +4,12 @@ case, client errors that were blamed on the bundle. Every refusal still has its 
 import httpx
 import pytest
 
-from gateway_harness import ALICE_KEY, Gateway, base_config, chat_body, make_signed_bundle
+from gateway_harness import ALICE_KEY, chat_body, default_gateway
 
 
 @pytest.fixture
 def gw(workdir):
-    make_signed_bundle(workdir)
-    g = Gateway(workdir, base_config(workdir)).start()
+    g = default_gateway(workdir)
     yield g
     g.stop()
 

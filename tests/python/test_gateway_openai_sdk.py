@@ -6,13 +6,12 @@ import openai
 import pytest
 from openai import OpenAI
 
-from gateway_harness import ALICE_KEY, CI_KEY, Gateway, base_config, chat_body, make_signed_bundle
+from gateway_harness import ALICE_KEY, CI_KEY, Gateway, base_config, chat_body, default_gateway
 
 
 @pytest.fixture
 def gw(workdir):
-    make_signed_bundle(workdir)
-    g = Gateway(workdir, base_config(workdir)).start()
+    g = default_gateway(workdir)
     yield g
     g.stop()
 
