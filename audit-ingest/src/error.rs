@@ -13,27 +13,14 @@ pub enum IngestError {
         #[source]
         source: std::io::Error,
     },
-    #[error("object store: cannot {what}: {source}")]
-    #[diagnostic(
-        code(cairn::ingest::store),
-        help(
-            "for s3:// set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (and AWS_ENDPOINT_URL for S3-compatible servers)"
-        )
-    )]
-    Store {
-        what: String,
-        #[source]
-        source: datafusion::object_store::Error,
-    },
+    /// The store, Parquet or Arrow failed (the lake's own error, with its help).
     #[error(transparent)]
     #[diagnostic(transparent)]
     Lake(#[from] lake::LakeError),
+    /// A Parquet file's footer could not be read (named with the file).
     #[error("parquet: {0}")]
     #[diagnostic(code(cairn::ingest::parquet))]
     Parquet(String),
-    #[error("arrow: {0}")]
-    #[diagnostic(code(cairn::ingest::arrow))]
-    Arrow(String),
     #[error("AWS: {0}")]
     #[diagnostic(code(cairn::ingest::aws))]
     Aws(String),
@@ -44,10 +31,10 @@ pub enum IngestError {
 
 impl IngestError {
     pub fn parquet(e: datafusion::parquet::errors::ParquetError) -> Self {
-        Self::Parquet(e.to_string())
+        Self::Lake(lake::LakeError::Parquet(e))
     }
 
     pub fn arrow(e: datafusion::arrow::error::ArrowError) -> Self {
-        Self::Arrow(e.to_string())
+        Self::Lake(lake::LakeError::Arrow(e))
     }
 }

@@ -141,7 +141,7 @@ pub async fn list(spec: &str, filter: &Filter) -> Result<Listing, IngestError> {
             })
             .try_collect()
             .await
-            .map_err(|e| IngestError::Store {
+            .map_err(|e| lake::LakeError::Store {
                 what: format!("list {spec}"),
                 source: e,
             })?;

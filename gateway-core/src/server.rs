@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use crate::admission::decide::invoke_context;
-use crate::admission::resource::Classification;
+use crate::admission::resource::default_classification_of;
 use crate::authn::{ApiKeys, Authenticator, OidcVerifier};
 use crate::authz::{PolicyState, Probes};
 use crate::cache::ResponseCache;
@@ -221,12 +221,8 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
     let signing_key = policy_engine::bundle::keys::load_signing_key(&config.signing_key)
         .map_err(|e| StartError::SigningKey(e.to_string()))?;
     let catalogue = Catalogue::new(&config.raw.models);
-    let c = &config.raw.classification;
     let probe_context = invoke_context(
-        &Classification {
-            label: c.default.clone(),
-            level: c.levels.get(&c.default).copied().unwrap_or(0),
-        },
+        &default_classification_of(&config.raw.classification),
         false,
         0,
         &SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -36,9 +36,6 @@ pub enum LakeError {
         help("check the path (or `--lake`); a lake is made by `cairn ingest ... --lake DIR`")
     )]
     NotFound { lake: String },
-    #[error("unknown table `{0}`")]
-    #[diagnostic(code(cairn::lake::table))]
-    UnknownTable(String),
     #[error("a batch has no key column `{0}`")]
     #[diagnostic(code(cairn::lake::column))]
     MissingColumn(String),

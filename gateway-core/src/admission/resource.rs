@@ -67,7 +67,8 @@ pub fn default_classification(state: &AppState) -> Classification {
     default_classification_of(&state.config.raw.classification)
 }
 
-fn default_classification_of(c: &crate::config::ClassificationConfig) -> Classification {
+/// The default classification of a configuration (before any state exists: start-up probes).
+pub fn default_classification_of(c: &crate::config::ClassificationConfig) -> Classification {
     Classification {
         label: c.default.clone(),
         level: c.levels.get(&c.default).copied().unwrap_or(0),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, errors::ErrorKind};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -38,10 +38,10 @@ fn is_numeric_date(v: &Value) -> bool {
         .is_some_and(|t| t.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&t))
 }
 
-/// Refuses a token whose header names critical extensions (RFC 7515 §4.1.11): Cairn
-/// understands none, so it must not accept a token that depends on one. `b64: false`
-/// (RFC 7797) changes what is signed and is refused too.
-fn refuse_critical_parameters(token: &str) -> Result<(), AuthError> {
+/// The token's JOSE header, decoded once. A header that names critical extensions (RFC 7515
+/// §4.1.11) is refused: Cairn understands none, so it must not accept a token that depends on
+/// one. `b64: false` (RFC 7797) changes what is signed and is refused too.
+fn decode_strict_header(token: &str) -> Result<jsonwebtoken::Header, AuthError> {
     use base64::Engine as _;
     let header = token.split('.').next().unwrap_or_default();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -59,7 +59,8 @@ fn refuse_critical_parameters(token: &str) -> Result<(), AuthError> {
             "unencoded payloads (`b64`) are not accepted",
         ));
     }
-    Ok(())
+    serde_json::from_value(Value::Object(header))
+        .map_err(|_| AuthError::InvalidToken("malformed header"))
 }
 
 /// Refuses keys too weak to trust, whatever the issuer publishes.
@@ -350,9 +351,7 @@ impl OidcVerifier {
         {
             return found;
         }
-        let header =
-            decode_header(token).map_err(|_| AuthError::InvalidToken("malformed header"))?;
-        refuse_critical_parameters(token)?;
+        let header = decode_strict_header(token)?;
         let kid = header.kid.as_deref();
         let candidates = match self.lookup(kid) {
             Some(k) => k,
