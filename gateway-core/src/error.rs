@@ -91,9 +91,6 @@ pub enum StartError {
         provider: &'static str,
         message: String,
     },
-    #[error("the server stopped: {0}")]
-    #[diagnostic(code(cairn::gateway::serve))]
-    Serve(#[source] std::io::Error),
 }
 
 /// Why no verified bundle is in force: the last load's failure, kept for `/readyz` and startup.

@@ -22,6 +22,7 @@ use crate::authz::{PolicyState, Probes};
 use crate::cache::ResponseCache;
 use crate::catalogue::Catalogue;
 use crate::config::GatewayConfig;
+use crate::connections;
 use crate::decision_log::{DecisionLog, LogSettings};
 use crate::error::{BundleError, StartError};
 use crate::guardrails::Guardrails;
@@ -93,17 +94,13 @@ impl BoundGateway {
         let app = router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = state.config.shutdown_grace;
-        let server = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let server = connections::serve(self.listener, app, state.metrics.clone(), async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
         let mut stop = stop_rx.clone();
         let served = tokio::select! {
-            r = server => r.map_err(StartError::Serve),
+            () = server => Ok(()),
             () = async move {
                 let _ = stop.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;

@@ -69,6 +69,12 @@ pub struct AttemptLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    /// `head_too_large` (431/414), `malformed` (400), `header_timeout` (closed).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeploymentLabels {
     pub deployment: String,
 }
@@ -92,6 +98,8 @@ pub struct Metrics {
     pub spans_dropped: Counter,
     pub upstream_attempts: Family<AttemptLabels, Counter>,
     pub circuits_opened: Family<DeploymentLabels, Counter>,
+    /// Connections the HTTP server refused before a request existed (see `connections`).
+    pub transport_refusals: Family<TransportLabels, Counter>,
     last_log_error: Mutex<Option<String>>,
 }
 
@@ -218,8 +226,17 @@ impl Metrics {
             "Times a deployment's circuit breaker opened",
             circuits_opened.clone(),
         );
+        let transport_refusals = Family::<TransportLabels, Counter>::default();
+        registry.register(
+            "cairn_transport_refusals",
+            "Connections refused by the HTTP server before a request existed, so with no record: \
+             head_too_large (431 or 414), malformed (400: request line, header or framing), \
+             header_timeout (the head did not arrive in time; closed)",
+            transport_refusals.clone(),
+        );
         Self {
             registry,
+            transport_refusals,
             upstream_attempts,
             circuits_opened,
             limit_rejections,
