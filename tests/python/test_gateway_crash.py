@@ -1,6 +1,7 @@
 """Durability: kill -9 under load and restart, every response the client saw has its record and
 the chain verifies; an unwritable record directory means 503 and nothing served."""
 
+import json
 import threading
 import time
 
@@ -79,6 +80,15 @@ def test_kill_9_under_load_loses_no_answered_request(workdir):
         assert "status" not in o
     seal = next(r for r in everything if r["kind"] == "seal" and "unclean" in r["seal_reason"])
     assert all(o["seq"] < seal["seq"] for o in lost)
+
+    # The spend report counts them apart, so an auditor sees what was charged as reserved.
+    run(["ingest", "decisions", "records", "--pubkey", "keys/signing.pub", "--lake", "lake"], cwd=workdir)
+    days = sorted({o["ts"][:10] for os in outcomes.values() for o in os})
+    r = run(["report", "spend", "--lake", "lake", "--format", "json", "--from", days[0], "--to", days[-1]],
+            cwd=workdir)
+    summary = json.loads(r.stdout)["reports"][0]["sections"]["summary"]["rows"][0]
+    assert summary["lost_outcomes"] == len(lost)
+    assert summary["completions"] == sum(len(os) for os in outcomes.values())
 
 
 def test_unwritable_record_directory_serves_nothing(workdir):
