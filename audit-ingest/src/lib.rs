@@ -17,6 +17,8 @@ pub mod cloudtrail;
 pub mod compact;
 pub mod decisions;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 mod job;
 pub mod json;

@@ -13,4 +13,7 @@ pub mod segment;
 pub mod verify;
 mod wire;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use record::{Body, Decision, Outcome, Record, RecordKind, Seal, Usage};

@@ -18,8 +18,11 @@ pub mod cache;
 pub mod catalogue;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod decision_log;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guardrails;
 pub mod limits;
 pub mod mock_upstream;

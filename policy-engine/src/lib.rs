@@ -17,6 +17,8 @@ pub mod bundle;
 mod engine;
 mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod load;
 pub mod policy_tests;
 mod problem;

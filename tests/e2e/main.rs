@@ -5,6 +5,7 @@
     reason = "tests fail loudly by design"
 )]
 
+mod fuzz_replay;
 mod harness;
 mod lake;
 mod policy;

@@ -39,7 +39,14 @@ pub fn classification(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Classification, GatewayError> {
-    let c = &state.config.raw.classification;
+    classification_of(&state.config.raw.classification, headers)
+}
+
+/// [`classification`] under a given configuration.
+pub fn classification_of(
+    c: &crate::config::ClassificationConfig,
+    headers: &HeaderMap,
+) -> Result<Classification, GatewayError> {
     let mut strictest: Option<Classification> = None;
     for value in headers.get_all(c.header.as_str()) {
         let text = value

@@ -233,6 +233,24 @@ impl OidcVerifier {
         let doc = self.get_json(&url).await?;
         let set: JwkSet =
             serde_json::from_value(doc).map_err(|e| format!("{url}: not a JWKS: {e}"))?;
+        Ok(self.install(&set))
+    }
+
+    /// A verifier whose keys are `set`, which never fetches (the fuzz targets' verifier).
+    #[doc(hidden)]
+    pub fn with_keys(mut config: OidcConfig, set: &JwkSet) -> Result<Self, String> {
+        config.refresh_min_interval_ms = u64::MAX;
+        config.jwks_url = "http://jwks.invalid/".into();
+        let verifier = Self::new(config)?;
+        verifier.install(set);
+        if let Ok(mut last) = verifier.refresh.try_lock() {
+            *last = Some(Instant::now());
+        }
+        Ok(verifier)
+    }
+
+    /// Makes `set` the key set in force; returns how many keys were usable.
+    fn install(&self, set: &JwkSet) -> usize {
         let mut keys = KeySet::default();
         for jwk in &set.keys {
             // Encryption keys never verify signatures.
@@ -261,7 +279,7 @@ impl OidcVerifier {
         let n = keys.by_kid.values().map(Vec::len).sum::<usize>() + keys.anonymous.len();
         self.keys.store(Arc::new(keys));
         self.generation.fetch_add(1, Ordering::Release);
-        Ok(n)
+        n
     }
 
     /// Fetches again unless a fetch happened recently; concurrent callers share one fetch.

@@ -389,6 +389,7 @@ impl Guardrails {
             guardrails: self.clone(),
             classification: classification.to_string(),
             pending: String::new(),
+            released: String::new(),
             in_private_key: None,
             verdict: Verdict::default(),
         }
@@ -398,11 +399,18 @@ impl Guardrails {
 /// Bytes held back from a stream, so a pattern split across chunks is seen whole.
 pub const STREAM_HOLD: usize = 160;
 
+/// How much of the text already sent is kept as the left context of the next scan.
+const STREAM_CONTEXT: usize = 64;
+
 /// Incremental checking of a streamed completion.
 pub struct StreamGuard {
     guardrails: Arc<Guardrails>,
     classification: String,
     pending: String,
+    /// The end of the text already sent (up to [`STREAM_CONTEXT`] bytes): what precedes the
+    /// pending text decides what matches at its start (a digit run that continues one already
+    /// sent is not a card number), as it would in the whole answer.
+    released: String,
     /// Inside a private key block whose action is redact: its text is dropped until END.
     in_private_key: Option<Action>,
     pub verdict: Verdict,
@@ -438,6 +446,7 @@ impl StreamGuard {
                 match detectors::private_key_end(&self.pending) {
                     Some(end) => {
                         self.pending.drain(..end);
+                        self.released.clear();
                         self.in_private_key = None;
                     }
                     None if last => {
@@ -483,7 +492,17 @@ impl StreamGuard {
                     }
                 }
             }
-            let findings = scan(&self.pending, &self.guardrails.denied);
+            let context = self.released.len();
+            let haystack = format!("{}{}", self.released, self.pending);
+            let findings: Vec<Finding> = scan(&haystack, &self.guardrails.denied)
+                .into_iter()
+                .filter(|f| f.start >= context)
+                .map(|f| Finding {
+                    start: f.start - context,
+                    end: f.end - context,
+                    ..f
+                })
+                .collect();
             for f in &findings {
                 if f.start < emit_end && f.end > emit_end {
                     emit_end = f.start;
@@ -514,6 +533,12 @@ impl StreamGuard {
                 }
             }
             let head: String = self.pending.drain(..emit_end).collect();
+            self.released.push_str(&head);
+            let keep = floor_boundary(
+                &self.released,
+                self.released.len().saturating_sub(STREAM_CONTEXT),
+            );
+            self.released.drain(..keep);
             let (text, n) = redact(&head, &final_findings);
             self.verdict.redacted += n;
             out.push_str(&text);

@@ -192,7 +192,7 @@ pub fn parse_completion(v: &Value) -> Result<Completion, ProviderError> {
     })
 }
 
-fn parse_chunk(v: &Value) -> Vec<StreamEvent> {
+pub fn parse_chunk(v: &Value) -> Vec<StreamEvent> {
     let mut out = Vec::new();
     if let Some(choice) = v["choices"].get(0) {
         if let Some(c) = choice["delta"]["content"].as_str()

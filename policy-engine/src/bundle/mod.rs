@@ -272,7 +272,7 @@ fn cedar_schema_text(schema: &SourceFile) -> Result<String, BundleError> {
 }
 
 /// Writes members into a tar archive with normalised headers.
-fn pack(members: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u8>, BundleError> {
+pub(crate) fn pack(members: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u8>, BundleError> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.mode(tar::HeaderMode::Deterministic);
     for (path, data) in members {
@@ -499,7 +499,7 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<VerifiedBundle, Bundle
 }
 
 /// The bytes of the envelope member, as `create` writes it and `verify` expects it.
-fn envelope_member(envelope: &dsse::Envelope) -> Result<Vec<u8>, BundleError> {
+pub(crate) fn envelope_member(envelope: &dsse::Envelope) -> Result<Vec<u8>, BundleError> {
     let mut bytes = serde_json::to_vec_pretty(envelope).map_err(|e| BundleError::Envelope {
         reason: e.to_string(),
     })?;

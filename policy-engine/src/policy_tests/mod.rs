@@ -7,4 +7,4 @@ mod runner;
 mod suite;
 
 pub use runner::{CaseOutcome, CaseStatus, Coverage, TestRun, decision_name, run, run_case};
-pub use suite::{ExpectedErrors, LoadedSuites, PreparedCase, discover, load};
+pub use suite::{ExpectedErrors, LoadedSuites, PreparedCase, discover, load, load_source};

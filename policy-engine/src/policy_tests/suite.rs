@@ -97,27 +97,48 @@ pub fn load(files: &[PathBuf], schema: Option<&Schema>) -> Result<LoadedSuites> 
     for path in files {
         let text = crate::error::read_to_string(path)?;
         let file = SourceFile::new(path, text);
-        let doc = match marked::parse(&file) {
-            Ok(d) => d,
-            Err(p) => {
-                out.problems.push(p);
-                continue;
-            }
-        };
-        let mut loader = SuiteLoader {
-            file: &file,
-            dir: path.parent().unwrap_or(Path::new(".")),
-            schema,
-            entity_files: &mut entity_files,
-            out: &mut out,
-        };
-        if doc.value.is_array() {
-            loader.load_cedar_cli(&doc);
-        } else {
-            loader.load_cairn(&doc);
-        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        load_file(&file, dir, schema, &mut entity_files, &mut out);
     }
     Ok(out)
+}
+
+/// Loads one suite already in memory; entity files it names are read relative to `dir`.
+pub fn load_source(file: &SourceFile, dir: &Path, schema: Option<&Schema>) -> LoadedSuites {
+    let mut out = LoadedSuites {
+        files: vec![PathBuf::from(&*file.name)],
+        ..Default::default()
+    };
+    load_file(file, dir, schema, &mut EntityFiles::default(), &mut out);
+    out
+}
+
+fn load_file(
+    file: &SourceFile,
+    dir: &Path,
+    schema: Option<&Schema>,
+    entity_files: &mut EntityFiles,
+    out: &mut LoadedSuites,
+) {
+    let doc = match marked::parse(file) {
+        Ok(d) => d,
+        Err(p) => {
+            out.problems.push(p);
+            return;
+        }
+    };
+    let mut loader = SuiteLoader {
+        file,
+        dir,
+        schema,
+        entity_files,
+        out,
+    };
+    if doc.value.is_array() {
+        loader.load_cedar_cli(&doc);
+    } else {
+        loader.load_cairn(&doc);
+    }
 }
 
 #[derive(Debug, Deserialize)]
