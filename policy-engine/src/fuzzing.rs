@@ -136,11 +136,7 @@ fn manifest_for(members: &[(String, Vec<u8>)]) -> Vec<u8> {
         created: "1970-01-01T00:00:00Z".into(),
         files: members
             .iter()
-            .map(|(path, data)| FileEntry {
-                path: path.clone(),
-                sha256: bundle::sha256_hex(data),
-                size: data.len() as u64,
-            })
+            .map(|(path, data)| FileEntry::of(path, data))
             .collect(),
         policies: Vec::new(),
         tests: None,

@@ -58,6 +58,17 @@ pub struct FileEntry {
     pub size: u64,
 }
 
+impl FileEntry {
+    /// The manifest's entry for a member's bytes.
+    pub fn of(path: &str, data: &[u8]) -> Self {
+        Self {
+            path: path.to_string(),
+            sha256: sha256_hex(data),
+            size: data.len() as u64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyEntry {
@@ -205,16 +216,12 @@ pub fn create(
         members.insert(member, &f.text);
     }
     let schema_text = cedar_schema_text(schema)?;
-    let mut files = vec![FileEntry {
-        path: SCHEMA_MEMBER.to_string(),
-        sha256: sha256_hex(schema_text.as_bytes()),
-        size: schema_text.len() as u64,
-    }];
-    files.extend(members.iter().map(|(path, text)| FileEntry {
-        path: path.clone(),
-        sha256: sha256_hex(text.as_bytes()),
-        size: text.len() as u64,
-    }));
+    let mut files = vec![FileEntry::of(SCHEMA_MEMBER, schema_text.as_bytes())];
+    files.extend(
+        members
+            .iter()
+            .map(|(path, text)| FileEntry::of(path, text.as_bytes())),
+    );
     let mut policies: Vec<PolicyEntry> = loaded
         .policies
         .iter()
