@@ -57,7 +57,7 @@ run_one() {
   # Inputs are kept short where the parser's state is small, so the corpus stays small enough to
   # keep in the repository; sources of records get room for several.
   local max_len=16384
-  case $t in bearer|headers) max_len=2048 ;; chat_request|upstream_response|record_lines) max_len=8192 ;; esac
+  case $t in bearer|headers) max_len=2048 ;; chat_request|upstream_response|record_lines|mcp_message) max_len=8192 ;; esac
   local parallel=()
   [[ $JOBS -gt 1 ]] && parallel=(-jobs="$JOBS" -workers="$JOBS")
   echo "==> $t for ${secs}s"

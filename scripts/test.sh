@@ -8,7 +8,9 @@
 #   - Debian packages the tests start as real servers or drive: redis-server, chromium
 #     (only when missing; needs root or sudo)
 #   - a Python venv with tests/python/requirements.txt (pinned): the OpenAI SDK, DuckDB,
-#     pyarrow, SeaweedFS, moto, botocore, opentelemetry-proto, ...
+#     pyarrow, SeaweedFS, moto, botocore, opentelemetry-proto, the MCP SDK, ...
+#   - the npm MCP reference servers (server-everything, server-filesystem) under
+#     ~/.cache/cairn/npm, pinned
 # Build output goes to $CARGO_TARGET_DIR (default ./target; .ci/run points it at a cache outside
 # the clone). The first build takes about 7 minutes on 2 cores; nothing here builds --release.
 set -euo pipefail
@@ -51,6 +53,20 @@ if [[ $ONLY_RUST -eq 0 ]]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
     echo "$want" > "$stamp"
   fi
+fi
+
+if [[ $ONLY_RUST -eq 0 ]]; then
+  # The MCP reference servers the gateway's tests run as upstreams, pinned, in the cache.
+  NPM_DIR=${CAIRN_NPM:-$CACHE/npm}
+  npm_want="@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/server-filesystem@2026.8.31"
+  if [[ "$(cat "$NPM_DIR/.installed" 2>/dev/null)" != "$npm_want" ]]; then
+    phase "npm: $npm_want into $NPM_DIR"
+    mkdir -p "$NPM_DIR"
+    # shellcheck disable=SC2086
+    (cd "$NPM_DIR" && npm install --no-audit --no-fund --silent $npm_want)
+    echo "$npm_want" > "$NPM_DIR/.installed"
+  fi
+  export CAIRN_NPM="$NPM_DIR"
 fi
 
 phase "cargo fmt --check"

@@ -331,6 +331,12 @@ pub struct ServeArgs {
     /// Listen address (port 0 picks a free port); overrides the configuration.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// A local MCP server to serve at /mcp: its name, `=`, and the command that runs it with
+    /// stdio as its transport (split on whitespace), e.g.
+    /// `--mcp 'everything=npx -y @modelcontextprotocol/server-everything'`. Repeatable; added
+    /// to the configuration's `[[mcp.servers]]`.
+    #[arg(long = "mcp", value_name = "NAME=COMMAND")]
+    pub mcp: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -31,8 +31,12 @@ pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
         include_str!("../policies/tests/invoke_model.yaml"),
     ),
     (
-        "tests/tools_and_audit.yaml",
-        include_str!("../policies/tests/tools_and_audit.yaml"),
+        "tests/tools.yaml",
+        include_str!("../policies/tests/tools.yaml"),
+    ),
+    (
+        "tests/audit.yaml",
+        include_str!("../policies/tests/audit.yaml"),
     ),
     (
         "tests/cedar_cli_format.json",

@@ -106,3 +106,24 @@ manifest = {"format": "cairn.policy-bundle/v1", "version": "1", "source_commit":
             "policies": [], "tests": {"cases": 1, "passed": 1, "coverage_percent": 100}}
 put("bundle", b"\x02" + SEP.join([json.dumps(manifest, indent=2)] + [f"{p}\n{t}" for p, t in members]).encode())
 put("bundle", b"\x00" + b"not a tar archive")
+
+META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}
+mcp_head = "mcp-protocol-version: 2026-07-28\nmcp-method: {m}\n{extra}\n"
+for method, params, extra in [
+    ("tools/call", {"name": "files__write_file", "arguments": {"path": "/srv/scratch/a", "content": "x"}},
+     "mcp-name: files__write_file\n"),
+    ("tools/call", {"name": "files__Grüße", "arguments": {}}, "mcp-name: =?base64?ZmlsZXNfX0dyw7zDn2U=?=\n"),
+    ("tools/list", {}, ""),
+    ("server/discover", {}, ""),
+]:
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": META}}
+    put("mcp_message", mcp_head.format(m=method, extra=extra) + "\n" + json.dumps(body))
+put("mcp_message", "\n\n" + json.dumps({"jsonrpc": "2.0", "id": "a", "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}}))
+put("mcp_message", "\n\n" + json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+put("mcp_message", "\n\n" + json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+    "name": "write_file", "annotations": {"readOnlyHint": False, "destructiveHint": False},
+    "inputSchema": {"type": "object", "required": ["path"], "additionalProperties": False,
+                    "properties": {"path": {"type": "string"}, "n": {"type": ["integer", "null"]}}},
+    "arguments": {"path": "/a", "n": 2.0}}}))

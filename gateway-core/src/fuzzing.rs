@@ -117,6 +117,19 @@ pub fn bearer(data: &[u8]) {
 /// Request headers, one `name: value` per line, through authentication (API keys and OIDC) and
 /// the data classification.
 pub fn headers(data: &[u8]) {
+    let headers = header_lines(data);
+    authenticate(&headers);
+    let config = ClassificationConfig::default();
+    if let Ok(c) = classification_of(&config, &headers) {
+        assert!(
+            config.levels.get(&c.label) == Some(&c.level),
+            "a classification outside the configured levels"
+        );
+    }
+}
+
+/// `Name: value` lines as headers; lines that are not one are skipped.
+fn header_lines(data: &[u8]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for line in data.split(|b| *b == b'\n') {
         let Some(colon) = line.iter().position(|b| *b == b':') else {
@@ -132,14 +145,80 @@ pub fn headers(data: &[u8]) {
             headers.append(n, v);
         }
     }
-    authenticate(&headers);
-    let config = ClassificationConfig::default();
-    if let Ok(c) = classification_of(&config, &headers) {
-        assert!(
-            config.levels.get(&c.label) == Some(&c.level),
-            "a classification outside the configured levels"
+    headers
+}
+
+/// An MCP POST: header lines, a blank line, then the body. The envelope is parsed (and must
+/// read the same once written again), the 2026-07-28 header checks run (a request they accept
+/// names a supported revision and its `Mcp-Method`), the tool name's namespacing and header
+/// encoding round-trip, and `params` is taken as a tool definition (its risk is one of the
+/// three) whose input schema checks the arguments.
+pub fn mcp_message(data: &[u8]) {
+    use crate::mcp::{catalogue, serve, wire};
+    let (head, body) = match data.windows(2).position(|w| w == b"\n\n") {
+        Some(i) => (&data[..i], &data[i + 2..]),
+        None => (&[][..], data),
+    };
+    let headers = header_lines(head);
+    let Ok(msg) = wire::parse(body) else {
+        return;
+    };
+    let mut again = json!({ "jsonrpc": "2.0", "method": msg.method, "params": msg.params });
+    if let Some(id) = &msg.id {
+        again["id"] = id.clone();
+    }
+    let reread = serde_json::to_vec(&again)
+        .ok()
+        .and_then(|b| wire::parse(&b).ok());
+    assert_eq!(
+        reread.as_ref(),
+        Some(&msg),
+        "the envelope reads differently once written"
+    );
+    if let Ok(version) = wire::check_modern(&headers, &msg) {
+        assert!(wire::MODERN.contains(&version.as_str()));
+        assert_eq!(
+            headers
+                .get(wire::METHOD_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            Some(msg.method.as_str())
         );
     }
+    if let Some(name) = msg.str_param("name") {
+        let encoded = wire::encode_header_value(name);
+        assert_eq!(wire::decode_header_value(&encoded).as_deref(), Some(name));
+        if let Some((server, tool)) = catalogue::split(name) {
+            assert_eq!(catalogue::namespaced(server, tool), name);
+            assert!(!server.contains(catalogue::SEPARATOR));
+        }
+    }
+    let server = mcp_server();
+    if let Some(tool) = catalogue::ToolDef::new(server, Value::Object(msg.params.clone())) {
+        assert!(matches!(tool.risk(), "read" | "write" | "destructive"));
+        let args = msg
+            .params
+            .get("arguments")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let _ = serve::check_arguments(&tool.definition, &args);
+        let mut listed = tool.listed(true);
+        guardrails().check_json(&mut listed, "internal", None);
+    }
+}
+
+fn mcp_server() -> &'static crate::mcp::config::McpServerConfig {
+    static SERVER: OnceLock<crate::mcp::config::McpServerConfig> = OnceLock::new();
+    SERVER.get_or_init(|| crate::mcp::config::McpServerConfig {
+        name: "fuzz".into(),
+        command: vec!["true".into()],
+        env: Default::default(),
+        cwd: None,
+        owner_team: String::new(),
+        max_data_level: 1,
+        guardrails: String::new(),
+        tools: Default::default(),
+    })
 }
 
 fn guardrails() -> &'static Arc<Guardrails> {

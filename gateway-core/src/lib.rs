@@ -25,6 +25,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod guardrails;
 pub mod limits;
+pub mod mcp;
 pub mod mock_upstream;
 pub mod openai;
 pub mod protocols;

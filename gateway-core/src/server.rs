@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -27,6 +27,7 @@ use crate::decision_log::{DecisionLog, LogSettings};
 use crate::error::{BundleError, StartError};
 use crate::guardrails::Guardrails;
 use crate::limits::Limiter;
+use crate::mcp::{self, Mcp};
 use crate::openai;
 use crate::protocols;
 use crate::providers::Providers;
@@ -85,6 +86,7 @@ impl BoundGateway {
             );
         }
         let refresher = spawn_jwks_refresher(state.clone());
+        state.mcp.upstreams.start().await;
         if state.limiter.enabled()
             && let Err(e) = state.limiter.probe().await
         {
@@ -128,6 +130,16 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/mcp", post(mcp_post).get(mcp_get).delete(mcp_delete))
+        .route(
+            "/mcp/{server}",
+            post(mcp_post_one).get(mcp_get).delete(mcp_delete),
+        )
+        .route("/.well-known/oauth-protected-resource", get(mcp_resource))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(mcp_resource),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -148,6 +160,37 @@ async fn models(
     headers: HeaderMap,
 ) -> Response {
     protocols::models::list(&state, peer, &headers).await
+}
+
+async fn mcp_post(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mcp::serve::post(state, peer, headers, None, body).await
+}
+
+async fn mcp_post_one(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    UrlPath(server): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    mcp::serve::post(state, peer, headers, Some(server), body).await
+}
+
+async fn mcp_get() -> Response {
+    mcp::get_not_allowed()
+}
+
+async fn mcp_delete(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    mcp::serve::delete(state, headers).await
+}
+
+async fn mcp_resource(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    mcp::protected_resource(&state, &headers)
 }
 
 async fn healthz() -> Response {
@@ -271,7 +314,9 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         metrics.spans_dropped.clone(),
     );
     let (log, writer) = DecisionLog::start(settings, signing_key, metrics.clone());
+    let mcp = Mcp::new(&config.raw.mcp);
     let state = Arc::new(AppState {
+        mcp,
         guardrails,
         limiter,
         cache,

@@ -11,6 +11,7 @@ use crate::config::GatewayConfig;
 use crate::decision_log::DecisionLog;
 use crate::guardrails::Guardrails;
 use crate::limits::Limiter;
+use crate::mcp::Mcp;
 use crate::providers::bedrock::BedrockProvider;
 use crate::providers::{ModelProvider, Providers};
 use crate::routing::Router as ModelRouter;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub exporter: Option<Exporter>,
     pub router: ModelRouter,
     pub providers: Providers,
+    pub mcp: Mcp,
 }
 
 impl AppState {

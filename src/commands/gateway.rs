@@ -166,6 +166,9 @@ fn serve(args: &ServeArgs) -> CliResult {
     if let Some(listen) = &args.listen {
         raw.server.listen = listen.clone();
     }
+    for spec in &args.mcp {
+        raw.mcp.servers.push(mcp_server_arg(spec)?);
+    }
     let dev = if args.config.is_none() {
         Some(dev_setup(&mut raw, Path::new(".cairn"))?)
     } else {
@@ -173,6 +176,13 @@ fn serve(args: &ServeArgs) -> CliResult {
     };
     let config = GatewayConfig::resolve(raw)?;
     let records = config.records_dir.clone();
+    let mcp_names: Vec<String> = config
+        .raw
+        .mcp
+        .servers
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
     let rt = runtime()?;
     rt.block_on(async move {
         let gateway = gateway_core::bind(config).await?;
@@ -195,6 +205,10 @@ fn serve(args: &ServeArgs) -> CliResult {
                 " (NOT WRITABLE - every request gets 503)"
             }
         );
+        let servers: Vec<&str> = mcp_names.iter().map(String::as_str).collect();
+        if !servers.is_empty() {
+            outln!("MCP: http://{addr}/mcp ({})", servers.join(", "));
+        }
         if let Some(dev) = &dev {
             outln!(
                 "dev API key: {} (also in {}; policies from {})",
@@ -206,6 +220,26 @@ fn serve(args: &ServeArgs) -> CliResult {
         gateway.run(shutdown_signal()).await?;
         eprintln!("gateway stopped; records flushed and sealed");
         Ok(Outcome::Success)
+    })
+}
+
+/// `NAME=COMMAND` of `--mcp`.
+fn mcp_server_arg(spec: &str) -> Result<gateway_core::config::McpServerConfig, CliError> {
+    let Some((name, command)) = spec.split_once('=') else {
+        return Err(CliError::input(miette::miette!(
+            help = "for example --mcp 'everything=npx -y @modelcontextprotocol/server-everything'",
+            "`--mcp {spec}` must be NAME=COMMAND"
+        )));
+    };
+    Ok(gateway_core::config::McpServerConfig {
+        name: name.trim().to_string(),
+        command: command.split_whitespace().map(str::to_string).collect(),
+        env: Default::default(),
+        cwd: None,
+        owner_team: String::new(),
+        max_data_level: 1,
+        guardrails: String::new(),
+        tools: Default::default(),
     })
 }
 

@@ -15,6 +15,7 @@ const TARGETS: &[(&str, Entry)] = &[
         "upstream_response",
         gateway_core::fuzzing::upstream_response,
     ),
+    ("mcp_message", gateway_core::fuzzing::mcp_message),
     ("cloudtrail", audit_ingest::fuzzing::cloudtrail),
     ("otlp", audit_ingest::fuzzing::otlp),
     ("record_lines", decision_record::fuzzing::record_lines),

@@ -18,13 +18,13 @@ fn repository_policies_validate_format_and_test_clean() {
     let p = policies.to_str().unwrap();
     c.run(&["policy", "validate", "--policies", p, "--deny-warnings"])
         .expect_code(0)
-        .expect_output("17 policies");
+        .expect_output("21 policies");
     c.run(&["policy", "fmt", "--check", "--policies", p])
         .expect_code(0);
     c.run(&["policy", "test", "--policies", p, "--min-coverage", "100"])
         .expect_code(0)
         .expect_output("0 failed")
-        .expect_output("coverage: 17/17");
+        .expect_output("coverage: 21/21");
 }
 
 #[test]
@@ -154,21 +154,19 @@ fn malformed_test_cases_are_located() {
         "    expect: allow\n    reasons: [users-invoke-models]\n    colour: blue\n",
     );
     c.replace(
-        "policies/tests/tools_and_audit.yaml",
+        "policies/tests/audit.yaml",
         "    expect: deny\n    reasons: []\n",
         "    expect: 7\n    reasons: []\n",
     );
     let text = c.read("policies/tests/invoke_model.yaml");
     let colour_line = text.lines().position(|l| l.contains("colour")).unwrap() + 1;
-    let text = c.read("policies/tests/tools_and_audit.yaml");
+    let text = c.read("policies/tests/audit.yaml");
     let expect_line = text.lines().position(|l| l.contains("expect: 7")).unwrap() + 1;
     c.run(&["policy", "validate"])
         .expect_code(1)
         .expect_output(&format!("policies/tests/invoke_model.yaml:{colour_line}:5"))
         .expect_output("unknown field `colour`")
-        .expect_output(&format!(
-            "policies/tests/tools_and_audit.yaml:{expect_line}:"
-        ))
+        .expect_output(&format!("policies/tests/audit.yaml:{expect_line}:"))
         .expect_output("field `expect`");
     // `policy test` counts a malformed case as a failure and says where it is.
     c.run(&["policy", "test"])
@@ -224,8 +222,8 @@ fn failing_case_reports_expected_actual_and_determining_policies() {
         .expect_output(&format!("FAIL  policies/tests/invoke_model.yaml:{line}"))
         .expect_output("expected allow, got deny")
         .expect_output("determined by [interns-low-cost-only]")
-        .expect_output("38 passed, 1 failed");
-    assert!(r.stdout.trim_end().ends_with("38 passed, 1 failed"));
+        .expect_output("48 passed, 1 failed");
+    assert!(r.stdout.trim_end().ends_with("48 passed, 1 failed"));
 
     let junit = c.run(&["policy", "test", "--format", "junit"]);
     junit.expect_code(1);
@@ -240,7 +238,7 @@ fn failing_case_reports_expected_actual_and_determining_policies() {
     let json = c.run(&["policy", "test", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["failed"], 1);
-    assert_eq!(v["passed"], 38);
+    assert_eq!(v["passed"], 48);
 }
 
 #[test]
@@ -293,7 +291,7 @@ fn coverage_lists_policies_no_test_exercised() {
     c.run(&["policy", "test", "--min-coverage", "100"])
         .expect_code(1)
         .expect_output("weekend-freeze")
-        .expect_output("coverage: 17/18");
+        .expect_output("coverage: 21/22");
     c.run(&["policy", "test", "--min-coverage", "90"])
         .expect_code(0);
 }
@@ -544,7 +542,7 @@ fn bundle_is_deterministic_and_verifies() {
     );
     c.run(&["policy", "verify", "a.tar", "--pubkey", "k/signing.pub"])
         .expect_code(0)
-        .expect_output("17 policies");
+        .expect_output("21 policies");
 }
 
 /// `cairn policy bundle` with the key in `k/`, into `b.tar`, and `extra` arguments.

@@ -36,7 +36,7 @@ use crate::error::GatewayError;
 use crate::openai;
 use crate::state::AppState;
 
-pub use scope::{RequestScope, SpanEnd, Stage, StageClock, genai_provider};
+pub use scope::{McpSpan, RequestScope, SpanEnd, Stage, StageClock, genai_provider};
 
 /// The anonymous principal of a request that did not authenticate.
 pub const ANONYMOUS: &str = "Anonymous::\"anonymous\"";
@@ -97,31 +97,50 @@ pub fn error_response(scope: &RequestScope, e: &GatewayError) -> Response {
 /// Records a request that ends in an error before it is served, then answers it. If the record
 /// cannot be made durable, the answer is 503 instead.
 pub async fn refuse(state: &AppState, adm: Admission, e: GatewayError) -> Response {
-    let Admission { scope, mut record } = adm;
     let (status, _, reason) = e.classify();
-    if record.principal.is_none() {
-        record.principal = Some(ANONYMOUS.into());
-    }
-    record.decision = Some("deny".into());
-    record.status = Some(status.as_u16());
-    record.reason = Some(reason.into());
-    if record.errors.is_none() {
-        record.errors = Some(match &e {
+    let mut adm = adm;
+    if adm.record.errors.is_none() {
+        adm.record.errors = Some(match &e {
             GatewayError::Denied { .. } => Vec::new(),
             other => vec![other.to_string()],
         });
     }
-    record.latency_ms = Some(scope.started.elapsed().as_millis() as u64);
-    let model = record.model.clone().unwrap_or_default();
+    let model = adm.record.model.clone().unwrap_or_default();
     let span_end = SpanEnd {
-        request_model: record.model.clone(),
-        provider: record.provider.clone(),
+        request_model: adm.record.model.clone(),
+        provider: adm.record.provider.clone(),
         status: status.as_u16(),
         decision: "deny",
         reason: reason.to_string(),
         error_type: Some(reason.to_string()),
         ..SpanEnd::default()
     };
+    refuse_with(state, adm, status, reason, &model, span_end, |scope| {
+        error_response(scope, &e)
+    })
+    .await
+}
+
+/// [`refuse`] for a protocol with its own error shape: the refusal is recorded (status, reason,
+/// latency; `errors` as the caller left them), then `respond` builds the answer, or it is 503
+/// when the record cannot be made durable. `label` is the metrics' model label.
+pub async fn refuse_with(
+    state: &AppState,
+    adm: Admission,
+    status: StatusCode,
+    reason: &str,
+    label: &str,
+    span_end: SpanEnd,
+    respond: impl FnOnce(&RequestScope) -> Response,
+) -> Response {
+    let Admission { scope, mut record } = adm;
+    if record.principal.is_none() {
+        record.principal = Some(ANONYMOUS.into());
+    }
+    record.decision = Some("deny".into());
+    record.status = Some(status.as_u16());
+    record.reason = Some(reason.into());
+    record.latency_ms = Some(scope.started.elapsed().as_millis() as u64);
     let durable = {
         let mut stage = scope.stage(state, "record");
         let durable = state.log.append(scope.decision_record(record)).await;
@@ -134,10 +153,10 @@ pub async fn refuse(state: &AppState, adm: Admission, e: GatewayError) -> Respon
         Ok(_) => {
             state
                 .metrics
-                .request("deny", &model, status.as_u16(), reason);
-            error_response(&scope, &e)
+                .request("deny", label, status.as_u16(), reason);
+            respond(&scope)
         }
-        Err(_) => records_unavailable(state, &scope, &model),
+        Err(_) => records_unavailable(state, &scope, label),
     };
     scope.finish(state, span_end);
     resp

@@ -96,6 +96,18 @@ pub struct SpanEnd {
     /// `gen_ai.input.messages` / `gen_ai.output.messages`, only when content capture is on.
     pub input_messages: Option<String>,
     pub output_messages: Option<String>,
+    /// An MCP request: the root span is named for the method (and tool) instead of the chat.
+    pub mcp: Option<McpSpan>,
+}
+
+/// What the root span of an MCP request says (the MCP and GenAI semantic conventions).
+#[derive(Debug, Default)]
+pub struct McpSpan {
+    pub method: String,
+    /// The tool's name as the client gave it (`tools/call`).
+    pub tool: Option<String>,
+    pub session: Option<String>,
+    pub version: Option<String>,
 }
 
 /// The `gen_ai.provider.name` of a Cairn provider.
@@ -210,12 +222,16 @@ impl RequestScope {
             let mut g = spans.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::replace(&mut *g, RequestSpans::new(&self.trace))
         };
-        let name = match &end.request_model {
-            Some(m) => format!("chat {m}"),
-            None => "chat".to_string(),
+        let (name, operation) = match (&end.mcp, &end.request_model) {
+            (Some(m), _) => match &m.tool {
+                Some(t) => (format!("{} {t}", m.method), "execute_tool"),
+                None => (m.method.clone(), "mcp"),
+            },
+            (None, Some(m)) => (format!("chat {m}"), "chat"),
+            (None, None) => ("chat".to_string(), "chat"),
         };
         let mut attrs: Vec<(&'static str, Attr)> = vec![
-            ("gen_ai.operation.name", "chat".into()),
+            ("gen_ai.operation.name", operation.into()),
             (
                 "http.response.status_code",
                 Attr::Int(i64::from(end.status)),
@@ -224,6 +240,18 @@ impl RequestScope {
             ("cairn.decision", end.decision.into()),
             ("cairn.reason", end.reason.into()),
         ];
+        if let Some(m) = &end.mcp {
+            attrs.push(("mcp.method.name", m.method.clone().into()));
+            if let Some(t) = &m.tool {
+                attrs.push(("gen_ai.tool.name", t.clone().into()));
+            }
+            if let Some(s) = &m.session {
+                attrs.push(("mcp.session.id", s.clone().into()));
+            }
+            if let Some(v) = &m.version {
+                attrs.push(("mcp.protocol.version", v.clone().into()));
+            }
+        }
         if let Some(p) = &end.provider {
             attrs.push(("gen_ai.provider.name", genai_provider(p).into()));
         }

@@ -85,10 +85,15 @@ fn attrs<'a>(
 
 /// The request context; `context` is the JSON object the decision record keeps.
 pub fn context(context: &Value) -> Result<Context, String> {
+    Context::from_pairs(context_pairs(context)?).map_err(|e| policy_engine::chain(&e))
+}
+
+/// The context's fields as Cedar values, for a caller that adds more.
+pub fn context_pairs(context: &Value) -> Result<Vec<(String, RestrictedExpression)>, String> {
     let Value::Object(fields) = context else {
         return Err("the context is not an object".into());
     };
-    let pairs = fields
+    fields
         .iter()
         .map(|(k, v)| {
             let value = match v {
@@ -98,8 +103,7 @@ pub fn context(context: &Value) -> Result<Context, String> {
             };
             Ok((k.clone(), value))
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    Context::from_pairs(pairs).map_err(|e| policy_engine::chain(&e))
+        .collect()
 }
 
 /// The principal, its groups and the resource, checked against the schema.
@@ -109,12 +113,19 @@ pub fn entities(
     resource: EntityUid,
     resource_attrs: &Value,
 ) -> Result<Entities, String> {
+    let mut list = principal_entities(principal)?;
+    list.push(entity(resource, resource_attrs, HashSet::new())?);
+    Entities::from_entities(list, Some(schema)).map_err(|e| policy_engine::chain(&e))
+}
+
+/// The principal and its groups.
+pub fn principal_entities(principal: &Principal) -> Result<Vec<Entity>, String> {
     let parents = principal
         .parents
         .iter()
         .map(|(t, id)| uid(t, id))
         .collect::<Result<HashSet<_>, _>>()?;
-    let mut list = Vec::with_capacity(parents.len() + 2);
+    let mut list = Vec::with_capacity(parents.len() + 3);
     for parent in &parents {
         list.push(Entity::new_no_attrs(parent.clone(), HashSet::new()));
     }
@@ -126,8 +137,7 @@ pub fn entities(
         )
         .map_err(|e| e.to_string())?,
     );
-    list.push(entity(resource, resource_attrs, HashSet::new())?);
-    Entities::from_entities(list, Some(schema)).map_err(|e| policy_engine::chain(&e))
+    Ok(list)
 }
 
 /// One entity whose attributes are a JSON object (or null for none).

@@ -5,6 +5,7 @@
 
 mod cedar_values;
 mod reload;
+pub mod tools;
 
 use std::sync::OnceLock;
 
@@ -103,7 +104,12 @@ pub fn decide(
             (request, entities)
         }
     };
-    let response = engine.is_authorized(&request, &entities);
+    Ok(decision_of(&engine.is_authorized(&request, &entities)))
+}
+
+/// Cedar's answer as the record keeps it: determining policies sorted, evaluation errors as
+/// `policy id: error`.
+fn decision_of(response: &policy_engine::cedar_policy::Response) -> Decision {
     let mut reasons: Vec<String> = response
         .diagnostics()
         .reason()
@@ -119,11 +125,11 @@ pub fn decide(
             }
         })
         .collect();
-    Ok(Decision {
+    Decision {
         allow: response.decision() == policy_engine::cedar_policy::Decision::Allow,
         reasons,
         errors,
-    })
+    }
 }
 
 /// Checks that a bundle's schema accepts what the gateway sends: the model entity, and a request
@@ -163,19 +169,19 @@ pub fn check_fit(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use std::collections::BTreeMap;
     use std::path::Path;
 
     use ed25519_dalek::SigningKey;
+    use policy_engine::PolicyEngine;
     use policy_engine::bundle::{self, BundleMeta};
     use policy_engine::load::{self, PolicySources};
-    use serde_json::json;
+    use serde_json::Value;
 
-    use super::*;
-    use crate::authn::AuthInfo;
+    use crate::authn::{AuthInfo, Principal};
 
-    fn default_engine() -> PolicyEngine {
+    pub fn default_engine() -> PolicyEngine {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
         let sources = PolicySources::discover(&root, None).expect("policies/");
         let loaded = load::load_and_validate(&sources).expect("policies load");
@@ -190,7 +196,7 @@ mod tests {
         PolicyEngine::from_bundle(verified).expect("engine")
     }
 
-    fn principal(entity_type: &str, id: &str, groups: &[&str], attrs: Value) -> Principal {
+    pub fn principal(entity_type: &str, id: &str, groups: &[&str], attrs: Value) -> Principal {
         let attrs: BTreeMap<String, Value> =
             serde_json::from_value(attrs).expect("attributes object");
         Principal {
@@ -208,6 +214,14 @@ mod tests {
             },
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::fixtures::{default_engine, principal};
+    use super::*;
 
     fn alice() -> Principal {
         principal(

@@ -24,6 +24,7 @@ const SECTIONS: &[&str] = &[
     "cache",
     "telemetry",
     "routing",
+    "mcp",
 ];
 
 /// Reads the file (when given) and applies environment overrides from `env`.
@@ -270,6 +271,16 @@ impl GatewayConfig {
             problems.push("`providers.mock.fail_rate` must be between 0.0 and 1.0".into());
         }
         problems.extend(crate::limits::check_config(&raw.limits));
+        problems.extend(crate::mcp::config::check_config(&raw.mcp));
+        let resource = &raw.mcp.resource;
+        if !resource.is_empty()
+            && !raw.auth.oidc.issuer.is_empty()
+            && !raw.auth.oidc.audiences.contains(resource)
+        {
+            problems.push(format!(
+                "`auth.oidc.audiences` must include `mcp.resource` `{resource}`: MCP clients get tokens for that resource (RFC 8707), and a token for any other audience must be refused"
+            ));
+        }
         problems.extend(crate::guardrails::check_config(
             &raw.guardrails,
             &raw.classification.levels,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::cache::CacheConfig;
 pub use crate::guardrails::GuardrailsConfig;
 pub use crate::limits::{LimitRule, LimitsConfig};
+pub use crate::mcp::config::{McpConfig, McpServerConfig, ToolSettings};
 pub use crate::telemetry::otlp::TelemetryConfig;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -27,6 +28,8 @@ pub struct RawConfig {
     pub cache: CacheConfig,
     pub telemetry: TelemetryConfig,
     pub routing: RoutingConfig,
+    /// Upstream MCP servers, served at `/mcp`.
+    pub mcp: McpConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

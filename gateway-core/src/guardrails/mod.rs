@@ -84,7 +84,7 @@ impl Action {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "block" => Some(Self::Block),
             "redact" => Some(Self::Redact),
@@ -257,10 +257,26 @@ impl Guardrails {
 
     /// Scans one text, redacting in place what must be redacted.
     pub fn check_text(&self, text: &mut String, classification: &str) -> Verdict {
+        self.check_text_as(text, classification, None)
+    }
+
+    /// Scans one text; `force` replaces the configured action for every finding (an MCP server
+    /// set to block or redact whatever is found).
+    fn check_text_as(
+        &self,
+        text: &mut String,
+        classification: &str,
+        force: Option<Action>,
+    ) -> Verdict {
         let mut v = Verdict::default();
         let findings: Vec<(Finding, Action)> = scan(text, &self.denied)
             .into_iter()
-            .map(|f| (f, self.action(f.kind, classification)))
+            .map(|f| {
+                (
+                    f,
+                    force.unwrap_or_else(|| self.action(f.kind, classification)),
+                )
+            })
             .collect();
         for (f, a) in &findings {
             *v.counts.entry(f.kind.name()).or_default() += 1;
@@ -308,7 +324,7 @@ impl Guardrails {
             return self.check_text(args, classification);
         };
         let mut v = Verdict::default();
-        self.check_json_strings(&mut value, classification, &mut v);
+        self.check_json_strings(&mut value, classification, None, &mut v);
         if v.redacted > 0
             && let Ok(text) = serde_json::to_string(&value)
         {
@@ -317,23 +333,42 @@ impl Guardrails {
         v
     }
 
-    fn check_json_strings(&self, value: &mut Value, classification: &str, v: &mut Verdict) {
+    /// Scans every string of a JSON value (keys included), redacting in place; `force` as for
+    /// [`Self::check_text_as`]. For MCP tool arguments and results.
+    pub fn check_json(
+        &self,
+        value: &mut Value,
+        classification: &str,
+        force: Option<Action>,
+    ) -> Verdict {
+        let mut v = Verdict::default();
+        self.check_json_strings(value, classification, force, &mut v);
+        v
+    }
+
+    fn check_json_strings(
+        &self,
+        value: &mut Value,
+        classification: &str,
+        force: Option<Action>,
+        v: &mut Verdict,
+    ) {
         match value {
             Value::String(s) => {
                 let mut text = std::mem::take(s);
-                v.merge(self.check_text(&mut text, classification));
+                v.merge(self.check_text_as(&mut text, classification, force));
                 *s = text;
             }
             Value::Array(items) => {
                 for item in items {
-                    self.check_json_strings(item, classification, v);
+                    self.check_json_strings(item, classification, force, v);
                 }
             }
             Value::Object(fields) => {
                 // Keys are model-written text too; serde_json's parser bounds the depth.
                 for (mut key, mut field) in std::mem::take(fields) {
-                    v.merge(self.check_text(&mut key, classification));
-                    self.check_json_strings(&mut field, classification, v);
+                    v.merge(self.check_text_as(&mut key, classification, force));
+                    self.check_json_strings(&mut field, classification, force, v);
                     fields.insert(key, field);
                 }
             }

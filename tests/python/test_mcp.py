@@ -1,0 +1,374 @@
+"""The MCP gateway with the official MCP Python SDK as the client, over Streamable HTTP, in
+both protocol eras (2026-07-28 and the handshake era), in front of real upstream servers:
+a Python SDK server and the npm reference servers, over stdio."""
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters  # noqa: F401  (the SDK's public entry points)
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from conftest import REPO, run
+from gateway_harness import ALICE_KEY, CI_KEY, Gateway, base_config, make_signed_bundle
+
+PROBE = REPO / "tests" / "python" / "mcp_probe_server.py"
+NPM = Path(os.environ.get("CAIRN_NPM", Path.home() / ".cache" / "cairn" / "npm")) / "node_modules"
+EVERYTHING = NPM / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+FILESYSTEM = NPM / "@modelcontextprotocol" / "server-filesystem" / "dist" / "index.js"
+MODES = ["2026-07-28", "legacy"]
+# A secret the gateway's environment holds and no upstream may see.
+GATEWAY_SECRET = "gateway-secret-0123456789"
+
+
+def probe_server(name="probe", extra=""):
+    return f"""
+[[mcp.servers]]
+name = "{name}"
+command = ["{sys.executable}", "{PROBE}"]
+owner_team = "platform"
+max_data_level = 1
+env = {{ PROBE_SETTING = "visible" }}
+{extra}
+"""
+
+
+def start(workdir, servers, extra=""):
+    make_signed_bundle(workdir)
+    gw = Gateway(workdir, base_config(workdir, extra=servers + extra), env={"CAIRN_TEST_SECRET": GATEWAY_SECRET})
+    return gw.start(timeout=60)
+
+
+@pytest.fixture
+def gateway(workdir):
+    gw = start(workdir, probe_server())
+    yield gw
+    gw.stop()
+
+
+def session(gw, key, mode, path="/mcp"):
+    """Runs `fn(client)` with an SDK client speaking `mode`, authenticated with `key`."""
+
+    async def go(fn):
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+            async with Client(streamable_http_client(gw.url + path, http_client=http), mode=mode) as c:
+                return await fn(c)
+
+    return lambda fn: asyncio.run(go(fn))
+
+
+def text(result):
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+def mcp_records(gw, method=None):
+    out = [r for r in gw.records() if r.get("kind") == "decision" and "mcp" in (r.get("extra") or {})]
+    return [r for r in out if method is None or r["extra"]["mcp"].get("method") == method]
+
+
+def outcome_of(gw, decision_id):
+    for r in gw.records():
+        if r.get("kind") == "outcome" and r.get("decision_id") == decision_id:
+            return r
+    return None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_listing_is_namespaced_and_filtered_by_policy(gateway, mode):
+    names = lambda c: c.list_tools()  # noqa: E731
+
+    alice = {t.name for t in session(gateway, ALICE_KEY, mode)(lambda c: names(c)).tools}
+    # Engineering may call read and write tools; the destructive one needs SRE.
+    assert "probe__search_notes" in alice and "probe__write_file" in alice
+    assert "probe__delete_note" not in alice
+    bot = {t.name for t in session(gateway, CI_KEY, mode)(lambda c: names(c)).tools}
+    assert "probe__search_notes" in bot
+    assert "probe__write_file" not in bot and "probe__delete_note" not in bot
+
+    # One server alone, under its own names.
+    own = {t.name for t in session(gateway, ALICE_KEY, mode, "/mcp/probe")(lambda c: names(c)).tools}
+    assert "search_notes" in own and "delete_note" not in own
+
+    lists = mcp_records(gateway, "tools/list")
+    assert lists, "each listing is recorded"
+    last = lists[-1]
+    assert last["action"] == 'Action::"list_tools"'
+    assert last["extra"]["mcp"]["filtered"] >= 1
+    assert last["extra"]["mcp"]["listed"] == len(own)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_calls_allowed_denied_and_limited_by_an_argument(gateway, mode):
+    async def calls(c):
+        await c.list_tools()
+        ok = await c.call_tool("probe__search_notes", {"query": "roadmap"})
+        with pytest.raises(MCPError) as denied:
+            await c.call_tool("probe__delete_note", {"note_id": "n1"})
+        scratch = await c.call_tool("probe__write_file", {"path": "/srv/scratch/a.txt", "content": "hi"})
+        with pytest.raises(MCPError) as outside:
+            await c.call_tool("probe__write_file", {"path": "/etc/passwd", "content": "x"})
+        return ok, denied.value, scratch, outside.value
+
+    ok, denied, scratch, outside = session(gateway, ALICE_KEY, mode)(calls)
+    assert "roadmap" in text(ok) and not ok.is_error
+    assert "wrote 2 bytes" in text(scratch)
+    assert denied.code == -32010, denied
+    assert "denied by policy" in denied.error.message
+    assert outside.code == -32010
+    assert outside.error.data["policies"] == ["file-writes-only-in-scratch"]
+
+    calls_ = mcp_records(gateway, "tools/call")
+    by_tool = {}
+    for r in calls_:
+        by_tool.setdefault(r["resource"], []).append(r)
+    allowed = by_tool['Tool::"probe/search_notes"'][-1]
+    assert allowed["decision"] == "allow" and allowed["reasons"] == ["tools-read-for-everyone"]
+    assert allowed["principal"] == 'User::"alice"'
+    assert allowed["resource_attrs"]["risk"] == "read"
+    # Arguments are named, sized and hashed; their text is nowhere in the record.
+    assert set(allowed["extra"]["mcp"]["arguments"]) == {"query"}
+    assert "roadmap" not in json.dumps(allowed)
+    out = outcome_of(gateway, allowed["id"])
+    assert out is not None and out["reason"] == "ok" and out["extra"]["mcp"]["is_error"] is False
+    assert "roadmap" not in json.dumps(out)
+    refused = by_tool['Tool::"probe/delete_note"'][-1]
+    assert refused["decision"] == "deny" and refused["reason"] == "policy"
+    assert refused["id"] == denied.error.data["decision_id"]
+    paths = by_tool['Tool::"probe/write_file"']
+    assert [r["decision"] for r in paths[-2:]] == ["allow", "deny"]
+    assert paths[-1]["reasons"] == ["file-writes-only-in-scratch"]
+
+
+def test_listing_and_calls_never_disagree(gateway):
+    """A tool is listed exactly when some call of it is allowed: every unlisted tool's call is
+    denied, and every listed tool has an allowed call (with the arguments the policies want)."""
+    args = {
+        "search_notes": {"query": "q"},
+        "delete_note": {"note_id": "n"},
+        "write_file": {"path": "/srv/scratch/f", "content": "c"},
+        "environment": {},
+        "contact_card": {"name": "Bo"},
+        "pid": {},
+    }
+
+    for key in (ALICE_KEY, CI_KEY):
+        async def check(c):
+            listed = {t.name.split("__", 1)[1] for t in (await c.list_tools()).tools}
+            for tool, a in args.items():
+                try:
+                    await c.call_tool(f"probe__{tool}", a)
+                    allowed = True
+                except MCPError as e:
+                    assert e.code == -32010, e
+                    allowed = False
+                assert allowed == (tool in listed), (key, tool, listed)
+
+        session(gateway, key, "2026-07-28")(check)
+
+
+def test_guardrails_on_arguments_and_results(gateway):
+    async def calls(c):
+        await c.list_tools()
+        with pytest.raises(MCPError) as secret:
+            await c.call_tool("probe__search_notes", {"query": "AKIAIOSFODNN7EXAMPLE"})
+        with pytest.raises(MCPError) as card:
+            await c.call_tool("probe__search_notes", {"query": "card 4111 1111 1111 1111"})
+        redacted = await c.call_tool("probe__contact_card", {"name": "Bo"})
+        with pytest.raises(MCPError) as leaked:
+            await c.call_tool("probe__contact_card", {"name": "leak"})
+        return secret.value, card.value, redacted, leaked.value
+
+    secret, card, redacted, leaked = session(gateway, ALICE_KEY, "2026-07-28")(calls)
+    # A secret in the arguments: the policy forbids it (a denial, with the policy named).
+    assert secret.code == -32010 and secret.error.data["policies"] == ["no-secrets-in-tool-arguments"]
+    # A card number: allowed by policy, blocked by the guardrail's action.
+    assert card.code == -32011 and card.error.data["detectors"] == ["payment_card"]
+    # The result's email address is redacted before it reaches the client.
+    assert "@example.com" not in text(redacted) and "Bo" in text(redacted)
+    # A blocked result never reaches the client.
+    assert leaked.code == -32011 and "result" in leaked.error.message
+    rec = [r for r in mcp_records(gateway, "tools/call") if r["id"] == card.error.data["decision_id"]][0]
+    assert rec["guardrails"]["input"]["findings"] == {"payment_card": 1}
+    assert rec["guardrails"]["input"]["blocked"] == ["payment_card"]
+    assert "4111" not in json.dumps(gateway.records())
+
+
+def test_upstreams_never_see_the_client_s_or_the_gateway_s_credentials(gateway):
+    async def env(c):
+        await c.list_tools()
+        return json.loads(text(await c.call_tool("probe__environment", {})))
+
+    environment = session(gateway, ALICE_KEY, "legacy")(env)
+    assert environment["PROBE_SETTING"] == "visible"
+    everything = json.dumps(environment)
+    assert ALICE_KEY not in everything
+    assert GATEWAY_SECRET not in everything and "CAIRN_TEST_SECRET" not in everything
+
+
+def raw(gw, body, headers=None, key=ALICE_KEY, path="/mcp"):
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    if key:
+        h["authorization"] = f"Bearer {key}"
+    h.update(headers or {})
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return httpx.post(gw.url + path, content=data, headers=h, timeout=30)
+
+
+def modern(method, params=None, id_=1):
+    p = dict(params or {})
+    p["_meta"] = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}
+    return {"jsonrpc": "2.0", "id": id_, "method": method, "params": p}
+
+
+def modern_headers(method, name=None):
+    h = {"mcp-protocol-version": "2026-07-28", "mcp-method": method}
+    if name is not None:
+        h["mcp-name"] = name
+    return h
+
+
+def test_bad_input_gets_a_json_rpc_error_and_a_record(gateway):
+    before = len(mcp_records(gateway))
+    cases = [
+        (raw(gateway, b"{not json"), 400, -32700),
+        (raw(gateway, b"[]"), 400, -32600),
+        (raw(gateway, {"jsonrpc": "2.0", "id": 1, "result": {}}), 400, -32600),
+        # The body says one tool, the header another.
+        (raw(gateway, modern("tools/call", {"name": "probe__search_notes", "arguments": {"query": "q"}}),
+             modern_headers("tools/call", "probe__delete_note")), 400, -32020),
+        (raw(gateway, modern("tools/list"), modern_headers("tools/call")), 400, -32020),
+        (raw(gateway, modern("tools/list"), {"mcp-method": "tools/list"}), 400, -32020),
+        (raw(gateway, modern("resources/list"), modern_headers("resources/list")), 404, -32601),
+        # Another server's namespace, a tool that does not exist, arguments against the schema.
+        (raw(gateway, modern("tools/call", {"name": "other__search_notes"}),
+             modern_headers("tools/call", "other__search_notes")), 200, -32602),
+        (raw(gateway, modern("tools/call", {"name": "probe__nope"}),
+             modern_headers("tools/call", "probe__nope")), 200, -32602),
+        (raw(gateway, modern("tools/call", {"name": "probe__search_notes", "arguments": {"query": 7}}),
+             modern_headers("tools/call", "probe__search_notes")), 200, -32602),
+        (raw(gateway, modern("tools/call", {"name": "probe__search_notes", "arguments": {}}),
+             modern_headers("tools/call", "probe__search_notes")), 200, -32602),
+        # The handshake era without a session, and with one the gateway never issued.
+        (raw(gateway, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), 400, -32600),
+        (raw(gateway, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, {"mcp-session-id": "forged"}), 404, -32600),
+        (raw(gateway, b"x" * (2 * 1024 * 1024)), 413, -32600),
+        (raw(gateway, modern("tools/list"), {**modern_headers("tools/list"), "origin": "http://evil.example"}), 403, -32600),
+    ]
+    unsupported = raw(gateway, {**modern("tools/list"), "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2099-01-01", "io.modelcontextprotocol/clientCapabilities": {}}}},
+        {"mcp-protocol-version": "2099-01-01", "mcp-method": "tools/list"})
+    cases.append((unsupported, 400, -32022))
+    for i, (r, status, code) in enumerate(cases):
+        assert r.status_code == status, (i, r.status_code, r.text)
+        body = r.json()
+        assert body["error"]["code"] == code, (i, body)
+        assert body["error"]["message"], i
+    assert unsupported.json()["error"]["data"]["supported"] == ["2026-07-28"]
+    # Every refusal has its record, each with a reason.
+    recs = mcp_records(gateway)[before:]
+    assert len(recs) == len(cases), [r["reason"] for r in recs]
+    assert all(r["decision"] == "deny" and r["reason"] for r in recs)
+
+
+def test_authentication_as_a_protected_resource(gateway):
+    r = raw(gateway, modern("tools/list"), modern_headers("tools/list"), key=None)
+    assert r.status_code == 401
+    challenge = r.headers["www-authenticate"]
+    assert 'resource_metadata="' in challenge
+    url = challenge.split('resource_metadata="', 1)[1].split('"', 1)[0]
+    assert url.endswith("/.well-known/oauth-protected-resource/mcp")
+    meta = httpx.get(url, timeout=5).json()
+    assert meta["resource"] == gateway.url + "/mcp"
+    assert meta["bearer_methods_supported"] == ["header"]
+    bad = raw(gateway, modern("tools/list"), modern_headers("tools/list"), key="not-a-key")
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == -32013
+    recs = mcp_records(gateway)
+    assert [r["reason"] for r in recs[-2:]] and all(r["principal"] == 'Anonymous::"anonymous"' for r in recs[-2:])
+    # A session is its principal's: alice's session id is unknown to the service account.
+    init = raw(gateway, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    assert init.json()["result"]["protocolVersion"] == "2025-06-18"
+    sid = init.headers["mcp-session-id"]
+    mine = raw(gateway, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, {"mcp-session-id": sid})
+    assert mine.status_code == 200 and mine.json()["result"]["tools"]
+    theirs = raw(gateway, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, {"mcp-session-id": sid}, key=CI_KEY)
+    assert theirs.status_code == 404
+    assert httpx.get(gateway.url + "/mcp", timeout=5).status_code == 405
+
+
+def test_a_crashing_upstream_is_restarted_and_the_crash_recorded(gateway):
+    async def calls(c):
+        await c.list_tools()
+        first = text(await c.call_tool("probe__pid", {}))
+        with pytest.raises(MCPError) as crashed:
+            await c.call_tool("probe__crash", {})
+        second = text(await c.call_tool("probe__pid", {}))
+        return first, crashed.value, second
+
+    first, crashed, second = session(gateway, ALICE_KEY, "2026-07-28")(calls)
+    assert crashed.code == -32012 and "exited" in crashed.error.message
+    assert first != second, "a new process answers after the crash"
+    out = outcome_of(gateway, crashed.error.data["decision_id"])
+    assert out["reason"] == "upstream_exited"
+    err = gateway.err.read_text()
+    assert "MCP server exited" in err
+
+
+def test_the_chain_verifies_after_mcp_traffic(gateway):
+    async def calls(c):
+        await c.list_tools()
+        await c.call_tool("probe__search_notes", {"query": "q"})
+
+    session(gateway, ALICE_KEY, "legacy")(calls)
+    gateway.stop()
+    proc = run(["audit", "verify", str(gateway.records_dir), "--pubkey", str(gateway.workdir / "keys" / "signing.pub")],
+               cwd=gateway.workdir)
+    assert "ok" in proc.stdout.lower()
+
+
+@pytest.mark.skipif(not EVERYTHING.exists(), reason="npm servers not installed (scripts/test.sh installs them)")
+def test_npm_reference_servers_over_stdio(workdir, tmp_path):
+    root = tmp_path / "share"
+    (root / "scratch").mkdir(parents=True)
+    (root / "scratch" / "hello.txt").write_text("hello from the filesystem server")
+    servers = f"""
+[[mcp.servers]]
+name = "everything"
+command = ["node", "{EVERYTHING}", "stdio"]
+max_data_level = 1
+
+[[mcp.servers]]
+name = "files"
+command = ["node", "{FILESYSTEM}", "{root}"]
+max_data_level = 1
+
+[mcp.servers.tools.write_file]
+risk = "write"
+"""
+    gw = start(workdir, servers)
+    try:
+        async def calls(c):
+            names = {t.name for t in (await c.list_tools()).tools}
+            echo = await c.call_tool("everything__echo", {"message": "through the gateway"})
+            read = await c.call_tool("files__read_text_file", {"path": str(root / "scratch" / "hello.txt")})
+            wrote = await c.call_tool("files__write_file", {"path": str(root / "scratch" / "new.txt"), "content": "x"})
+            with pytest.raises(MCPError) as outside:
+                await c.call_tool("files__write_file", {"path": str(root / "new.txt"), "content": "x"})
+            return names, echo, read, wrote, outside.value
+
+        names, echo, read, wrote, outside = session(gw, ALICE_KEY, "2026-07-28")(calls)
+        assert "everything__echo" in names and "files__read_text_file" in names
+        assert "through the gateway" in text(echo)
+        assert "hello from the filesystem server" in text(read)
+        assert not wrote.is_error and (root / "scratch" / "new.txt").read_text() == "x"
+        assert outside.error.data["policies"] == ["file-writes-only-in-scratch"]
+        assert not (root / "new.txt").exists()
+    finally:
+        gw.stop()
