@@ -321,6 +321,17 @@ pub enum GatewayCommand {
         after_help = "Example:\n  cairn gateway mock-upstream --listen 127.0.0.1:9000 --latency-ms 20"
     )]
     MockUpstream(MockUpstreamArgs),
+    /// The MCP server `cairn demo` puts behind the gateway (stdio): notes to search, read,
+    /// write and delete under --root.
+    #[command(name = "demo-mcp-server", hide = true)]
+    DemoMcpServer(DemoMcpServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoMcpServerArgs {
+    /// The directory the server's files live in.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -141,6 +141,11 @@ pub fn append_decision(
     cols.role_session_name
         .append_option(extra("role_session_name"));
     cols.source_identity.append_option(extra("source_identity"));
+    let mcp = r.extra.as_ref().and_then(|e| e.get("mcp")).cloned();
+    let mcp = |k: &str| str_field(&mcp, k);
+    cols.mcp_server.append_option(mcp("server"));
+    cols.mcp_tool.append_option(mcp("tool"));
+    cols.mcp_method.append_option(mcp("method"));
     cols.extra.append_option(json(&r.extra));
     chain_columns!(cols, envelope, hash, source, line);
 }

@@ -149,7 +149,9 @@ impl ChainChecker {
             (None, _) => (record.seq != 1 || record.prev != GENESIS)
                 .then_some(ChainFault::BadStart { seq: record.seq }),
             (Some(prev_hash), Some(prev_seq)) => {
-                let expected = prev_seq + 1;
+                // A line claiming seq u64::MAX (or a chain resumed there) must not overflow the
+                // checker: past the end, the next line is compared with u64::MAX itself.
+                let expected = prev_seq.saturating_add(1);
                 if record.seq > expected {
                     Some(ChainFault::Removed {
                         expected,

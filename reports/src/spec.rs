@@ -56,6 +56,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("spend", include_str!("builtin/spend.toml")),
     ("reconcile", include_str!("builtin/reconcile.toml")),
     ("detections", include_str!("builtin/detections.toml")),
+    ("tools", include_str!("builtin/tools.toml")),
 ];
 
 fn parse(name: &str, text: &str) -> Result<ReportSpec, ReportError> {
@@ -139,7 +140,14 @@ mod tests {
         let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["access", "denials", "spend", "reconcile", "detections"]
+            [
+                "access",
+                "denials",
+                "spend",
+                "reconcile",
+                "detections",
+                "tools"
+            ]
         );
         let det = all.iter().find(|s| s.name == "detections").unwrap();
         assert!(det.queries.len() >= 8);

@@ -130,7 +130,7 @@ pub fn run(args: &DemoArgs) -> CliResult {
     );
     let records = dir.join("records");
     let users = demo_users();
-    let exchanges = run_gateway(dir, &users)?;
+    let (exchanges, agent) = run_gateway(dir, &users)?;
     outln!(
         "    {:<8} {:<14} {:<13} {:<7} {:<6} what the gateway said",
         "who",
@@ -149,6 +149,11 @@ pub fn run(args: &DemoArgs) -> CliResult {
             e.status,
             e.detail
         );
+    }
+
+    outln!("\n    an agent (alice) through /mcp, in front of the demo's notes server:");
+    for t in &agent {
+        outln!("    {:<30} {}", t.what, t.outcome);
     }
 
     step(
@@ -191,7 +196,7 @@ pub fn run(args: &DemoArgs) -> CliResult {
 
     step(
         7,
-        "writing the audit reports (access, denials, spend, reconcile, detections) over the lake",
+        "writing the audit reports (access, denials, spend, reconcile, detections, tools) over the lake",
     );
     let report = dir.join("report.html");
     let detections = write_reports(&lake_dir, &report)?;
@@ -312,7 +317,13 @@ fn spans_file(dir: &Path) -> PathBuf {
 }
 
 /// Starts the gateway in this process, sends the scripted requests, and shuts it down cleanly.
-fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError> {
+/// One step of the demo agent's loop.
+struct ToolStep {
+    what: String,
+    outcome: String,
+}
+
+fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<(Vec<Exchange>, Vec<ToolStep>), CliError> {
     let mut raw = gateway_core::config::load(None, std::iter::empty())?;
     raw.server.listen = "127.0.0.1:0".into();
     let dev = super::gateway::dev_setup(&mut raw, dir)?;
@@ -380,6 +391,44 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
         value: "research".into(),
         usd_per_day: 0.008,
         ..Default::default()
+    });
+    // The demo's MCP server, spawned by the gateway over stdio: notes under `dir/notes`.
+    let notes = dir.join("notes");
+    std::fs::create_dir_all(notes.join("scratch")).map_err(|source| {
+        CliError::input(policy_engine::PolicyError::Write {
+            path: notes.clone(),
+            source,
+        })
+    })?;
+    for (name, text) in [
+        (
+            "incident-review.md",
+            "Incident review: the outage began with an expired certificate.\n",
+        ),
+        (
+            "roadmap.md",
+            "Roadmap: MCP tools behind the gateway next quarter.\n",
+        ),
+    ] {
+        let _ = std::fs::write(notes.join(name), text);
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::input(miette::miette!("cannot find the cairn binary: {e}")))?;
+    raw.mcp.servers.push(gateway_core::config::McpServerConfig {
+        name: "notes".into(),
+        command: vec![
+            exe.display().to_string(),
+            "gateway".into(),
+            "demo-mcp-server".into(),
+            "--root".into(),
+            notes.display().to_string(),
+        ],
+        env: Default::default(),
+        cwd: None,
+        owner_team: "platform".into(),
+        max_data_level: 1,
+        guardrails: String::new(),
+        tools: Default::default(),
     });
     // The gateway's own spans, as OTLP/JSON lines, for the lake (step 6).
     raw.telemetry.otlp_file = spans_file(dir).display().to_string();
@@ -485,11 +534,147 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<Vec<Exchange>, CliError
                 detail,
             });
         }
+        let agent = agent_loop(&client, &addr.to_string(), &key("alice"), &notes).await?;
         let _ = stop_tx.send(());
         server
             .await
             .map_err(|e| CliError::input(miette::miette!("gateway task failed: {e}")))??;
         outln!("    gateway stopped; records flushed and sealed");
-        Ok(out)
+        Ok((out, agent))
     })
+}
+
+/// A JSON-RPC request to the gateway's `/mcp` in the stateless revision (2026-07-28).
+async fn mcp_call(
+    client: &reqwest::Client,
+    addr: &str,
+    key: &str,
+    method: &str,
+    mut params: serde_json::Value,
+) -> Result<serde_json::Value, CliError> {
+    params["_meta"] = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": { "name": "cairn-demo-agent", "version": "1" },
+    });
+    let mut req = client
+        .post(format!("http://{addr}/mcp"))
+        .bearer_auth(key)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = params["name"].as_str() {
+        req = req.header("mcp-name", name);
+    }
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let resp = req
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| CliError::input(miette::miette!("demo MCP request failed: {e}")))?;
+    resp.json()
+        .await
+        .map_err(|e| CliError::input(miette::miette!("demo MCP answer is not JSON: {e}")))
+}
+
+/// An agent's loop as alice (engineering): list the tools, ask a model that is offered them,
+/// run the tool call it returns, then three calls the controls refuse or hide.
+async fn agent_loop(
+    client: &reqwest::Client,
+    addr: &str,
+    key: &str,
+    notes: &Path,
+) -> Result<Vec<ToolStep>, CliError> {
+    let mut steps = Vec::new();
+    let listed = mcp_call(client, addr, key, "tools/list", serde_json::json!({})).await?;
+    let tools: Vec<serde_json::Value> = listed["result"]["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    steps.push(ToolStep {
+        what: "tools/list".into(),
+        outcome: format!(
+            "{} listed ({}); notes__delete_note filtered out: no policy lets engineering call a destructive tool",
+            names.len(),
+            names.join(", ")
+        ),
+    });
+    let functions: Vec<serde_json::Value> = tools
+        .iter()
+        .map(|t| {
+            serde_json::json!({ "type": "function", "function": {
+                "name": t["name"], "description": t["description"], "parameters": t["inputSchema"] } })
+        })
+        .collect();
+    let chat = client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({
+            "model": "claude-haiku",
+            "max_tokens": 64,
+            "tools": functions,
+            "messages": [{ "role": "user", "content": "incident review" }],
+        }))
+        .send()
+        .await
+        .map_err(|e| CliError::input(miette::miette!("demo request failed: {e}")))?;
+    let chat: serde_json::Value = chat.json().await.unwrap_or_default();
+    let call = &chat["choices"][0]["message"]["tool_calls"][0]["function"];
+    let tool = call["name"]
+        .as_str()
+        .unwrap_or("notes__search_notes")
+        .to_string();
+    let args: serde_json::Value = call["arguments"]
+        .as_str()
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_else(|| serde_json::json!({ "query": "incident review" }));
+    steps.push(ToolStep {
+        what: "model call with tools".into(),
+        outcome: format!("claude-haiku answered with a tool call: {tool} {args}"),
+    });
+    let scratch = notes.join("scratch");
+    let calls = [
+        (tool.as_str(), args.clone()),
+        (
+            "notes__delete_note",
+            serde_json::json!({ "note_id": "roadmap.md" }),
+        ),
+        (
+            "notes__write_file",
+            serde_json::json!({
+                "path": scratch.join("creds.txt").display().to_string(),
+                "content": "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
+            }),
+        ),
+    ];
+    for (name, arguments) in calls {
+        let answer = mcp_call(
+            client,
+            addr,
+            key,
+            "tools/call",
+            serde_json::json!({ "name": name, "arguments": arguments }),
+        )
+        .await?;
+        let outcome = match (&answer["result"], &answer["error"]) {
+            (r, _) if r.is_object() => format!(
+                "allowed: {}",
+                r["content"][0]["text"].as_str().unwrap_or_default()
+            ),
+            (_, e) => format!(
+                "refused ({}): {}{}",
+                e["code"],
+                e["message"].as_str().unwrap_or_default(),
+                e["data"]["decision_id"]
+                    .as_str()
+                    .map(|d| format!(" [decision {d}]"))
+                    .unwrap_or_default()
+            ),
+        };
+        steps.push(ToolStep {
+            what: format!("tools/call {name}"),
+            outcome,
+        });
+    }
+    Ok(steps)
 }

@@ -13,6 +13,7 @@ pub fn run(cmd: GatewayCommand) -> CliResult {
     match cmd {
         GatewayCommand::Serve(args) => serve(&args),
         GatewayCommand::MockUpstream(args) => mock_upstream(&args),
+        GatewayCommand::DemoMcpServer(args) => super::mcp_demo::serve(&args.root),
     }
 }
 

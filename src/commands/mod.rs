@@ -5,6 +5,7 @@ mod demo;
 mod gateway;
 mod ingest;
 mod keys;
+mod mcp_demo;
 mod policy;
 mod policy_diff;
 mod query;

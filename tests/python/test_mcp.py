@@ -372,3 +372,32 @@ risk = "write"
         assert not (root / "new.txt").exists()
     finally:
         gw.stop()
+
+
+def test_tool_decisions_land_in_the_lake_and_the_tools_report(gateway, tmp_path):
+    import duckdb
+    import pyarrow.dataset as ds
+
+    async def calls(c):
+        await c.list_tools()
+        await c.call_tool("probe__search_notes", {"query": "q"})
+        with pytest.raises(MCPError):
+            await c.call_tool("probe__delete_note", {"note_id": "n"})
+
+    session(gateway, ALICE_KEY, "2026-07-28")(calls)
+    gateway.stop()
+    lake = tmp_path / "lake"
+    run(["ingest", "decisions", str(gateway.records_dir), "--pubkey", str(gateway.workdir / "keys" / "signing.pub"),
+         "--lake", str(lake)], cwd=gateway.workdir)
+    rows = duckdb.sql(
+        f"SELECT mcp_server, mcp_tool, mcp_method, decision FROM read_parquet('{lake}/decisions/**/*.parquet', "
+        "hive_partitioning = true) WHERE action = 'Action::\"call_tool\"' ORDER BY ts").fetchall()
+    assert rows == [("probe", "search_notes", "tools/call", "allow"), ("probe", "delete_note", "tools/call", "deny")]
+    table = ds.dataset(lake / "decisions", format="parquet", partitioning="hive").to_table()
+    assert {"mcp_server", "mcp_tool", "mcp_method"} <= set(table.column_names)
+    report = json.loads(run(["report", "tools", "--lake", str(lake), "--format", "json"], cwd=gateway.workdir).stdout)
+    sections = report["reports"][0]["sections"]
+    summary = sections["summary"]["rows"][0]
+    assert summary["calls"] == 2 and summary["allowed"] == 1 and summary["denied"] == 1
+    by_policy = sections["denials_by_policy"]["rows"]
+    assert by_policy == [{"policy": "(no permit)", "tool": 'Tool::"probe/delete_note"', "denials": 1, "principals": 1}]

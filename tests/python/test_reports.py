@@ -373,7 +373,7 @@ def test_reports_run_on_athena_with_sql_trino_parses(tmp_path):
                "AWS_ENDPOINT_URL": url, "AWS_EC2_METADATA_DISABLED": "true"}
         boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
                      aws_secret_access_key="testing").create_bucket(Bucket="results")
-        names = ["access", "denials", "spend", "reconcile", "detections"]
+        names = ["access", "denials", "spend", "reconcile", "detections", "tools"]
         for name in names:
             r = run(["report", name, "--engine", "athena", "--workgroup", "primary", "--output", "s3://results/r/",
                      "--format", "json", *PERIOD], cwd=tmp_path, env=env)

@@ -159,6 +159,17 @@ impl MockProvider {
             return Err(e);
         }
         let (chunks, finish, usage) = self.answer(request, model);
+        if let Some(call) = tool_call(request) {
+            return Ok(Completion {
+                id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+                model: model.to_string(),
+                content: String::new(),
+                finish_reason: "tool_calls".into(),
+                usage,
+                tool_calls: Some(serde_json::Value::Array(vec![call])),
+                guardrail: None,
+            });
+        }
         Ok(Completion {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             model: model.to_string(),
@@ -170,7 +181,7 @@ impl MockProvider {
         })
     }
 
-    /// Streams the answer to `request` as `model`.
+    /// Streams the answer to `request` as `model` (tool calls are answered only unstreamed).
     pub async fn reply_stream(
         &self,
         request: &ChatRequest,
@@ -221,6 +232,45 @@ impl ModelProvider for MockProvider {
     }
 }
 
+/// An agent's first step: when tools are offered and the last message is the user's, the mock
+/// calls the first tool, each required argument filled from the user's text (strings), 1
+/// (numbers) or false (booleans). After a tool result it answers in words.
+fn tool_call(request: &ChatRequest) -> Option<serde_json::Value> {
+    use serde_json::{Value, json};
+    let tool = request.tools.as_ref()?.first()?;
+    let last = request.messages.last()?;
+    if last.role != "user" {
+        return None;
+    }
+    let function = tool.get("function")?;
+    let name = function.get("name")?.as_str()?;
+    let params = function.get("parameters");
+    let mut args = serde_json::Map::new();
+    for r in params
+        .and_then(|p| p.get("required"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let kind = params
+            .and_then(|p| p.pointer(&format!("/properties/{r}/type")))
+            .and_then(Value::as_str)
+            .unwrap_or("string");
+        let v = match kind {
+            "integer" | "number" => json!(1),
+            "boolean" => json!(false),
+            _ => json!(last.text()),
+        };
+        args.insert(r.to_string(), v);
+    }
+    Some(json!({
+        "id": format!("call_{:016x}", fnv(name)),
+        "type": "function",
+        "function": { "name": name, "arguments": Value::Object(args).to_string() },
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +280,30 @@ mod tests {
         serde_json::from_value(json!({"model": "m", "max_tokens": max,
             "messages": [{"role": "user", "content": text}]}))
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn offered_tools_are_called_once_then_answered_in_words() {
+        let p = MockProvider::new(MockConfig::default());
+        let tools = json!([{"type": "function", "function": {"name": "notes__search", "parameters": {
+            "type": "object", "required": ["query", "limit"],
+            "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}}}}}]);
+        let first: ChatRequest = serde_json::from_value(json!({"model": "m", "tools": tools,
+            "messages": [{"role": "user", "content": "incident review"}]}))
+        .unwrap();
+        let c = p.reply(&first, "m").await.unwrap();
+        assert_eq!(c.finish_reason, "tool_calls");
+        let call = &c.tool_calls.expect("a tool call")[0]["function"];
+        assert_eq!(call["name"], "notes__search");
+        let args: serde_json::Value =
+            serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"query": "incident review", "limit": 1}));
+        let after: ChatRequest = serde_json::from_value(json!({"model": "m", "tools": tools,
+            "messages": [{"role": "user", "content": "q"},
+                         {"role": "tool", "tool_call_id": "c1", "content": "1 match"}]}))
+        .unwrap();
+        let c = p.reply(&after, "m").await.unwrap();
+        assert!(c.tool_calls.is_none() && !c.content.is_empty());
     }
 
     #[tokio::test]
