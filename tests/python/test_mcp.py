@@ -401,3 +401,47 @@ def test_tool_decisions_land_in_the_lake_and_the_tools_report(gateway, tmp_path)
     assert summary["calls"] == 2 and summary["allowed"] == 1 and summary["denied"] == 1
     by_policy = sections["denials_by_policy"]["rows"]
     assert by_policy == [{"policy": "(no permit)", "tool": 'Tool::"probe/delete_note"', "denials": 1, "principals": 1}]
+
+
+def test_kill_9_during_tool_calls_loses_no_answered_call(workdir):
+    import threading
+    import time
+
+    gw = start(workdir, probe_server())
+    answered, stop = [], threading.Event()
+
+    def traffic(n):
+        client = httpx.Client(timeout=5)
+        tools = [("probe__search_notes", {"query": "q"}), ("probe__delete_note", {"note_id": "n"}),
+                 ("probe__write_file", {"path": "/etc/x", "content": "c"})]
+        i = 0
+        while not stop.is_set():
+            i += 1
+            name, args = tools[(i + n) % len(tools)]
+            body = modern("tools/call", {"name": name, "arguments": args}, id_=i)
+            try:
+                r = client.post(gw.url + "/mcp", json=body, headers={
+                    **modern_headers("tools/call", name), "authorization": f"Bearer {ALICE_KEY}"})
+                answered.append((r.headers["x-cairn-decision-id"], r.json()))
+            except httpx.HTTPError:
+                pass  # the gateway died mid-call: nothing was answered
+
+    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    gw.kill9()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(answered) > 30, len(answered)
+
+    gw2 = Gateway(workdir, gw.config_path.read_text(), name="gw2").start(timeout=60)
+    gw2.stop()
+    records = {r["id"]: r for r in gw2.records() if r["kind"] == "decision"}
+    missing = [i for i, _ in answered if i not in records]
+    assert not missing, f"{len(missing)} answered calls have no record: {missing[:5]}"
+    for decision_id, body in answered:
+        assert records[decision_id]["decision"] == ("allow" if "result" in body else "deny"), body
+    v = run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--require-sealed"], cwd=workdir)
+    assert "chain and signatures intact" in v.stdout
