@@ -209,16 +209,7 @@ pub fn mcp_message(data: &[u8]) {
 
 fn mcp_server() -> &'static crate::mcp::config::McpServerConfig {
     static SERVER: OnceLock<crate::mcp::config::McpServerConfig> = OnceLock::new();
-    SERVER.get_or_init(|| crate::mcp::config::McpServerConfig {
-        name: "fuzz".into(),
-        command: vec!["true".into()],
-        env: Default::default(),
-        cwd: None,
-        owner_team: String::new(),
-        max_data_level: 1,
-        guardrails: String::new(),
-        tools: Default::default(),
-    })
+    SERVER.get_or_init(|| crate::mcp::config::McpServerConfig::local("fuzz", vec!["true".into()]))
 }
 
 fn guardrails() -> &'static Arc<Guardrails> {

@@ -415,20 +415,17 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<(Vec<Exchange>, Vec<Too
     let exe = std::env::current_exe()
         .map_err(|e| CliError::input(miette::miette!("cannot find the cairn binary: {e}")))?;
     raw.mcp.servers.push(gateway_core::config::McpServerConfig {
-        name: "notes".into(),
-        command: vec![
-            exe.display().to_string(),
-            "gateway".into(),
-            "demo-mcp-server".into(),
-            "--root".into(),
-            notes.display().to_string(),
-        ],
-        env: Default::default(),
-        cwd: None,
         owner_team: "platform".into(),
-        max_data_level: 1,
-        guardrails: String::new(),
-        tools: Default::default(),
+        ..gateway_core::config::McpServerConfig::local(
+            "notes",
+            vec![
+                exe.display().to_string(),
+                "gateway".into(),
+                "demo-mcp-server".into(),
+                "--root".into(),
+                notes.display().to_string(),
+            ],
+        )
     });
     // The gateway's own spans, as OTLP/JSON lines, for the lake (step 6).
     raw.telemetry.otlp_file = spans_file(dir).display().to_string();

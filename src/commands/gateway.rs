@@ -232,16 +232,10 @@ fn mcp_server_arg(spec: &str) -> Result<gateway_core::config::McpServerConfig, C
             "`--mcp {spec}` must be NAME=COMMAND"
         )));
     };
-    Ok(gateway_core::config::McpServerConfig {
-        name: name.trim().to_string(),
-        command: command.split_whitespace().map(str::to_string).collect(),
-        env: Default::default(),
-        cwd: None,
-        owner_team: String::new(),
-        max_data_level: 1,
-        guardrails: String::new(),
-        tools: Default::default(),
-    })
+    Ok(gateway_core::config::McpServerConfig::local(
+        name.trim(),
+        command.split_whitespace().map(str::to_string).collect(),
+    ))
 }
 
 fn mock_upstream(args: &MockUpstreamArgs) -> CliResult {

@@ -445,3 +445,70 @@ def test_kill_9_during_tool_calls_loses_no_answered_call(workdir):
         assert records[decision_id]["decision"] == ("allow" if "result" in body else "deny"), body
     v = run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--require-sealed"], cwd=workdir)
     assert "chain and signatures intact" in v.stdout
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_remote_upstream_gets_the_gateway_s_credential_never_the_client_s(workdir, tmp_path, stateless):
+    import subprocess
+    import time
+
+    port, log = free_port(), tmp_path / "headers.jsonl"
+    args = [sys.executable, str(REPO / "tests" / "python" / "mcp_http_server.py"), str(port), str(log)]
+    upstream = subprocess.Popen(args + (["--stateless"] if stateless else []))
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        servers = f"""
+[[mcp.servers]]
+name = "remote"
+url = "http://127.0.0.1:{port}/mcp"
+bearer_env = "REMOTE_MCP_TOKEN"
+headers = {{ x-tenant = "acme" }}
+max_data_level = 2
+"""
+        make_signed_bundle(workdir)
+        gw = Gateway(workdir, base_config(workdir, extra=servers),
+                     env={"REMOTE_MCP_TOKEN": "gateway-token-for-remote"}).start(timeout=60)
+        try:
+            async def calls(c):
+                names = {t.name for t in (await c.list_tools()).tools}
+                found = await c.call_tool("remote__lookup", {"term": "cairn"})
+                with pytest.raises(MCPError) as denied:
+                    await c.call_tool("remote__purge", {"target": "all"})
+                return names, found, denied.value
+
+            names, found, denied = session(gw, ALICE_KEY, "2026-07-28")(calls)
+        finally:
+            gw.stop()
+        assert names == {"remote__lookup"}, "the destructive tool is filtered out"
+        assert "cairn: found remotely" in text(found)
+        assert denied.code == -32010
+        seen = [json.loads(line) for line in log.read_text().splitlines()]
+        posts = [s for s in seen if s["method"] == "POST"]
+        assert posts, seen
+        for s in posts:
+            h = s["headers"]
+            assert h.get("authorization") == "Bearer gateway-token-for-remote", h
+            assert h.get("x-tenant") == "acme"
+            assert ALICE_KEY not in json.dumps(h)
+        # The purge call never reached the upstream: it was decided at the gateway.
+        calls = [s["body"] for s in posts if '"tools/call"' in s["body"]]
+        assert any("lookup" in b for b in calls)
+        assert not any("purge" in b for b in calls)
+        out = [r for r in gw.records() if r.get("kind") == "outcome" and r.get("extra", {}).get("mcp", {}).get("server") == "remote"]
+        assert out and out[-1]["reason"] == "ok"
+    finally:
+        upstream.terminate()
+        upstream.wait(timeout=10)

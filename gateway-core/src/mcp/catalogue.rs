@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use serde_json::{Map, Value, json};
 
 use super::config::{McpConfig, McpServerConfig};
-use super::stdio::{StdioServer, UpstreamError};
+use super::upstream::{Server, UpstreamError};
 
 /// At most this many `tools/list` pages are read from one server.
 const MAX_PAGES: usize = 64;
@@ -105,7 +105,7 @@ impl ToolDef {
 
 /// One upstream server and its last tool list.
 pub struct Upstream {
-    pub server: StdioServer,
+    pub server: Server,
     /// The `McpServer` entity's attributes.
     pub entity_attrs: Value,
     tools: ArcSwap<Vec<Arc<ToolDef>>>,
@@ -120,17 +120,17 @@ impl Upstream {
     /// The tools, read again first when the server restarted or said they changed.
     pub async fn tools(&self) -> Result<Arc<Vec<Arc<ToolDef>>>, UpstreamError> {
         use std::sync::atomic::Ordering;
-        if !self.server.tools_stale.load(Ordering::Acquire) && self.server.running().await {
+        if !self.server.tools_stale().load(Ordering::Acquire) && self.server.running().await {
             return Ok(self.tools.load_full());
         }
         let _one = self.refresh.lock().await;
-        if !self.server.tools_stale.load(Ordering::Acquire) && self.server.running().await {
+        if !self.server.tools_stale().load(Ordering::Acquire) && self.server.running().await {
             return Ok(self.tools.load_full());
         }
         // Starting the process (when it is not running) marks the list stale; clear the mark
         // only once the list read after that start is in.
         self.server.info().await?;
-        self.server.tools_stale.store(false, Ordering::Release);
+        self.server.tools_stale().store(false, Ordering::Release);
         match self.list().await {
             Ok(list) => {
                 let list = Arc::new(list);
@@ -138,7 +138,7 @@ impl Upstream {
                 Ok(list)
             }
             Err(e) => {
-                self.server.tools_stale.store(true, Ordering::Release);
+                self.server.tools_stale().store(true, Ordering::Release);
                 Err(e)
             }
         }
@@ -169,7 +169,7 @@ impl Upstream {
                 .into_iter()
                 .flatten()
             {
-                match ToolDef::new(&self.server.config, def.clone()) {
+                match ToolDef::new(self.server.config(), def.clone()) {
                     Some(t) if out.iter().any(|o| o.name == t.name) => {
                         tracing::warn!(server = %self.name(), tool = %t.name, "the server lists this tool twice; the first is kept");
                     }
@@ -205,7 +205,7 @@ impl McpUpstreams {
                         "owner_team": s.owner_team,
                         "max_data_level": s.max_data_level,
                     }),
-                    server: StdioServer::new(s.clone(), timeout, config.max_message_bytes),
+                    server: Server::new(s.clone(), timeout, config.max_message_bytes),
                     tools: ArcSwap::from_pointee(Vec::new()),
                     refresh: tokio::sync::Mutex::new(()),
                 })
@@ -243,20 +243,12 @@ impl McpUpstreams {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::mcp::config::ToolSettings;
 
     fn server() -> McpServerConfig {
         McpServerConfig {
-            name: "files".into(),
-            command: vec!["x".into()],
-            env: BTreeMap::new(),
-            cwd: None,
             owner_team: "platform".into(),
-            max_data_level: 1,
-            guardrails: String::new(),
             tools: [(
                 "wipe".to_string(),
                 ToolSettings {
@@ -264,6 +256,7 @@ mod tests {
                 },
             )]
             .into(),
+            ..McpServerConfig::local("files", vec!["x".into()])
         }
     }
 

@@ -52,7 +52,21 @@ pub struct McpServerConfig {
     pub name: String,
     /// A local server: the program and its arguments, spawned by the gateway with stdio as the
     /// transport, restarted when it exits; its stderr goes to the gateway's log.
+    #[serde(default)]
     pub command: Vec<String>,
+    /// A remote server: its Streamable HTTP endpoint (instead of `command`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A remote server's credential, the gateway's own (never the client's): `Authorization:
+    /// Bearer` with the value of this environment variable, or of this file (read at each new
+    /// session, so a rotated file is picked up).
+    #[serde(default)]
+    pub bearer_env: Option<String>,
+    #[serde(default)]
+    pub bearer_file: Option<String>,
+    /// Fixed headers sent to a remote server.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// Environment of the spawned program, on top of a minimal one (`PATH`, `HOME`, `LANG`):
     /// the gateway's own environment, secrets included, is not passed on.
     #[serde(default)]
@@ -74,6 +88,26 @@ pub struct McpServerConfig {
     /// Per-tool settings, by the tool's own name on the server.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolSettings>,
+}
+
+impl McpServerConfig {
+    /// A local server with every other setting at its default.
+    pub fn local(name: &str, command: Vec<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            command,
+            url: None,
+            bearer_env: None,
+            bearer_file: None,
+            headers: BTreeMap::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            owner_team: String::new(),
+            max_data_level: default_max_data_level(),
+            guardrails: String::new(),
+            tools: BTreeMap::new(),
+        }
+    }
 }
 
 fn default_max_data_level() -> i64 {
@@ -106,9 +140,30 @@ pub fn check_config(c: &McpConfig) -> Vec<String> {
                 s.name
             ));
         }
-        if s.command.is_empty() || s.command[0].is_empty() {
+        match (&s.url, s.command.first()) {
+            (Some(_), Some(_)) => problems.push(format!(
+                "`{key}`: set `command` (a local server) or `url` (a remote one), not both"
+            )),
+            (Some(url), None) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                problems.push(format!("`{key}.url` `{url}` must be an http(s) URL"));
+            }
+            (None, None) | (None, Some(_)) if s.command.first().is_none_or(String::is_empty) => {
+                problems.push(format!(
+                    "`{key}.command` must name the program to run, e.g. [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"], or `url` a remote server"
+                ));
+            }
+            _ => {}
+        }
+        if s.url.is_none()
+            && (s.bearer_env.is_some() || s.bearer_file.is_some() || !s.headers.is_empty())
+        {
             problems.push(format!(
-                "`{key}.command` must name the program to run, e.g. [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"]"
+                "`{key}`: `bearer_env`, `bearer_file` and `headers` are for a remote server (`url`)"
+            ));
+        }
+        if s.bearer_env.is_some() && s.bearer_file.is_some() {
+            problems.push(format!(
+                "`{key}`: set `bearer_env` or `bearer_file`, not both"
             ));
         }
         if !matches!(s.guardrails.as_str(), "" | "block" | "redact") {
@@ -170,11 +225,6 @@ mod tests {
     fn every_problem_is_named() {
         let c = McpConfig {
             servers: vec![McpServerConfig {
-                name: "a_b".into(),
-                command: vec![],
-                env: BTreeMap::new(),
-                cwd: None,
-                owner_team: String::new(),
                 max_data_level: 7,
                 guardrails: "warn".into(),
                 tools: [(
@@ -184,6 +234,7 @@ mod tests {
                     },
                 )]
                 .into(),
+                ..McpServerConfig::local("a_b", vec![])
             }],
             ..McpConfig::default()
         };

@@ -5,7 +5,9 @@
 //! |---|---|
 //! | [`config`] | the `[mcp]` section: upstream servers, origins, limits |
 //! | [`wire`] | JSON-RPC envelopes, the 2026-07-28 header checks, revision negotiation |
+//! | [`upstream`] | an upstream server whatever its transport; the errors of a call |
 //! | [`stdio`] | a local server, spawned, supervised and spoken to over stdio |
+//! | [`remote`] | a remote server over Streamable HTTP, with the gateway's own credential |
 //! | [`catalogue`] | the servers' tools with their Cedar attributes; the namespacing rule |
 //! | [`sessions`] | `Mcp-Session-Id` of the handshake-era revisions, bound to a principal |
 //! | [`serve`] | the `/mcp` endpoint: admission, dispatch, forwarding, records |
@@ -18,9 +20,11 @@
 
 pub mod catalogue;
 pub mod config;
+pub mod remote;
 pub mod serve;
 pub mod sessions;
 pub mod stdio;
+pub mod upstream;
 pub mod wire;
 
 use std::time::Duration;

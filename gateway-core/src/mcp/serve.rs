@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::catalogue::{self, ToolDef, Upstream};
-use super::stdio::UpstreamError;
+use super::upstream::UpstreamError;
 use super::wire::{self, Message, RpcError, code};
 use crate::admission::decide;
 use crate::admission::resource::{self, Classification};
@@ -655,7 +655,7 @@ async fn call_tool(
     }
 
     let class = resource::classification(state, asked.headers).map_err(gw)?;
-    let force = Action::parse(&upstream.server.config.guardrails);
+    let force = Action::parse(&upstream.server.config().guardrails);
     let mut args_value = Value::Object(std::mem::take(&mut arguments));
     let verdict = if state.guardrails.enabled() {
         guard::input(state, adm, &class.label, |g| {

@@ -20,49 +20,8 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::oneshot;
 
 use super::config::McpServerConfig;
-use super::wire::{self, META_CAPABILITIES, META_CLIENT_INFO, META_VERSION};
-
-/// Why an upstream call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("the MCP server `{server}` could not be started: {reason}")]
-    Start { server: String, reason: String },
-    #[error("the MCP server `{server}` exited before answering")]
-    Exited { server: String },
-    #[error("the MCP server `{server}` did not answer within {ms} ms")]
-    Timeout { server: String, ms: u64 },
-    #[error("the MCP server `{server}` sent a message larger than {limit} bytes")]
-    TooLarge { server: String, limit: usize },
-}
-
-impl UpstreamError {
-    /// Low-cardinality name for records and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Start { .. } => "upstream_start",
-            Self::Exited { .. } => "upstream_exited",
-            Self::Timeout { .. } => "upstream_timeout",
-            Self::TooLarge { .. } => "upstream_too_large",
-        }
-    }
-}
-
-/// How the gateway talks to a running server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// After `initialize`: the revision the server answered.
-    Handshake(String),
-    /// Stateless (2026-07-28): `_meta` on every request.
-    Modern(String),
-}
-
-impl Mode {
-    pub fn version(&self) -> &str {
-        match self {
-            Self::Handshake(v) | Self::Modern(v) => v,
-        }
-    }
-}
+use super::upstream::{Mode, UpstreamError, client_info, with_meta};
+use super::wire;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
@@ -76,7 +35,6 @@ struct Process {
     mode: Mode,
     /// The server's `initialize` (or `server/discover`) result.
     info: Value,
-    pid: Option<u32>,
 }
 
 /// One configured stdio server.
@@ -86,7 +44,6 @@ pub struct StdioServer {
     max_message: usize,
     current: tokio::sync::Mutex<Option<Arc<Process>>>,
     last_start: Mutex<Option<Instant>>,
-    starts: AtomicU64,
     /// Set when the server says its tools changed, or it restarted: the tool list is re-read.
     pub tools_stale: Arc<AtomicBool>,
 }
@@ -99,18 +56,12 @@ impl StdioServer {
             max_message,
             current: tokio::sync::Mutex::new(None),
             last_start: Mutex::new(None),
-            starts: AtomicU64::new(0),
             tools_stale: Arc::new(AtomicBool::new(true)),
         }
     }
 
     pub fn name(&self) -> &str {
         &self.config.name
-    }
-
-    /// How many times the process was started.
-    pub fn starts(&self) -> u64 {
-        self.starts.load(Ordering::Relaxed)
     }
 
     /// Whether a process is running now.
@@ -120,11 +71,6 @@ impl StdioServer {
             .await
             .as_ref()
             .is_some_and(|p| p.alive.load(Ordering::Acquire))
-    }
-
-    /// The running process's pid, for the crash tests.
-    pub async fn pid(&self) -> Option<u32> {
-        self.current.lock().await.as_ref().and_then(|p| p.pid)
     }
 
     /// The revision and the server's self-description.
@@ -207,7 +153,6 @@ impl StdioServer {
             *t = Some(Instant::now());
         }
         let p = Arc::new(self.start().await?);
-        self.starts.fetch_add(1, Ordering::Relaxed);
         self.tools_stale.store(true, Ordering::Release);
         *current = Some(p.clone());
         Ok(p)
@@ -268,7 +213,6 @@ impl StdioServer {
             alive,
             mode: Mode::Handshake(String::new()),
             info: Value::Null,
-            pid,
         };
         self.initialise(&mut p).await?;
         tracing::info!(server = %name, pid, revision = p.mode.version(), "MCP server started");
@@ -277,11 +221,10 @@ impl StdioServer {
 
     /// `initialize` (the revision offered is the newest handshake one), else `server/discover`.
     async fn initialise(&self, p: &mut Process) -> Result<(), UpstreamError> {
-        let client_info = json!({ "name": "cairn-gateway", "version": env!("CARGO_PKG_VERSION") });
         let mut params = Map::new();
         params.insert("protocolVersion".into(), json!(wire::HANDSHAKE[0]));
         params.insert("capabilities".into(), json!({}));
-        params.insert("clientInfo".into(), client_info.clone());
+        params.insert("clientInfo".into(), client_info());
         let answer = self.exchange(p, "initialize", params).await?;
         if let Some(result) = answer.get("result") {
             let version = result
@@ -332,23 +275,6 @@ fn base_env() -> BTreeMap<String, String> {
     .into_iter()
     .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
     .collect()
-}
-
-/// `_meta` for a stateless server; the handshake era carries none.
-fn with_meta(mode: &Mode, mut params: Map<String, Value>) -> Map<String, Value> {
-    if let Mode::Modern(version) = mode {
-        let meta = params
-            .entry("_meta")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(m) = meta.as_object_mut() {
-            m.insert(META_VERSION.into(), json!(version));
-            m.entry(META_CAPABILITIES).or_insert(json!({}));
-            m.entry(META_CLIENT_INFO).or_insert(
-                json!({ "name": "cairn-gateway", "version": env!("CARGO_PKG_VERSION") }),
-            );
-        }
-    }
-    params
 }
 
 async fn write_line(stdin: &Stdin, v: &Value) -> std::io::Result<()> {
