@@ -512,3 +512,33 @@ max_data_level = 2
     finally:
         upstream.terminate()
         upstream.wait(timeout=10)
+
+
+def test_rate_limits_per_principal_and_tool(workdir):
+    limits = """
+[[limits.rules]]
+name = "tool-calls"
+scope = "user_tool"
+requests_per_minute = 2
+"""
+    gw = start(workdir, probe_server(), limits)
+    try:
+        async def calls(c):
+            await c.list_tools()
+            for _ in range(2):
+                await c.call_tool("probe__search_notes", {"query": "q"})
+            with pytest.raises(MCPError) as limited:
+                await c.call_tool("probe__search_notes", {"query": "q"})
+            other = await c.call_tool("probe__pid", {})
+            return limited.value, other
+
+        limited, other = session(gw, ALICE_KEY, "2026-07-28")(calls)
+        assert limited.code == -32015 and "tool-calls" in limited.error.message
+        assert not other.is_error, "another tool has its own counter"
+        # Another principal on the same tool has its own counter too.
+        bot = session(gw, CI_KEY, "2026-07-28")(lambda c: c.call_tool("probe__search_notes", {"query": "q"}))
+        assert not bot.is_error
+        rec = [r for r in mcp_records(gw, "tools/call") if r.get("status") == 429]
+        assert len(rec) == 1 and rec[0]["extra"]["limit"]["rule"] == "tool-calls"
+    finally:
+        gw.stop()

@@ -55,11 +55,15 @@ impl Default for LimitsConfig {
     }
 }
 
+/// How a tool call names its resource to the limiter.
+pub const TOOL_PREFIX: &str = "tool:";
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitRule {
     pub name: String,
-    /// `user`, `team`, `api_key`, `model` or `global`.
+    /// `user`, `team`, `api_key`, `model` or `global` (model calls); `tool` or `user_tool`
+    /// (MCP tool calls: each tool, or each principal on each tool).
     pub scope: String,
     /// `*` applies the rule to each value of the scope separately; anything else only to
     /// that value.
@@ -264,7 +268,8 @@ impl Limiter {
         self.config.default_output_tokens
     }
 
-    /// The counters a request touches.
+    /// The counters a request touches. `model` is the model, or [`TOOL_PREFIX`] and a tool's
+    /// `server/name`.
     pub fn counters(
         &self,
         principal: &Principal,
@@ -289,15 +294,20 @@ impl Limiter {
                 (d.and_utc().timestamp() - now.timestamp()).max(1) as u64
             });
         let mut out = Vec::new();
+        // A tool call's resource is `tool:{server}/{tool}`; model rules never count tool calls,
+        // and tool rules never count model calls.
+        let tool = model.strip_prefix(TOOL_PREFIX);
         for rule in &self.config.rules {
-            let value = match rule.scope.as_str() {
-                "user" => Some(principal.uid()),
-                "team" => team_of(principal),
-                "api_key" => {
+            let value = match (rule.scope.as_str(), tool) {
+                ("user", None) => Some(principal.uid()),
+                ("team", None) => team_of(principal),
+                ("api_key", None) => {
                     (principal.auth.method == "api_key").then(|| principal.auth.subject.clone())
                 }
-                "model" => Some(model.to_string()),
-                "global" => Some("*".to_string()),
+                ("model", None) => Some(model.to_string()),
+                ("global", None) => Some("*".to_string()),
+                ("tool", Some(t)) => Some(t.to_string()),
+                ("user_tool", Some(t)) => Some(format!("{}|{t}", principal.uid())),
                 _ => None,
             };
             let Some(value) = value else { continue };
@@ -527,10 +537,10 @@ pub fn check_config(c: &LimitsConfig) -> Vec<String> {
         }
         if !matches!(
             r.scope.as_str(),
-            "user" | "team" | "api_key" | "model" | "global"
+            "user" | "team" | "api_key" | "model" | "global" | "tool" | "user_tool"
         ) {
             problems.push(format!(
-                "`limits.rules[{i}].scope` `{}` must be user, team, api_key, model or global",
+                "`limits.rules[{i}].scope` `{}` must be user, team, api_key, model, global, tool or user_tool",
                 r.scope
             ));
         }
@@ -634,6 +644,57 @@ mod tests {
         let e = l.reserve(&p, "other", 1, 0).await.unwrap().unwrap_err();
         assert_eq!(e.rule, "rpm");
         assert!(e.retry_after_s >= 1 && e.retry_after_s <= 60);
+    }
+
+    #[tokio::test]
+    async fn tool_rules_count_tool_calls_and_model_rules_model_calls() {
+        let l = limiter(vec![
+            LimitRule {
+                name: "per-user".into(),
+                scope: "user".into(),
+                value: "*".into(),
+                requests_per_minute: 1,
+                ..LimitRule::default()
+            },
+            LimitRule {
+                name: "per-user-tool".into(),
+                scope: "user_tool".into(),
+                value: "*".into(),
+                requests_per_minute: 1,
+                ..LimitRule::default()
+            },
+        ]);
+        let p = principal("a", "eng");
+        assert!(l.reserve(&p, "m", 1, 0).await.unwrap().is_ok());
+        // The model rule is spent; tool calls are not counted by it.
+        assert!(
+            l.reserve(&p, "tool:files/read", 0, 0)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert!(
+            l.reserve(&p, "tool:files/write", 0, 0)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        let e = l
+            .reserve(&p, "tool:files/read", 0, 0)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.rule, "per-user-tool");
+        assert!(
+            l.reserve(&principal("b", "eng"), "tool:files/read", 0, 0)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(
+            l.reserve(&p, "m2", 1, 0).await.unwrap().unwrap_err().rule,
+            "per-user"
+        );
     }
 
     #[test]

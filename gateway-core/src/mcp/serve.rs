@@ -21,11 +21,11 @@ use sha2::{Digest, Sha256};
 use super::catalogue::{self, ToolDef, Upstream};
 use super::upstream::UpstreamError;
 use super::wire::{self, Message, RpcError, code};
-use crate::admission::decide;
 use crate::admission::resource::{self, Classification};
 use crate::admission::{
     Admission, McpSpan, SpanEnd, authenticate, body, extra, guard, refuse_with,
 };
+use crate::admission::{decide, reserve};
 use crate::authn::Principal;
 use crate::authz::tools::{self as cedar_tools, CALL_TOOL, ToolAsk};
 use crate::decision_log::{Outcome, Record};
@@ -195,6 +195,8 @@ struct Call {
     classification: String,
     force: Option<Action>,
     era: Era,
+    /// Rate limits: the call counts once it is forwarded.
+    reservation: Option<crate::limits::Reservation>,
 }
 
 pub async fn post(
@@ -703,6 +705,14 @@ async fn call_tool(
         }));
     }
     guard::enforce(&verdict).map_err(gw)?;
+    let estimate = reserve::Estimate {
+        tokens: 0,
+        micro_usd: 0,
+    };
+    let resource = format!("{}{}", crate::limits::TOOL_PREFIX, tool.id);
+    let reservation = reserve::run(state, adm, principal, &resource, estimate)
+        .await
+        .map_err(gw)?;
 
     let mut params = Map::new();
     params.insert("name".into(), json!(tool.name));
@@ -720,6 +730,7 @@ async fn call_tool(
         classification: class.label,
         force,
         era,
+        reservation,
     })))
 }
 
@@ -816,7 +827,10 @@ async fn answer(state: &AppState, adm: Admission, mut seen: Seen, plan: Plan) ->
     let label = seen.server.clone().unwrap_or_else(|| "*".into());
 
     let (resp, outcome_status) = match plan {
-        Plan::Call(call) => {
+        Plan::Call(mut call) => {
+            if let Some(r) = call.reservation.take() {
+                r.settle_reserved();
+            }
             let rec = scope.decision_record(record);
             let upstream = {
                 let clock = scope.begin();
