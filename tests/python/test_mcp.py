@@ -542,3 +542,33 @@ requests_per_minute = 2
         assert len(rec) == 1 and rec[0]["extra"]["limit"]["rule"] == "tool-calls"
     finally:
         gw.stop()
+
+
+def test_tool_calls_are_spans_without_their_arguments(workdir):
+    from otlp_receiver import Receiver
+
+    make_signed_bundle(workdir)
+    with Receiver() as otlp:
+        telemetry = f'\n[telemetry]\notlp_endpoint = "{otlp.endpoint}"\nbatch_delay_ms = 50\n'
+        gw = Gateway(workdir, base_config(workdir, extra=probe_server() + telemetry)).start(timeout=60)
+        try:
+            async def calls(c):
+                await c.list_tools()
+                await c.call_tool("probe__search_notes", {"query": "a-secret-plan"})
+
+            session(gw, ALICE_KEY, "2026-07-28")(calls)
+            spans = otlp.wait_for(lambda s: any(x["name"] == "tools/call probe__search_notes" for x in s))
+        finally:
+            gw.stop()
+    root = next(s for s in spans if s["name"] == "tools/call probe__search_notes" and s["kind"] == 2)
+    a = root["attrs"]
+    assert a["gen_ai.operation.name"] == "execute_tool"
+    assert a["gen_ai.tool.name"] == "probe__search_notes"
+    assert a["mcp.method.name"] == "tools/call"
+    assert a["mcp.protocol.version"] == "2026-07-28"
+    assert a["cairn.decision"] == "allow"
+    children = {s["name"]: s for s in spans if s["parent_span_id"] == root["span_id"]}
+    assert "policy" in children and "tools/call search_notes" in children
+    assert children["tools/call search_notes"]["kind"] == 3  # CLIENT
+    assert any(s["name"] == "tools/list" for s in spans)
+    assert b"a-secret-plan" not in b"".join(otlp.bodies)
