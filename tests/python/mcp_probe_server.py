@@ -4,6 +4,9 @@ returns data the output guardrails act on, and one that crashes mid-call."""
 
 import json
 import os
+from typing import Annotated
+
+from pydantic import Field
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
@@ -53,6 +56,12 @@ def crash() -> str:
 def pid() -> str:
     """The server's process id."""
     return str(os.getpid())
+
+
+@server.tool(annotations=READ)
+def regional(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], query: str) -> str:
+    """A query in one region; the region is mirrored in the Mcp-Param-Region header."""
+    return f"{query} in {region}"
 
 
 if __name__ == "__main__":

@@ -572,3 +572,17 @@ def test_tool_calls_are_spans_without_their_arguments(workdir):
     assert children["tools/call search_notes"]["kind"] == 3  # CLIENT
     assert any(s["name"] == "tools/list" for s in spans)
     assert b"a-secret-plan" not in b"".join(otlp.bodies)
+
+
+def test_param_headers_are_mirrored_by_the_sdk_and_checked(gateway):
+    async def call(c):
+        tools = {t.name: t for t in (await c.list_tools()).tools}
+        assert tools["probe__regional"].input_schema["properties"]["region"]["x-mcp-header"] == "Region"
+        return await c.call_tool("probe__regional", {"region": "eu-west-1", "query": "q"})
+
+    assert "q in eu-west-1" in text(session(gateway, ALICE_KEY, "2026-07-28")(call))
+    body = modern("tools/call", {"name": "probe__regional", "arguments": {"region": "eu-west-1", "query": "q"}})
+    missing = raw(gateway, body, modern_headers("tools/call", "probe__regional"))
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == -32020
+    wrong = raw(gateway, body, {**modern_headers("tools/call", "probe__regional"), "mcp-param-region": "us-east-1"})
+    assert wrong.status_code == 400 and "Mcp-Param-Region" in wrong.json()["error"]["message"]

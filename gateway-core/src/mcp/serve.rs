@@ -649,6 +649,12 @@ async fn call_tool(
     };
     seen.extra
         .insert("arguments".into(), argument_summary(&arguments));
+    if era.modern()
+        && let Some(schema) = tool.definition.get("inputSchema")
+    {
+        wire::check_param_headers(asked.headers, schema, &arguments)
+            .map_err(|e| Fail::rpc(StatusCode::BAD_REQUEST, e, "protocol"))?;
+    }
     if let Err(problem) = check_arguments(&tool.definition, &arguments) {
         return Err(invalid(
             format!("arguments of `{name}` do not match its input schema: {problem}"),

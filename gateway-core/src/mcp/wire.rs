@@ -335,6 +335,73 @@ pub fn check_modern(headers: &HeaderMap, msg: &Message) -> Result<String, RpcErr
     Ok(version.to_string())
 }
 
+/// The `x-mcp-header` annotations of an input schema: (header name part, property path), for
+/// properties reached from the root through `properties` alone (the only place the annotation
+/// is valid).
+pub fn param_headers(schema: &Value) -> Vec<(String, Vec<String>)> {
+    fn walk(schema: &Value, path: &mut Vec<String>, out: &mut Vec<(String, Vec<String>)>) {
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (k, p) in props {
+            path.push(k.clone());
+            if let Some(h) = p.get("x-mcp-header").and_then(Value::as_str) {
+                out.push((h.to_string(), path.clone()));
+            }
+            if path.len() < 16 {
+                walk(p, path, out);
+            }
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The 2026-07-28 check of `Mcp-Param-{Name}` headers: every annotated argument present in the
+/// body must be mirrored, and match once decoded (integers compared as numbers).
+pub fn check_param_headers(
+    headers: &HeaderMap,
+    schema: &Value,
+    arguments: &Map<String, Value>,
+) -> Result<(), RpcError> {
+    for (name, path) in param_headers(schema) {
+        let mut v = arguments.get(&path[0]);
+        for step in &path[1..] {
+            v = v.and_then(|x| x.get(step));
+        }
+        let Some(body) = v.filter(|b| !b.is_null()) else {
+            continue;
+        };
+        let header_name = format!("mcp-param-{}", name.to_ascii_lowercase());
+        let mismatch = |what: &str| {
+            RpcError::new(
+                code::HEADER_MISMATCH,
+                format!("Mcp-Param-{name} {what} (argument `{}`)", path.join(".")),
+            )
+        };
+        let Some(raw) = header(headers, &header_name)? else {
+            return Err(mismatch("is missing"));
+        };
+        let decoded = decode_header_value(raw).ok_or_else(|| mismatch("does not decode"))?;
+        let same = match body {
+            Value::String(s) => *s == decoded,
+            Value::Bool(b) => decoded == b.to_string(),
+            Value::Number(n) => decoded
+                .parse::<f64>()
+                .ok()
+                .zip(n.as_f64())
+                .is_some_and(|(a, b)| a == b),
+            _ => false,
+        };
+        if !same {
+            return Err(mismatch("does not match the body"));
+        }
+    }
+    Ok(())
+}
+
 /// The revision answered to an `initialize` offering `offered`: the same when the gateway
 /// speaks it, else the newest handshake revision (the client then decides whether to go on).
 pub fn negotiate_handshake(offered: Option<&str>) -> &'static str {
@@ -436,6 +503,30 @@ mod tests {
             check_modern(&h, &m).expect_err("method").code,
             code::HEADER_MISMATCH
         );
+    }
+
+    #[test]
+    fn annotated_arguments_must_be_mirrored_in_param_headers() {
+        let schema = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "opts": {"type": "object", "properties": {"n": {"type": "integer", "x-mcp-header": "N"}}},
+            "query": {"type": "string"}}});
+        assert_eq!(param_headers(&schema).len(), 2);
+        let args = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let mut h = HeaderMap::new();
+        // Absent arguments need no header.
+        assert!(check_param_headers(&h, &schema, &args(json!({"query": "q"}))).is_ok());
+        let a = args(json!({"region": "us-west1", "opts": {"n": 42}}));
+        let e = check_param_headers(&h, &schema, &a).expect_err("missing");
+        assert_eq!(e.code, code::HEADER_MISMATCH);
+        h.insert("mcp-param-region", HeaderValue::from_static("us-west1"));
+        h.insert("mcp-param-n", HeaderValue::from_static("42.0"));
+        assert!(
+            check_param_headers(&h, &schema, &a).is_ok(),
+            "numbers compare as numbers"
+        );
+        h.insert("mcp-param-region", HeaderValue::from_static("eu-west1"));
+        assert!(check_param_headers(&h, &schema, &a).is_err());
     }
 
     #[test]
