@@ -157,11 +157,15 @@ impl Upstream {
                 params.insert("cursor".into(), c);
             }
             let answer = self.server.request("tools/list", params).await?;
+            // An error (a server still warming up, a bad page) is not an empty list: the list
+            // stays stale and is asked for again.
             let Some(result) = answer.get("result") else {
                 let error = answer.get("error").cloned().unwrap_or(Value::Null);
-                tracing::warn!(server = %self.name(), %error,
-                    "tools/list failed; the server's tools are not offered");
-                break;
+                return Err(UpstreamError::Refused {
+                    server: self.name().to_string(),
+                    method: "tools/list".into(),
+                    error: error.to_string(),
+                });
             };
             for def in result
                 .get("tools")

@@ -66,8 +66,8 @@ impl RemoteServer {
         }
     }
 
-    /// The gateway's credential and fixed headers for this server, read at each new session
-    /// (a rotated token file is picked up without a restart).
+    /// The gateway's credential and fixed headers for this server, read at each request (a
+    /// rotated token file is picked up without a restart).
     fn credentials(&self) -> Result<HeaderMap, UpstreamError> {
         let mut h = self.headers.clone();
         for (k, v) in &self.config.headers {

@@ -81,6 +81,8 @@ struct Fail {
     reason: &'static str,
     /// The gateway-level error, when the refusal came from an admission stage.
     cause: Option<String>,
+    /// Seconds for `Retry-After` (rate limits).
+    retry_after: Option<u64>,
 }
 
 impl Fail {
@@ -95,6 +97,7 @@ impl Fail {
             error: RpcError::new(code, message),
             reason,
             cause: None,
+            retry_after: None,
         })
     }
 
@@ -104,6 +107,7 @@ impl Fail {
             error,
             reason,
             cause: None,
+            retry_after: None,
         })
     }
 
@@ -113,6 +117,7 @@ impl Fail {
     fn gateway(e: GatewayError, decision_id: &str) -> Box<Self> {
         let (status, _, reason) = e.classify();
         let message = e.to_string();
+        let retry_after = e.retry_after();
         let (status, code, data) = match &e {
             GatewayError::Unauthenticated(_) => (status, code::UNAUTHENTICATED, None),
             GatewayError::Denied { reasons } => (
@@ -149,16 +154,24 @@ impl Fail {
             error,
             reason,
             cause,
+            retry_after,
         })
     }
 
+    /// The client learns what kind of failure it was; the record keeps the detail (program
+    /// paths, URLs and upstream messages stay with the gateway).
     fn upstream(e: &UpstreamError, decision_id: &str) -> Box<Self> {
-        Self::rpc(
+        let mut f = Self::rpc(
             StatusCode::OK,
-            RpcError::new(code::UPSTREAM, e.to_string())
-                .with_data(json!({ "decision_id": decision_id })),
+            RpcError::new(
+                code::UPSTREAM,
+                format!("the tool's server failed: {}", e.kind()),
+            )
+            .with_data(json!({ "decision_id": decision_id })),
             e.reason(),
-        )
+        );
+        f.cause = Some(e.to_string());
+        f
     }
 }
 
@@ -234,6 +247,9 @@ pub async fn delete(state: Arc<AppState>, headers: HeaderMap) -> Response {
         method: Some("session/delete".into()),
         ..Seen::default()
     };
+    if let Err(fail) = check_origin(&state, &headers) {
+        return refuse(&state, adm, seen, fail, &headers).await;
+    }
     let principal = match authenticate::run(&state, &mut adm, &headers).await {
         Ok(p) => p,
         Err(e) => {
@@ -279,6 +295,11 @@ async fn admit(
 ) -> Result<Plan, Box<Fail>> {
     let gw = |e: GatewayError, adm: &Admission| Fail::gateway(e, &adm.scope.decision_id);
     check_origin(state, headers)?;
+    let principal = match authenticate::run(state, adm, headers).await {
+        Ok(p) => p,
+        Err(e) => return Err(gw(e, adm)),
+    };
+    // After authentication: who may not connect does not learn which servers exist.
     if let Some(s) = scope
         && state.mcp.upstreams.get(s).is_none()
     {
@@ -289,10 +310,6 @@ async fn admit(
             "unknown_server",
         ));
     }
-    let principal = match authenticate::run(state, adm, headers).await {
-        Ok(p) => p,
-        Err(e) => return Err(gw(e, adm)),
-    };
     let bytes = match body::read(state, body).await {
         Ok(b) => b,
         Err(e) => return Err(gw(e, adm)),
@@ -837,14 +854,22 @@ async fn answer(state: &AppState, adm: Admission, mut seen: Seen, plan: Plan) ->
             if let Some(r) = call.reservation.take() {
                 r.settle_reserved();
             }
+            // A tool acts on the world: its decision is durable before the call is made (unlike
+            // a model call, which overlaps the fsync), so no tool runs unrecorded.
             let rec = scope.decision_record(record);
+            if state.log.append(rec).await.is_err() {
+                let resp = unavailable(state, &scope, &seen, &label);
+                finish_span(state, &scope, &seen, 503, "none", "records_unavailable");
+                return resp;
+            }
             let upstream = {
                 let clock = scope.begin();
                 let call_params = call.params.clone();
-                let (durable, answered) = tokio::join!(
-                    state.log.append(rec),
-                    call.upstream.server.request("tools/call", call_params)
-                );
+                let answered = call
+                    .upstream
+                    .server
+                    .request("tools/call", call_params)
+                    .await;
                 scope.span(
                     format!("tools/call {}", call.tool.name),
                     opentelemetry_proto::tonic::trace::v1::span::SpanKind::Client,
@@ -856,11 +881,6 @@ async fn answer(state: &AppState, adm: Admission, mut seen: Seen, plan: Plan) ->
                     ],
                     answered.as_ref().err().map(ToString::to_string),
                 );
-                if durable.is_err() {
-                    let resp = unavailable(state, &scope, &seen, &label);
-                    finish_span(state, &scope, &seen, 503, "none", "records_unavailable");
-                    return resp;
-                }
                 answered
             };
             forward(state, &scope, &seen, &call, upstream)
@@ -936,63 +956,66 @@ fn forward(
             (wire::error(Some(&id), &f.error), e.reason())
         }
         Ok(mut msg) => {
-            if let Some(err) = msg.get("error").cloned() {
-                mcp.insert("upstream".into(), json!("error"));
-                mcp.insert(
-                    "upstream_code".into(),
-                    err.get("code").cloned().unwrap_or(Value::Null),
-                );
-                (
-                    json!({ "jsonrpc": "2.0", "id": id, "error": err }),
-                    "upstream_error",
-                )
+            let upstream_error = msg.get("error").is_some();
+            let mut payload = msg
+                .get_mut(if upstream_error { "error" } else { "result" })
+                .map(Value::take)
+                .unwrap_or_else(|| json!({}));
+            // Results and error objects alike: a server's error message is its text too.
+            let verdict = if state.guardrails.checks_output() || call.force.is_some() {
+                state
+                    .guardrails
+                    .check_json(&mut payload, &call.classification, call.force)
             } else {
-                let mut result = msg
-                    .get_mut("result")
-                    .map(Value::take)
-                    .unwrap_or_else(|| json!({}));
-                let verdict = if state.guardrails.checks_output() {
-                    state
-                        .guardrails
-                        .check_json(&mut result, &call.classification, call.force)
-                } else {
-                    Verdict::default()
-                };
-                if !verdict.counts.is_empty() {
-                    guard::count_findings(state, &verdict, &call.classification, "output");
-                    outcome.guardrails = Some(json!({ "output": verdict.json() }));
-                    scope.set_redacted(&verdict.redacted_kinds);
-                }
-                let is_error = result
+                Verdict::default()
+            };
+            if !verdict.counts.is_empty() {
+                guard::count_findings(state, &verdict, &call.classification, "output");
+                outcome.guardrails = Some(json!({ "output": verdict.json() }));
+                scope.set_redacted(&verdict.redacted_kinds);
+            }
+            let is_error = upstream_error
+                || payload
                     .get("isError")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                mcp.insert("is_error".into(), json!(is_error));
+            mcp.insert("is_error".into(), json!(is_error));
+            mcp.insert(
+                "result_bytes".into(),
+                json!(serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(0)),
+            );
+            if upstream_error {
+                mcp.insert("upstream".into(), json!("error"));
                 mcp.insert(
-                    "result_bytes".into(),
-                    json!(serde_json::to_vec(&result).map(|v| v.len()).unwrap_or(0)),
+                    "upstream_code".into(),
+                    payload.get("code").cloned().unwrap_or(Value::Null),
                 );
-                if !verdict.blocked.is_empty() {
-                    mcp.insert("blocked".into(), json!("output"));
-                    let kinds: Vec<&str> = verdict.blocked.iter().map(|k| k.name()).collect();
-                    let e = RpcError::new(
-                        code::BLOCKED,
-                        format!(
-                            "the tool's result was blocked by the gateway's guardrails ({})",
-                            kinds.join(", ")
-                        ),
-                    )
-                    .with_data(json!({ "decision_id": scope.decision_id, "detectors": kinds }));
-                    (wire::error(Some(&id), &e), "guardrail_output")
-                } else {
-                    if call.era.modern() && result.get("resultType").is_none() {
-                        result["resultType"] = json!("complete");
-                    }
-                    (
-                        wire::result(&id, result),
-                        if is_error { "tool_error" } else { "ok" },
-                    )
+            }
+            if !verdict.blocked.is_empty() {
+                mcp.insert("blocked".into(), json!("output"));
+                let kinds: Vec<&str> = verdict.blocked.iter().map(|k| k.name()).collect();
+                let e = RpcError::new(
+                    code::BLOCKED,
+                    format!(
+                        "the tool's result was blocked by the gateway's guardrails ({})",
+                        kinds.join(", ")
+                    ),
+                )
+                .with_data(json!({ "decision_id": scope.decision_id, "detectors": kinds }));
+                (wire::error(Some(&id), &e), "guardrail_output")
+            } else if upstream_error {
+                (
+                    json!({ "jsonrpc": "2.0", "id": id, "error": payload }),
+                    "upstream_error",
+                )
+            } else {
+                if call.era.modern() && payload.get("resultType").is_none() {
+                    payload["resultType"] = json!("complete");
                 }
+                (
+                    wire::result(&id, payload),
+                    if is_error { "tool_error" } else { "ok" },
+                )
             }
         }
     };
@@ -1107,6 +1130,11 @@ async fn refuse(
     refuse_with(state, adm, fail.status, fail.reason, &label, end, |scope| {
         let body = wire::error(seen.id.as_ref(), &fail.error);
         let mut resp = (fail.status, axum::Json(body)).into_response();
+        if let Some(secs) = fail.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if fail.status == StatusCode::UNAUTHORIZED {
             let value = format!(
                 "Bearer resource_metadata=\"{}\"",

@@ -28,9 +28,25 @@ impl Sessions {
         }
     }
 
-    /// A new session for `principal`, or `None` when the table is full of live sessions.
+    /// A new session for `principal`, or `None` when the table is full of live sessions. One
+    /// principal holds at most a tenth of the table: past that, its own oldest session makes
+    /// room, so a client that opens sessions in a loop crowds out only itself.
     pub fn open(&self, principal: &str, version: &str) -> Option<String> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let per_principal = (self.max / 10).max(1);
+        let mine: Vec<(&String, Instant)> = map
+            .iter()
+            .filter(|(_, s)| s.principal == principal)
+            .map(|(id, s)| (id, s.last_used))
+            .collect();
+        if mine.len() >= per_principal
+            && let Some(oldest) = mine
+                .iter()
+                .min_by_key(|(_, t)| *t)
+                .map(|(id, _)| (*id).clone())
+        {
+            map.remove(&oldest);
+        }
         if map.len() >= self.max {
             let idle = self.idle;
             map.retain(|_, s| s.last_used.elapsed() < idle);
@@ -97,6 +113,17 @@ mod tests {
     }
 
     #[test]
+    fn one_principal_crowds_out_only_itself() {
+        let s = Sessions::new(Duration::from_secs(60), 20);
+        let first = s.open("b", "v").expect("room");
+        let ids: Vec<String> = (0..50).filter_map(|_| s.open("a", "v")).collect();
+        assert_eq!(ids.len(), 50, "a's own oldest sessions make room");
+        assert_eq!(s.touch(&first, "b").as_deref(), Some("v"));
+        assert!(s.touch(&ids[0], "a").is_none());
+        assert!(s.touch(&ids[49], "a").is_some());
+    }
+
+    #[test]
     fn a_full_table_refuses_until_sessions_go_idle() {
         let s = Sessions::new(Duration::from_millis(0), 1);
         assert!(s.open("p", "v").is_some());
@@ -104,6 +131,9 @@ mod tests {
         assert!(s.open("p", "v").is_some());
         let s = Sessions::new(Duration::from_secs(60), 1);
         assert!(s.open("p", "v").is_some());
-        assert!(s.open("p", "v").is_none());
+        assert!(
+            s.open("q", "v").is_none(),
+            "another principal's live session is kept"
+        );
     }
 }

@@ -32,6 +32,8 @@ struct Process {
     pending: Pending,
     next_id: AtomicU64,
     alive: Arc<AtomicBool>,
+    /// Stops the process (the reader task owns the child).
+    kill: Arc<tokio::sync::Notify>,
     mode: Mode,
     /// The server's `initialize` (or `server/discover`) result.
     info: Value,
@@ -102,31 +104,41 @@ impl StdioServer {
         if let Ok(mut pending) = p.pending.lock() {
             pending.insert(id, tx);
         }
+        // However this call ends (a client that went away drops it), no waiter is left behind.
+        let _forget = Forget {
+            pending: &p.pending,
+            id,
+        };
         let line = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        if write_line(&p.stdin, &line).await.is_err() {
-            self.forget(p, id);
-            return Err(self.exited());
+        // A server that stops reading its stdin would hold the lock (and every later call)
+        // forever: the write has the call's deadline too, and missing it stops the server.
+        match tokio::time::timeout(self.timeout, write_line(&p.stdin, &line)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(self.exited()),
+            Err(_) => {
+                tracing::warn!(server = %self.name(), "MCP server stopped reading its input; stopping it");
+                p.alive.store(false, Ordering::Release);
+                p.kill.notify_one();
+                return Err(UpstreamError::Timeout {
+                    server: self.name().to_string(),
+                    ms: self.timeout.as_millis() as u64,
+                });
+            }
         }
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(_)) => Err(self.exited()),
             Err(_) => {
-                self.forget(p, id);
                 // A late answer would find no one waiting; cancel it on the server's side.
                 let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
                     "params": { "requestId": id, "reason": "timed out at the gateway" } });
-                let _ = write_line(&p.stdin, &cancel).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), write_line(&p.stdin, &cancel))
+                    .await;
                 Err(UpstreamError::Timeout {
                     server: self.name().to_string(),
                     ms: self.timeout.as_millis() as u64,
                 })
             }
-        }
-    }
-
-    fn forget(&self, p: &Process, id: u64) {
-        if let Ok(mut pending) = p.pending.lock() {
-            pending.remove(&id);
         }
     }
 
@@ -190,6 +202,7 @@ impl StdioServer {
         let stdin: Stdin = Arc::new(tokio::sync::Mutex::new(stdin));
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let alive = Arc::new(AtomicBool::new(true));
+        let kill = Arc::new(tokio::sync::Notify::new());
         let name = self.name().to_string();
         tokio::spawn(copy_stderr(name.clone(), stderr));
         let (replies_tx, replies_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
@@ -198,6 +211,7 @@ impl StdioServer {
                 name: name.clone(),
                 pending: pending.clone(),
                 alive: alive.clone(),
+                kill: kill.clone(),
                 stale: self.tools_stale.clone(),
                 max: self.max_message,
                 replies: replies_tx,
@@ -211,10 +225,16 @@ impl StdioServer {
             pending,
             next_id: AtomicU64::new(1),
             alive,
+            kill,
             mode: Mode::Handshake(String::new()),
             info: Value::Null,
         };
-        self.initialise(&mut p).await?;
+        if let Err(e) = self.initialise(&mut p).await {
+            // Not left running: the next attempt starts a process of its own.
+            p.alive.store(false, Ordering::Release);
+            p.kill.notify_one();
+            return Err(e);
+        }
         tracing::info!(server = %name, pid, revision = p.mode.version(), "MCP server started");
         Ok(p)
     }
@@ -285,10 +305,25 @@ async fn write_line(stdin: &Stdin, v: &Value) -> std::io::Result<()> {
     w.flush().await
 }
 
+/// Removes a call's waiter from the pending map when the call ends, however it ends.
+struct Forget<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&self.id);
+        }
+    }
+}
+
 struct Reader {
     name: String,
     pending: Pending,
     alive: Arc<AtomicBool>,
+    kill: Arc<tokio::sync::Notify>,
     stale: Arc<AtomicBool>,
     max: usize,
     replies: tokio::sync::mpsc::UnboundedSender<Value>,
@@ -302,7 +337,15 @@ async fn read_stdout(r: Reader, stdout: tokio::process::ChildStdout, mut child: 
     loop {
         line.clear();
         let limit = r.max as u64 + 1;
-        let n = match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
+        let mut bounded = (&mut reader).take(limit);
+        let read = tokio::select! {
+            read = bounded.read_until(b'\n', &mut line) => read,
+            () = r.kill.notified() => {
+                let _ = child.start_kill();
+                break;
+            }
+        };
+        let n = match read {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(server = %r.name, error = %e, "reading the MCP server's stdout failed");

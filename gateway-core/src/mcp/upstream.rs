@@ -25,9 +25,27 @@ pub enum UpstreamError {
     TooLarge { server: String, limit: usize },
     #[error("the MCP server `{server}` could not be reached: {reason}")]
     Http { server: String, reason: String },
+    #[error("the MCP server `{server}` refused `{method}`: {error}")]
+    Refused {
+        server: String,
+        method: String,
+        error: String,
+    },
 }
 
 impl UpstreamError {
+    /// What a client may be told: the kind of failure, without paths, URLs or messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Start { .. } => "it could not be started",
+            Self::Exited { .. } => "it exited before answering",
+            Self::Timeout { .. } => "it did not answer in time",
+            Self::TooLarge { .. } => "its answer was too large",
+            Self::Http { .. } => "it could not be reached",
+            Self::Refused { .. } => "it refused the request",
+        }
+    }
+
     /// Low-cardinality name for records and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -36,6 +54,7 @@ impl UpstreamError {
             Self::Timeout { .. } => "upstream_timeout",
             Self::TooLarge { .. } => "upstream_too_large",
             Self::Http { .. } => "upstream_unreachable",
+            Self::Refused { .. } => "upstream_refused",
         }
     }
 }
