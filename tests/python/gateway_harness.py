@@ -159,6 +159,22 @@ class Gateway:
         return httpx.get(f"{self.url}/metrics", timeout=5).text
 
 
+def kill9_under_load(gw, traffic, clients, seconds=2.0):
+    """Runs `traffic(n, stop)` in `clients` threads, kills the gateway with SIGKILL after
+    `seconds`, then stops and joins them."""
+    import threading
+
+    stop = threading.Event()
+    threads = [threading.Thread(target=traffic, args=(n, stop)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    gw.kill9()
+    stop.set()
+    for t in threads:
+        t.join()
+
+
 def chat_body(model="claude-haiku", text="hello from the tests", **kw):
     body = {"model": model, "messages": [{"role": "user", "content": text}]}
     body.update(kw)

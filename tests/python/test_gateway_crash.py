@@ -9,16 +9,17 @@ import httpx
 
 from capture_upstream import CaptureUpstream
 from conftest import run
-from gateway_harness import ALICE_KEY, CI_KEY, Gateway, base_config, chat_body, make_signed_bundle
+from gateway_harness import (ALICE_KEY, CI_KEY, Gateway, base_config, chat_body, kill9_under_load,
+                             make_signed_bundle)
 
 
 def test_kill_9_under_load_loses_no_answered_request(workdir):
     make_signed_bundle(workdir)
     config = base_config(workdir, extra="[providers.mock]\nlatency_ms = 3\n")
     gw = Gateway(workdir, config).start()
-    answered, stop = [], threading.Event()
+    answered = []
 
-    def traffic(n):
+    def traffic(n, stop):
         client = httpx.Client(timeout=5)
         models = ["claude-haiku", "claude-sonnet", "claude-opus", "no-such-model"]
         i = 0
@@ -35,14 +36,7 @@ def test_kill_9_under_load_loses_no_answered_request(workdir):
             except httpx.HTTPError:
                 pass  # the connection died with the gateway: nothing was answered
 
-    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(2.0)
-    gw.kill9()
-    stop.set()
-    for t in threads:
-        t.join()
+    kill9_under_load(gw, traffic, clients=8)
     assert len(answered) > 50, len(answered)
 
     # Restart on the same directory: it recovers the tail, then serves.

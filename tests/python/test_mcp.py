@@ -404,13 +404,12 @@ def test_tool_decisions_land_in_the_lake_and_the_tools_report(gateway, tmp_path)
 
 
 def test_kill_9_during_tool_calls_loses_no_answered_call(workdir):
-    import threading
-    import time
+    from gateway_harness import kill9_under_load
 
     gw = start(workdir, probe_server())
-    answered, stop = [], threading.Event()
+    answered = []
 
-    def traffic(n):
+    def traffic(n, stop):
         client = httpx.Client(timeout=5)
         tools = [("probe__search_notes", {"query": "q"}), ("probe__delete_note", {"note_id": "n"}),
                  ("probe__write_file", {"path": "/etc/x", "content": "c"})]
@@ -426,14 +425,7 @@ def test_kill_9_during_tool_calls_loses_no_answered_call(workdir):
             except httpx.HTTPError:
                 pass  # the gateway died mid-call: nothing was answered
 
-    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    time.sleep(2.0)
-    gw.kill9()
-    stop.set()
-    for t in threads:
-        t.join()
+    kill9_under_load(gw, traffic, clients=6)
     assert len(answered) > 30, len(answered)
 
     gw2 = Gateway(workdir, gw.config_path.read_text(), name="gw2").start(timeout=60)

@@ -58,8 +58,8 @@ pub struct McpServerConfig {
     #[serde(default)]
     pub url: Option<String>,
     /// A remote server's credential, the gateway's own (never the client's): `Authorization:
-    /// Bearer` with the value of this environment variable, or of this file (read at each
-    /// request, so a rotated file is picked up).
+    /// Bearer` with the value of this environment variable, or of this file (read when a
+    /// session opens, so a rotated file is picked up with the next one).
     #[serde(default)]
     pub bearer_env: Option<String>,
     #[serde(default)]

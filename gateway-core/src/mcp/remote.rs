@@ -22,6 +22,8 @@ struct Session {
     mode: Mode,
     id: Option<String>,
     info: Value,
+    /// The gateway's credential and fixed headers, read once when the session opened.
+    credentials: HeaderMap,
 }
 
 pub struct RemoteServer {
@@ -66,8 +68,8 @@ impl RemoteServer {
         }
     }
 
-    /// The gateway's credential and fixed headers for this server, read at each request (a
-    /// rotated token file is picked up without a restart).
+    /// The gateway's credential and fixed headers for this server, read at each new session (a
+    /// rotated token file is picked up when the server next opens one, without a restart).
     fn credentials(&self) -> Result<HeaderMap, UpstreamError> {
         let mut h = self.headers.clone();
         for (k, v) in &self.config.headers {
@@ -154,13 +156,14 @@ impl RemoteServer {
             mode: Mode::Handshake(wire::HANDSHAKE[0].to_string()),
             id: None,
             info: Value::Null,
+            credentials: credentials.clone(),
         };
         let mut params = Map::new();
         params.insert("protocolVersion".into(), json!(wire::HANDSHAKE[0]));
         params.insert("capabilities".into(), json!({}));
         params.insert("clientInfo".into(), client_info());
         let (answer, session_id) = self
-            .post(&handshake, &credentials, "initialize", params, true)
+            .post(&handshake, "initialize", params, true)
             .await
             .map_err(|e| e.into_error(self))?;
         if let Some(result) = answer.get("result") {
@@ -173,19 +176,20 @@ impl RemoteServer {
                 mode: Mode::Handshake(version),
                 id: session_id,
                 info: result.clone(),
+                credentials: credentials.clone(),
             };
-            self.notify(&s, &credentials, "notifications/initialized")
-                .await;
+            self.notify(&s, "notifications/initialized").await;
             return Ok(s);
         }
         let modern = Session {
             mode: Mode::Modern(wire::MODERN[0].to_string()),
             id: None,
             info: Value::Null,
+            credentials: credentials.clone(),
         };
         let params = with_meta(&modern.mode, Map::new());
         let (answer, _) = self
-            .post(&modern, &credentials, "server/discover", params, true)
+            .post(&modern, "server/discover", params, true)
             .await
             .map_err(|e| e.into_error(self))?;
         match answer.get("result") {
@@ -200,11 +204,9 @@ impl RemoteServer {
         }
     }
 
-    async fn notify(&self, s: &Session, credentials: &HeaderMap, method: &str) {
+    async fn notify(&self, s: &Session, method: &str) {
         let body = json!({ "jsonrpc": "2.0", "method": method });
-        let req = self
-            .request_builder(s, credentials, method, None)
-            .json(&body);
+        let req = self.request_builder(s, method, None).json(&body);
         if let Err(e) = req.send().await {
             tracing::warn!(server = %self.name(), error = %e, "MCP notification not delivered");
         }
@@ -213,14 +215,13 @@ impl RemoteServer {
     fn request_builder(
         &self,
         s: &Session,
-        credentials: &HeaderMap,
         method: &str,
         name: Option<&str>,
     ) -> reqwest::RequestBuilder {
         let mut req = self
             .client
             .post(&self.url)
-            .headers(credentials.clone())
+            .headers(s.credentials.clone())
             .header(http::header::ACCEPT, "application/json, text/event-stream");
         if method != "initialize" {
             req = req.header(wire::PROTOCOL_VERSION_HEADER, s.mode.version());
@@ -243,18 +244,14 @@ impl RemoteServer {
         method: &str,
         params: Map<String, Value>,
     ) -> Result<Value, Failure> {
-        let credentials = self.credentials().map_err(Failure::Upstream)?;
         let params = with_meta(&s.mode, params);
-        self.post(s, &credentials, method, params, false)
-            .await
-            .map(|(v, _)| v)
+        self.post(s, method, params, false).await.map(|(v, _)| v)
     }
 
     /// One request; its response and the session id the server sent, if any.
     async fn post(
         &self,
         s: &Session,
-        credentials: &HeaderMap,
         method: &str,
         params: Map<String, Value>,
         opening: bool,
@@ -266,7 +263,7 @@ impl RemoteServer {
             .map(str::to_string);
         let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         let resp = self
-            .request_builder(s, credentials, method, name.as_deref())
+            .request_builder(s, method, name.as_deref())
             .json(&body)
             .send()
             .await

@@ -92,13 +92,7 @@ impl Fail {
         message: impl Into<String>,
         reason: &'static str,
     ) -> Box<Self> {
-        Box::new(Self {
-            status,
-            error: RpcError::new(code, message),
-            reason,
-            cause: None,
-            retry_after: None,
-        })
+        Self::rpc(status, RpcError::new(code, message), reason)
     }
 
     fn rpc(status: StatusCode, error: RpcError, reason: &'static str) -> Box<Self> {
