@@ -321,8 +321,8 @@ pub enum GatewayCommand {
         after_help = "Example:\n  cairn gateway mock-upstream --listen 127.0.0.1:9000 --latency-ms 20"
     )]
     MockUpstream(MockUpstreamArgs),
-    /// The MCP server `cairn demo` puts behind the gateway (stdio): notes to search, read,
-    /// write and delete under --root.
+    /// The MCP server `cairn demo` puts behind the gateway (stdio, or Streamable HTTP with
+    /// --listen): notes to search, read, write and delete under --root.
     #[command(name = "demo-mcp-server", hide = true)]
     DemoMcpServer(DemoMcpServerArgs),
 }
@@ -332,6 +332,9 @@ pub struct DemoMcpServerArgs {
     /// The directory the server's files live in.
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
+    /// Serve stateless Streamable HTTP here instead of stdio (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]

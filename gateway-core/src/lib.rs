@@ -26,6 +26,7 @@ pub mod fuzzing;
 pub mod guardrails;
 pub mod limits;
 pub mod mcp;
+pub mod mock_mcp;
 pub mod mock_upstream;
 pub mod openai;
 pub mod protocols;

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use gateway_core::config::{ApiKeyConfig, RawConfig};
 use gateway_core::{GatewayConfig, authn};
 
-use crate::cli::{GatewayCommand, MockUpstreamArgs, PolicyPaths, ServeArgs};
+use crate::cli::{DemoMcpServerArgs, GatewayCommand, MockUpstreamArgs, PolicyPaths, ServeArgs};
 use crate::exit::{CliError, CliResult, Outcome};
 
 pub fn run(cmd: GatewayCommand) -> CliResult {
     match cmd {
         GatewayCommand::Serve(args) => serve(&args),
         GatewayCommand::MockUpstream(args) => mock_upstream(&args),
-        GatewayCommand::DemoMcpServer(args) => super::mcp_demo::serve(&args.root),
+        GatewayCommand::DemoMcpServer(args) => demo_mcp_server(&args),
     }
 }
 
@@ -267,6 +267,30 @@ fn mock_upstream(args: &MockUpstreamArgs) -> CliResult {
         gateway_core::mock_upstream::serve(listener, config, shutdown_signal())
             .await
             .map_err(|e| CliError::input(miette::miette!("mock upstream failed: {e}")))?;
+        Ok(Outcome::Success)
+    })
+}
+
+fn demo_mcp_server(args: &DemoMcpServerArgs) -> CliResult {
+    let Some(listen) = &args.listen else {
+        gateway_core::mock_mcp::serve_stdio(&args.root);
+        return Ok(Outcome::Success);
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| gateway_core::StartError::Bind {
+                addr: listen.clone(),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::input(miette::miette!("cannot read the bound address: {e}")))?;
+        outln!("demo MCP server listening on http://{addr}/mcp");
+        gateway_core::mock_mcp::serve_http(listener, args.root.clone(), shutdown_signal())
+            .await
+            .map_err(|e| CliError::input(miette::miette!("demo MCP server failed: {e}")))?;
         Ok(Outcome::Success)
     })
 }

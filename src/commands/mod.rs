@@ -5,7 +5,6 @@ mod demo;
 mod gateway;
 mod ingest;
 mod keys;
-mod mcp_demo;
 mod policy;
 mod policy_diff;
 mod query;
