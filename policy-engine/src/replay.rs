@@ -2,8 +2,14 @@
 //! real traffic before it merges. A decision record keeps everything Cedar saw (principal with
 //! parents and attributes, action, resource with attributes, context), so each one can be
 //! decided again by the base and by the proposed policies and the two answers compared.
+//!
+//! Except what a record keeps only as hashes: a tool call's or a prompt's arguments are an
+//! entity the context names (`ToolArguments`, `PromptArguments`) whose tags are not in the
+//! record. Such a case is decided with that entity unknown (Cedar's partial evaluation): a
+//! side whose answer does not depend on the arguments gives it, and one whose answer does is
+//! `depends`, with the policies that read them, never a guess.
 
-use cedar_policy::{Authorizer, Decision, Entities, EntityUid, PolicySet, Schema};
+use cedar_policy::{Authorizer, Decision, Entities, EntityUid, Policy, PolicySet, Schema};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -64,8 +70,9 @@ pub struct Side<'a> {
     pub policies: &'a PolicySet,
 }
 
-/// What one side decided: `allow`, `deny`, or `error` when the request could not be decided
-/// (e.g. the side's schema rejects the recorded context).
+/// What one side decided: `allow`, `deny`, `depends` when the answer depends on arguments the
+/// record does not keep (`reasons` then names the policies that read them), or `error` when
+/// the request could not be decided (e.g. the side's schema rejects the recorded context).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outcome {
     pub decision: &'static str,
@@ -97,11 +104,17 @@ pub struct Compared {
 }
 
 impl Compared {
-    /// `allow→deny`, `deny→allow`, `reasons`, `error` or `same`.
+    /// `allow→deny`, `deny→allow`, `arguments` (one side's answer depends on arguments the
+    /// record does not keep, and the other's does not, or on other policies), `reasons`,
+    /// `error` or `same`.
     pub fn change(&self) -> &'static str {
         let (b, h) = (&self.base, &self.head);
         if b.error.is_some() || h.error.is_some() {
             "error"
+        } else if (b.decision == "depends" || h.decision == "depends")
+            && (b.decision != h.decision || b.reasons != h.reasons)
+        {
+            "arguments"
         } else if b.decision != h.decision {
             if h.decision == "deny" {
                 "allow→deny"
@@ -142,6 +155,10 @@ fn try_decide(side: &Side<'_>, case: &Case) -> Result<Outcome, String> {
     if case.resource != case.principal {
         entities.push(json!({ "uid": uid_json(&case.resource)?, "attrs": case.resource_attrs, "parents": [] }));
     }
+    let mut unknown = Vec::new();
+    context_refs(&case.context, &mut unknown);
+    let known: Vec<&Value> = entities.iter().map(|e| &e["uid"]).collect();
+    unknown.retain(|r| !known.contains(&r));
     let entities = Entities::from_json_value(Value::Array(entities), Some(side.schema))
         .map_err(|e| format!("entities: {}", crate::chain(&e)))?;
     // The same checks as `cairn policy authorize` (uids, context and request against the schema).
@@ -155,16 +172,44 @@ fn try_decide(side: &Side<'_>, case: &Case) -> Result<Outcome, String> {
         Some(side.schema),
     )
     .map_err(|p| p.message)?;
-    let response = Authorizer::new().is_authorized(&request, side.policies, &entities);
     // Named by `@id` when the policy has one (as the loader names them).
+    let name = |p: &Policy| {
+        p.annotation("id")
+            .map_or_else(|| p.id().to_string(), str::to_string)
+    };
+    if !unknown.is_empty() {
+        // The entities the record names but does not hold are unknown, not missing.
+        let entities = entities.partial();
+        let partial = Authorizer::new().is_authorized_partial(&request, side.policies, &entities);
+        let (decision, mut reasons): (&'static str, Vec<String>) = match partial.decision() {
+            Some(d) => (
+                if d == Decision::Allow {
+                    "allow"
+                } else {
+                    "deny"
+                },
+                partial.must_be_determining().map(|p| name(&p)).collect(),
+            ),
+            None => (
+                "depends",
+                partial.nontrivial_residuals().map(|p| name(&p)).collect(),
+            ),
+        };
+        reasons.sort();
+        return Ok(Outcome {
+            decision,
+            reasons,
+            error: None,
+        });
+    }
+    let response = Authorizer::new().is_authorized(&request, side.policies, &entities);
     let mut reasons: Vec<String> = response
         .diagnostics()
         .reason()
         .map(|id| {
             side.policies
                 .policy(id)
-                .and_then(|p| p.annotation("id"))
-                .map_or_else(|| id.to_string(), str::to_string)
+                .map_or_else(|| id.to_string(), &name)
         })
         .collect();
     reasons.sort();
@@ -177,6 +222,21 @@ fn try_decide(side: &Side<'_>, case: &Case) -> Result<Outcome, String> {
         reasons,
         error: None,
     })
+}
+
+/// The entity references (`{"__entity": {"type", "id"}}`) anywhere in a context, as uid JSON.
+fn context_refs(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(r)) = m.get("__entity") {
+                out.push(json!({ "type": r.get("type"), "id": r.get("id") }));
+                return;
+            }
+            m.values().for_each(|v| context_refs(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| context_refs(v, out)),
+        _ => {}
+    }
 }
 
 /// Decides every case under both sides.
@@ -262,6 +322,51 @@ action invoke_model appliesTo { principal: [User], resource: [Model], context: {
         assert_eq!(changes, ["same", "allow→deny", "allow→deny"]);
         assert_eq!(out[1].head.reasons, ["no-premium"]);
         assert_eq!(out[2].head.reasons, ["cleared"]);
+    }
+
+    #[test]
+    fn argument_dependent_decisions_are_shown_as_such_never_guessed() {
+        const TOOLS: &str = r#"
+entity User;
+entity Tool { risk: String };
+entity ToolArguments tags String;
+action call_tool appliesTo { principal: [User], resource: [Tool], context: { arguments: ToolArguments } };
+"#;
+        let (schema, _) = Schema::from_cedarschema_str(TOOLS).unwrap();
+        let base: PolicySet = r#"@id("all") permit(principal, action, resource);"#
+            .parse()
+            .unwrap();
+        let head: PolicySet = r#"@id("all") permit(principal, action, resource);
+            @id("scratch") forbid(principal, action, resource)
+              unless { context.arguments.hasTag("path") && context.arguments.getTag("path") like "/scratch/*" };
+            @id("no-destructive") forbid(principal, action, resource) when { resource.risk == "destructive" };"#
+            .parse()
+            .unwrap();
+        let call = |risk: &str| {
+            json!({
+                "kind": "decision", "id": risk, "ts": "t", "principal": "User::\"a\"",
+                "action": "Action::\"call_tool\"", "resource": "Tool::\"files/write\"",
+                "resource_attrs": {"risk": risk}, "reasons": ["all"], "decision": "allow",
+                "context": {"arguments": {"__entity": {"type": "ToolArguments", "id": risk}}},
+            })
+        };
+        let cases: Vec<Case> = [call("write"), call("destructive")]
+            .iter()
+            .filter_map(Case::from_record)
+            .collect();
+        let out = compare_sides((&schema, &base), (&schema, &head), &cases);
+        // The base allows whatever the arguments; the head's answer depends on them.
+        assert_eq!(out[0].base.decision, "allow");
+        assert_eq!(out[0].head.decision, "depends");
+        assert_eq!(out[0].head.reasons, ["scratch"]);
+        assert_eq!(out[0].change(), "arguments");
+        // A forbid that holds whatever the arguments decides concretely.
+        assert_eq!(out[1].head.decision, "deny");
+        assert_eq!(out[1].head.reasons, ["no-destructive"]);
+        assert_eq!(out[1].change(), "allow→deny");
+        // Unchanged policies replay unchanged.
+        let same = compare_sides((&schema, &head), (&schema, &head), &cases);
+        assert!(same.iter().all(|c| c.change() == "same"), "{same:?}");
     }
 
     #[test]

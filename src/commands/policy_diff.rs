@@ -149,6 +149,10 @@ fn read_cases(dir: &Path) -> Result<(Vec<Case>, usize, usize), CliError> {
 fn outcome_text(o: &replay::Outcome) -> String {
     match &o.error {
         Some(e) => format!("error: {e}"),
+        None if o.decision == "depends" => format!(
+            "depends on the arguments (read by {})",
+            o.reasons.join(", ")
+        ),
         None if o.reasons.is_empty() => format!("{} (no policy)", o.decision),
         None => format!("{} ({})", o.decision, o.reasons.join(", ")),
     }
@@ -265,11 +269,12 @@ fn print_human(
         head.policies.len()
     );
     outln!(
-        "  {} changed: {} allow→deny, {} deny→allow, {} decided by other policies, {} could not be decided; {} unchanged",
+        "  {} changed: {} allow→deny, {} deny→allow, {} decided by other policies, {} now or before depending on arguments the records keep only as hashes, {} could not be decided; {} unchanged",
         changed.len(),
         n("allow→deny"),
         n("deny→allow"),
         n("reasons"),
+        n("arguments"),
         n("error"),
         n("same")
     );

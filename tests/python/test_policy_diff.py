@@ -88,3 +88,45 @@ def test_base_from_a_signed_bundle_and_from_git(tmp_path):
     bad = run(["policy", "diff", "--base", "git:no-such-ref", "--records", str(d / "records")], cwd=repo,
               check=False)
     assert bad.returncode == 2 and "git archive" in bad.stderr
+
+
+ARGUMENT_FORBID = """
+// Searches about incidents go through the incident tool (a change under review).
+@id("no-incident-searches")
+forbid (
+  principal,
+  action == Action::"call_tool",
+  resource
+)
+when
+{
+  resource.name == "search_notes" &&
+  context.arguments.hasTag("query") &&
+  context.arguments.getTag("query") like "*incident*"
+};
+"""
+
+
+def test_tool_decisions_replay_and_argument_dependence_is_shown_not_guessed(tmp_path):
+    d = demo(tmp_path)
+    args = ["--base", str(d / "policies"), "--records", str(d / "records"), "--format", "json"]
+    same = json.loads(run(["policy", "diff", "--policies", str(d / "policies"), *args], cwd=tmp_path).stdout)
+    assert same["changes"] == [], "the same policies replay every decision, tool calls included, unchanged"
+    assert same["replayed"] > 0
+
+    head = tmp_path / "head"
+    shutil.copytree(d / "policies", head)
+    (head / "review.cedar").write_text(ARGUMENT_FORBID)
+    report = json.loads(run(["policy", "diff", "--policies", str(head), *args], cwd=tmp_path).stdout)
+    changed = report["changes"]
+    # The demo's allowed search: its query is kept as a hash, so the head's answer depends on it.
+    searches = [c for c in changed if c["resource"] == 'Tool::"notes/search_notes"']
+    assert searches, changed
+    for c in searches:
+        assert c["base"]["decision"] == "allow"
+        assert c["head"] == {"decision": "depends", "reasons": ["no-incident-searches"]}
+    assert report["summary"].get("arguments") == len(searches)
+    assert "allow→deny" not in report["summary"] and "deny→allow" not in report["summary"]
+    human = run(["policy", "diff", "--policies", str(head), "--base", str(d / "policies"),
+                 "--records", str(d / "records")], cwd=tmp_path)
+    assert "depends on the arguments (read by no-incident-searches)" in human.stdout
