@@ -198,14 +198,24 @@ fn inside(root: &Path, path: &str) -> Result<PathBuf, String> {
     Ok(root.join(rel))
 }
 
-/// The notes' file names, sorted.
+/// The notes' paths under the root (files there and one directory down), sorted.
 fn notes(root: &Path) -> Result<Vec<String>, (i64, String)> {
     let entries = std::fs::read_dir(root).map_err(|e| (-32603, e.to_string()))?;
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        match e.file_type() {
+            Ok(t) if t.is_file() => names.push(name),
+            Ok(t) if t.is_dir() => {
+                for f in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                    if f.file_type().is_ok_and(|t| t.is_file()) {
+                        names.push(format!("{name}/{}", f.file_name().to_string_lossy()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
     names.sort();
     Ok(names)
 }

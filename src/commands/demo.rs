@@ -394,12 +394,14 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<(Vec<Exchange>, Vec<Too
     });
     // The demo's MCP server, spawned by the gateway over stdio: notes under `dir/notes`.
     let notes = dir.join("notes");
-    std::fs::create_dir_all(notes.join("scratch")).map_err(|source| {
-        CliError::input(policy_engine::PolicyError::Write {
-            path: notes.clone(),
-            source,
-        })
-    })?;
+    std::fs::create_dir_all(notes.join("scratch"))
+        .and_then(|()| std::fs::create_dir_all(notes.join("private")))
+        .map_err(|source| {
+            CliError::input(policy_engine::PolicyError::Write {
+                path: notes.clone(),
+                source,
+            })
+        })?;
     for (name, text) in [
         (
             "incident-review.md",
@@ -408,6 +410,10 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<(Vec<Exchange>, Vec<Too
         (
             "roadmap.md",
             "Roadmap: MCP tools behind the gateway next quarter.\n",
+        ),
+        (
+            "private/oncall.md",
+            "On-call rota and pager numbers (SRE only).\n",
         ),
     ] {
         let _ = std::fs::write(notes.join(name), text);
@@ -554,13 +560,14 @@ async fn mcp_call(
         "io.modelcontextprotocol/clientCapabilities": {},
         "io.modelcontextprotocol/clientInfo": { "name": "cairn-demo-agent", "version": "1" },
     });
+    use gateway_core::mcp::wire;
     let mut req = client
         .post(format!("http://{addr}/mcp"))
         .bearer_auth(key)
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", method);
-    if let Some(name) = params["name"].as_str() {
-        req = req.header("mcp-name", name);
+        .header(wire::PROTOCOL_VERSION_HEADER, "2026-07-28")
+        .header(wire::METHOD_HEADER, method);
+    if let Some(name) = wire::name_param(method).and_then(|k| params[k].as_str()) {
+        req = req.header(wire::NAME_HEADER, wire::encode_header_value(name));
     }
     let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
     let resp = req
@@ -673,5 +680,68 @@ async fn agent_loop(
             outcome,
         });
     }
+    resources_and_prompts(client, addr, key, &mut steps).await?;
     Ok(steps)
+}
+
+/// The notes as resources (a private one hidden from alice, and refused when she names it),
+/// and a prompt.
+async fn resources_and_prompts(
+    client: &reqwest::Client,
+    addr: &str,
+    key: &str,
+    steps: &mut Vec<ToolStep>,
+) -> Result<(), CliError> {
+    let private = "cairn://notes/note:///private/oncall.md";
+    let listed = mcp_call(client, addr, key, "resources/list", serde_json::json!({})).await?;
+    let uris: Vec<&str> = listed["result"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
+    steps.push(ToolStep {
+        what: "resources/list".into(),
+        outcome: if uris.contains(&private) {
+            format!("{} listed, {private} among them", uris.len())
+        } else {
+            format!(
+                "{} listed; {private} filtered out: private notes are SRE's",
+                uris.len()
+            )
+        },
+    });
+    let read = mcp_call(
+        client,
+        addr,
+        key,
+        "resources/read",
+        serde_json::json!({ "uri": private }),
+    )
+    .await?;
+    steps.push(ToolStep {
+        what: format!("resources/read {private}"),
+        outcome: format!(
+            "refused ({}): {}",
+            read["error"]["code"],
+            read["error"]["message"].as_str().unwrap_or_default()
+        ),
+    });
+    let prompt = mcp_call(
+        client,
+        addr,
+        key,
+        "prompts/get",
+        serde_json::json!({ "name": "notes__summarize_note", "arguments": { "note_id": "roadmap.md" } }),
+    )
+    .await?;
+    let messages = prompt["result"]["messages"].as_array().map_or(0, Vec::len);
+    let link = prompt["result"]["messages"][0]["content"]["uri"]
+        .as_str()
+        .unwrap_or_default();
+    steps.push(ToolStep {
+        what: "prompts/get notes__summarize_note".into(),
+        outcome: format!("allowed: {messages} messages, linking {link}"),
+    });
+    Ok(())
 }

@@ -1,11 +1,18 @@
 """A real OIDC issuer for tests: keys generated here, the discovery document and the JWKS
-served over HTTP, tokens signed with PyJWT. Keys can be added mid-run (rotation)."""
+served over HTTP, tokens signed with PyJWT. Keys can be added mid-run (rotation).
+
+It is also an OAuth 2.1 authorization server for confidential clients: RFC 8414 metadata and a
+token endpoint for `client_credentials` (the token's audience is the RFC 8707 `resource` asked
+for) and RFC 8693 token exchange (a token for the `audience` asked for, in exchange for one this
+issuer signed, with the exchanging client as `act`). Every token request is kept in
+`token_requests`."""
 
 import base64
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, unquote_plus
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -26,6 +33,9 @@ class Issuer:
         self.uses = {}  # kid -> the JWK's `use` when not "sig"
         self.announced_issuer = None  # the discovery document's `issuer`, when not this one
         self.jwks_fetches = 0
+        # client_id -> (secret, the `sub` of its client_credentials tokens)
+        self.clients = {}
+        self.token_requests = []
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,7 +44,10 @@ class Issuer:
 
             def do_GET(self):
                 if self.path == "/.well-known/openid-configuration":
-                    body = {"issuer": issuer.announced_issuer or issuer.url, "jwks_uri": issuer.url + "/jwks.json"}
+                    body = {"issuer": issuer.announced_issuer or issuer.url, "jwks_uri": issuer.url + "/jwks.json",
+                            "token_endpoint": issuer.url + "/token"}
+                elif self.path == "/.well-known/oauth-authorization-server":
+                    body = issuer.as_metadata()
                 elif self.path == "/jwks.json":
                     issuer.jwks_fetches += 1
                     body = issuer.jwks()
@@ -49,6 +62,19 @@ class Issuer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_POST(self):
+                length = int(self.headers.get("content-length") or 0)
+                form = dict(parse_qsl(self.rfile.read(length).decode()))
+                status, body = (404, {"error": "not_found"})
+                if self.path == "/token":
+                    status, body = issuer.token_endpoint(form, self.headers.get("authorization"))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -56,6 +82,51 @@ class Issuer:
 
     def close(self):
         self.server.shutdown()
+
+    def as_metadata(self):
+        return {
+            "issuer": self.url,
+            "authorization_endpoint": self.url + "/authorize",
+            "token_endpoint": self.url + "/token",
+            "jwks_uri": self.url + "/jwks.json",
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        }
+
+    def _client(self, form, authorization):
+        """The authenticated client id (client_secret_basic or client_secret_post), or None."""
+        if authorization and authorization.lower().startswith("basic "):
+            raw = base64.b64decode(authorization[6:]).decode()
+            cid, _, secret = raw.partition(":")
+            cid, secret = unquote_plus(cid), unquote_plus(secret)
+        else:
+            cid, secret = form.get("client_id"), form.get("client_secret")
+        known = self.clients.get(cid)
+        return cid if known and known[0] == secret else None
+
+    def token_endpoint(self, form, authorization):
+        self.token_requests.append(dict(form))
+        cid = self._client(form, authorization)
+        if cid is None:
+            return 401, {"error": "invalid_client"}
+        grant = form.get("grant_type")
+        if grant == "client_credentials":
+            token = self.token(sub=self.clients[cid][1], aud=form.get("resource") or "cairn")
+            return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 600}
+        if grant == "urn:ietf:params:oauth:grant-type:token-exchange":
+            try:
+                kid = jwt.get_unverified_header(form.get("subject_token", ""))["kid"]
+                alg, key = self.keys[kid]
+                subject = jwt.decode(form["subject_token"], key.public_key(), algorithms=[alg],
+                                     options={"verify_aud": False})
+            except Exception as e:  # noqa: BLE001  (any bad subject token is the client's error)
+                return 400, {"error": "invalid_grant", "error_description": str(e)}
+            token = self.token(sub=subject["sub"], aud=form.get("audience"), act={"sub": cid},
+                               groups=subject.get("groups"))
+            return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 300,
+                         "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"}
+        return 400, {"error": "unsupported_grant_type"}
 
     def add_key(self, kid: str, alg: str):
         if alg == "RS256":

@@ -196,7 +196,7 @@ def test_guardrails_on_arguments_and_results(gateway):
     rec = [r for r in mcp_records(gateway, "tools/call") if r["id"] == card.error.data["decision_id"]][0]
     assert rec["guardrails"]["input"]["findings"] == {"payment_card": 1}
     assert rec["guardrails"]["input"]["blocked"] == ["payment_card"]
-    assert "4111" not in json.dumps(gateway.records())
+    assert "4111 1111" not in json.dumps(gateway.records())
 
 
 def test_upstreams_never_see_the_client_s_or_the_gateway_s_credentials(gateway):
@@ -245,7 +245,7 @@ def test_bad_input_gets_a_json_rpc_error_and_a_record(gateway):
              modern_headers("tools/call", "probe__delete_note")), 400, -32020),
         (raw(gateway, modern("tools/list"), modern_headers("tools/call")), 400, -32020),
         (raw(gateway, modern("tools/list"), {"mcp-method": "tools/list"}), 400, -32020),
-        (raw(gateway, modern("resources/list"), modern_headers("resources/list")), 404, -32601),
+        (raw(gateway, modern("completion/complete"), modern_headers("completion/complete")), 404, -32601),
         # Another server's namespace, a tool that does not exist, arguments against the schema.
         (raw(gateway, modern("tools/call", {"name": "other__search_notes"}),
              modern_headers("tools/call", "other__search_notes")), 200, -32602),

@@ -74,7 +74,7 @@ fn entity_reference(fields: &serde_json::Map<String, Value>) -> Option<EntityUid
     }
 }
 
-fn attrs<'a>(
+pub fn attrs<'a>(
     fields: impl IntoIterator<Item = (&'a String, &'a Value)>,
 ) -> Result<HashMap<String, RestrictedExpression>, String> {
     fields

@@ -1,6 +1,8 @@
-//! Cedar for MCP tool calls: the `Tool` entity in its `McpServer`, the call's arguments as the
-//! tags of a `ToolArguments` entity, and a listing's question "could any call of this tool be
-//! allowed?" answered by partial evaluation with the arguments unknown.
+//! Cedar for MCP: a tool call (`call_tool` on a `Tool`), a prompt (`get_prompt` on a `Prompt`)
+//! and a resource read (`read_resource` on an `McpResource`), each entity in its `McpServer`.
+//! A call's or a prompt's arguments are the tags of an arguments entity. A listing asks "could
+//! some request for this item be allowed?", answered by partial evaluation with what the
+//! listing cannot know (the arguments; for a resource template, the resource) left unknown.
 
 use std::collections::HashSet;
 
@@ -16,16 +18,54 @@ use super::{DecideError, Decision};
 use crate::authn::Principal;
 
 pub const CALL_TOOL: &str = "Action::\"call_tool\"";
+pub const GET_PROMPT: &str = "Action::\"get_prompt\"";
+pub const READ_RESOURCE: &str = "Action::\"read_resource\"";
 
-/// A tool as Cedar sees it.
+/// What an MCP request acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+impl Kind {
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Tool => CALL_TOOL,
+            Self::Prompt => GET_PROMPT,
+            Self::Resource => READ_RESOURCE,
+        }
+    }
+
+    pub fn entity_type(self) -> &'static str {
+        match self {
+            Self::Tool => "Tool",
+            Self::Prompt => "Prompt",
+            Self::Resource => "McpResource",
+        }
+    }
+
+    /// The entity type of the arguments in the context, for kinds that have them.
+    pub fn arguments_type(self) -> Option<&'static str> {
+        match self {
+            Self::Tool => Some("ToolArguments"),
+            Self::Prompt => Some("PromptArguments"),
+            Self::Resource => None,
+        }
+    }
+}
+
+/// An item of a server as Cedar sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct ToolAsk<'a> {
+pub struct McpAsk<'a> {
+    pub kind: Kind,
     pub server: &'a str,
     /// The `McpServer` entity's attributes.
     pub server_attrs: &'a Value,
-    /// `server/name`.
-    pub tool_id: &'a str,
-    pub tool_attrs: &'a Value,
+    /// `server/name` (a resource: `server/uri`).
+    pub id: &'a str,
+    pub attrs: &'a Value,
     /// The context without `arguments` (which this module adds).
     pub context: &'a Value,
 }
@@ -45,47 +85,60 @@ pub fn argument_tags(arguments: &Map<String, Value>) -> Vec<(String, String)> {
     tags
 }
 
-/// Decides one call with its arguments.
-pub fn decide_call(
+/// Decides one request: the item known, its arguments (if its kind has them) given.
+pub fn decide(
     engine: &PolicyEngine,
     principal: &Principal,
-    ask: ToolAsk<'_>,
+    ask: McpAsk<'_>,
     arguments_id: &str,
     arguments: &Map<String, Value>,
 ) -> Result<Decision, DecideError> {
-    let args_uid = uid("ToolArguments", arguments_id).map_err(|e| format!("arguments: {e}"))?;
-    let tags = argument_tags(arguments)
-        .into_iter()
-        .map(|(k, v)| (k, RestrictedExpression::new_string(v)));
-    let args = Entity::new_with_tags(args_uid.clone(), [], [], tags).map_err(|e| e.to_string())?;
-    let (request, entities) = build(
-        engine,
-        principal,
-        ask,
-        RestrictedExpression::new_entity_uid(args_uid),
-        Some(args),
-    )?;
+    let mut extra = Vec::new();
+    let args = match ask.kind.arguments_type() {
+        Some(t) => {
+            let args_uid = uid(t, arguments_id).map_err(|e| format!("arguments: {e}"))?;
+            let tags = argument_tags(arguments)
+                .into_iter()
+                .map(|(k, v)| (k, RestrictedExpression::new_string(v)));
+            extra.push(
+                Entity::new_with_tags(args_uid.clone(), [], [], tags).map_err(|e| e.to_string())?,
+            );
+            Some(RestrictedExpression::new_entity_uid(args_uid))
+        }
+        None => None,
+    };
+    let (request, entities) = build(engine, principal, ask, args, Unknowns::None, extra)?;
     Ok(super::decision_of(
         &engine.is_authorized(&request, &entities),
     ))
 }
 
-/// Whether some call of the tool could be allowed: the decision with the arguments unknown is
-/// not a denial. A tool is listed exactly when this holds, so a listed tool is one a call can
-/// reach, and a tool left out is one every call to would be denied.
-pub fn could_call(
+/// What a listing leaves unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknowns {
+    None,
+    /// The arguments (a tool or a prompt in a listing).
+    Arguments,
+    /// A resource's URI (a template in a listing: which resource it names is not known).
+    Uri,
+}
+
+/// Whether some request for the item could be allowed: the decision with the unknowns left
+/// unknown is not a denial. An item is listed exactly when this holds, so a listed item is
+/// one a request can reach, and an item left out is one every request for would be denied.
+pub fn could(
     engine: &PolicyEngine,
     principal: &Principal,
-    ask: ToolAsk<'_>,
+    ask: McpAsk<'_>,
+    unknowns: Unknowns,
 ) -> Result<bool, DecideError> {
-    let unknown = uid("ToolArguments", "").map_err(|e| format!("arguments: {e}"))?;
-    let (request, entities) = build(
-        engine,
-        principal,
-        ask,
-        RestrictedExpression::new_entity_uid(unknown),
-        None,
-    )?;
+    let args = match ask.kind.arguments_type() {
+        Some(t) => Some(RestrictedExpression::new_entity_uid(
+            uid(t, "").map_err(|e| format!("arguments: {e}"))?,
+        )),
+        None => None,
+    };
+    let (request, entities) = build(engine, principal, ask, args, unknowns, Vec::new())?;
     let partial = Authorizer::new().is_authorized_partial(&request, engine.policies(), &entities);
     Ok(partial.decision() != Some(CedarDecision::Deny))
 }
@@ -93,14 +146,19 @@ pub fn could_call(
 fn build(
     engine: &PolicyEngine,
     principal: &Principal,
-    ask: ToolAsk<'_>,
-    arguments: RestrictedExpression,
-    arguments_entity: Option<Entity>,
+    ask: McpAsk<'_>,
+    arguments: Option<RestrictedExpression>,
+    unknowns: Unknowns,
+    extra: Vec<Entity>,
 ) -> Result<(Request, Entities), DecideError> {
     let schema = engine.schema();
-    let action: EntityUid = CALL_TOOL.parse().map_err(|e| format!("action: {e}"))?;
+    let action: EntityUid = ask
+        .kind
+        .action()
+        .parse()
+        .map_err(|e| format!("action: {e}"))?;
     let server = uid("McpServer", ask.server).map_err(|e| format!("server: {e}"))?;
-    let tool = uid("Tool", ask.tool_id).map_err(|e| format!("tool: {e}"))?;
+    let item = uid(ask.kind.entity_type(), ask.id).map_err(|e| format!("item: {e}"))?;
     let principal_uid =
         uid(&principal.entity_type, &principal.id).map_err(|e| format!("principal: {e}"))?;
     let mut list = cedar_values::principal_entities(principal)?;
@@ -109,23 +167,28 @@ fn build(
         ask.server_attrs,
         HashSet::new(),
     )?);
-    list.push(cedar_values::entity(
-        tool.clone(),
-        ask.tool_attrs,
-        HashSet::from([server]),
-    )?);
-    let known = arguments_entity.is_some();
-    list.extend(arguments_entity);
+    let parents = HashSet::from([server]);
+    list.push(if unknowns == Unknowns::Uri {
+        let fields = ask.attrs.as_object().into_iter().flatten();
+        let mut attrs = cedar_values::attrs(fields.filter(|(k, _)| k.as_str() != "uri"))?;
+        attrs.insert("uri".into(), RestrictedExpression::new_unknown("uri"));
+        Entity::new(item.clone(), attrs, parents).map_err(|e| e.to_string())?
+    } else {
+        cedar_values::entity(item.clone(), ask.attrs, parents)?
+    });
+    list.extend(extra);
     let mut entities = Entities::from_entities(list, Some(schema))
         .map_err(|e| format!("entities: {}", policy_engine::chain(&e)))?;
-    if !known {
+    if unknowns == Unknowns::Arguments {
         // The arguments entity is absent: what reads it stays a residual.
         entities = entities.partial();
     }
     let mut pairs = cedar_values::context_pairs(ask.context)?;
-    pairs.push(("arguments".to_string(), arguments));
+    if let Some(a) = arguments {
+        pairs.push(("arguments".to_string(), a));
+    }
     let context = Context::from_pairs(pairs).map_err(|e| policy_engine::chain(&e))?;
-    let request = Request::new(principal_uid, action, tool, context, Some(schema))
+    let request = Request::new(principal_uid, action, item, context, Some(schema))
         .map_err(|e| format!("request: {}", policy_engine::chain(&e)))?;
     Ok((request, entities))
 }
@@ -156,14 +219,19 @@ mod tests {
                "request_time": "2026-11-25T14:00:00Z", "argument_names": [], "guardrail_findings": []})
     }
 
-    fn ask<'a>(id: &'a str, attrs: &'a Value, server: &'a Value, ctx: &'a Value) -> ToolAsk<'a> {
-        ToolAsk {
+    fn ask<'a>(id: &'a str, attrs: &'a Value, server: &'a Value, ctx: &'a Value) -> McpAsk<'a> {
+        McpAsk {
+            kind: Kind::Tool,
             server: "files",
             server_attrs: server,
-            tool_id: id,
-            tool_attrs: attrs,
+            id,
+            attrs,
             context: ctx,
         }
+    }
+
+    fn could_call(e: &PolicyEngine, p: &Principal, a: McpAsk<'_>) -> Result<bool, DecideError> {
+        could(e, p, a, Unknowns::Arguments)
     }
 
     fn args(v: Value) -> Map<String, Value> {
@@ -182,18 +250,18 @@ mod tests {
         let write = tool("write_file", "write");
         let a = ask("files/write_file", &write, &server, &ctx);
         assert!(could_call(&e, &alice, a).expect("decides"));
-        let ok = decide_call(&e, &alice, a, "1", &args(json!({"path": "/srv/scratch/a"})))
-            .expect("decides");
+        let ok =
+            decide(&e, &alice, a, "1", &args(json!({"path": "/srv/scratch/a"}))).expect("decides");
         assert!(ok.allow, "{ok:?}");
-        let no = decide_call(&e, &alice, a, "2", &args(json!({"path": "/etc/passwd"})))
-            .expect("decides");
+        let no =
+            decide(&e, &alice, a, "2", &args(json!({"path": "/etc/passwd"}))).expect("decides");
         assert!(!no.allow);
         assert_eq!(no.reasons, ["file-writes-only-in-scratch"]);
 
         // No permit whatever the arguments: not listed, and no call is allowed.
         assert!(!could_call(&e, &bob, a).expect("decides"));
-        let denied = decide_call(&e, &bob, a, "3", &args(json!({"path": "/srv/scratch/a"})))
-            .expect("decides");
+        let denied =
+            decide(&e, &bob, a, "3", &args(json!({"path": "/srv/scratch/a"}))).expect("decides");
         assert!(!denied.allow);
 
         // A session above the server's approval sees nothing.
@@ -201,6 +269,62 @@ mod tests {
         let high = context(2);
         assert!(!could_call(&e, &bob, ask("files/read_file", &read, &server, &high)).expect("ok"));
         assert!(could_call(&e, &bob, ask("files/read_file", &read, &server, &ctx)).expect("ok"));
+    }
+
+    fn resource<'a>(
+        id: &'a str,
+        attrs: &'a Value,
+        server: &'a Value,
+        ctx: &'a Value,
+    ) -> McpAsk<'a> {
+        McpAsk {
+            kind: Kind::Resource,
+            server: "notes",
+            server_attrs: server,
+            id,
+            attrs,
+            context: ctx,
+        }
+    }
+
+    #[test]
+    fn resources_and_templates_listed_as_read() {
+        let e = default_engine();
+        let server = json!({"owner_team": "platform", "max_data_level": 1});
+        let ctx = |level: i64| {
+            json!({"data_classification": "internal", "data_level": level,
+                         "source_ip": "10.1.2.3", "request_time": "2026-11-25T14:00:00Z"})
+        };
+        let (low, high) = (ctx(1), ctx(2));
+        let attrs = |uri: &str| json!({"server": "notes", "uri": uri, "scheme": "note", "max_data_level": 1});
+        let (open, private) = (attrs("note:///a.txt"), attrs("note:///private/b.txt"));
+        let bob = user("bob", &["sales"]);
+        let erin = user("erin", &["sre"]);
+        let none = Map::new();
+        let read = |p: &Principal, id: &str, a: &Value| {
+            decide(&e, p, resource(id, a, &server, &low), "1", &none).expect("decides")
+        };
+        assert!(read(&bob, "notes/note:///a.txt", &open).allow);
+        let d = read(&bob, "notes/note:///private/b.txt", &private);
+        assert!(!d.allow);
+        assert_eq!(d.reasons, ["private-resources-for-sre"]);
+        assert!(read(&erin, "notes/note:///private/b.txt", &private).allow);
+
+        // A template names no resource yet: listed when some read could be allowed, and not
+        // above the server's approval (known without the URI).
+        let template = attrs("note:///{name}");
+        let id = "notes/note:///{name}";
+        let listed = |ctx: &Value| {
+            could(
+                &e,
+                &bob,
+                resource(id, &template, &server, ctx),
+                Unknowns::Uri,
+            )
+            .expect("decides")
+        };
+        assert!(listed(&low));
+        assert!(!listed(&high));
     }
 
     #[test]

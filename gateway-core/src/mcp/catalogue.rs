@@ -1,10 +1,13 @@
-//! The upstream servers and their tools as the gateway sees them: each tool with its Cedar
-//! attributes, and the namespacing rule that puts several servers behind one endpoint.
+//! The upstream servers and their tools, prompts and resources as the gateway sees them: each
+//! with its Cedar attributes, and the namespacing rule that puts several servers behind one
+//! endpoint.
 //!
-//! Namespacing: at `/mcp` a tool is `{server}__{tool}`. Server names are lowercase letters,
-//! digits and `-` (no `_`), so the first `__` always ends the server's part, and two servers
-//! can never produce the same name; a server that lists one tool name twice keeps the first
-//! (and the gateway logs it). At `/mcp/{server}` names are the server's own.
+//! Namespacing: at `/mcp` a tool or a prompt is `{server}__{name}`, and a resource (or a
+//! template) `cairn://{server}/{uri}` with the server's URI after the slash as it is. Server
+//! names are lowercase letters, digits and `-` (no `_`, no `/`), so the first `__` (or the first
+//! `/` after `cairn://`) always ends the server's part, and two servers can never produce the
+//! same name; a server that lists one tool name twice keeps the first (and the gateway logs
+//! it). At `/mcp/{server}` names and URIs are the server's own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +32,69 @@ pub fn namespaced(server: &str, tool: &str) -> String {
 pub fn split(name: &str) -> Option<(&str, &str)> {
     name.split_once(SEPARATOR)
         .filter(|(s, t)| !s.is_empty() && !t.is_empty())
+}
+
+/// The scheme of a namespaced resource URI.
+pub const URI_PREFIX: &str = "cairn://";
+
+pub fn namespaced_uri(server: &str, uri: &str) -> String {
+    format!("{URI_PREFIX}{server}/{uri}")
+}
+
+/// `(server, uri)` of a namespaced resource URI.
+pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
+    uri.strip_prefix(URI_PREFIX)?
+        .split_once('/')
+        .filter(|(s, u)| !s.is_empty() && !u.is_empty())
+}
+
+/// Resource links in content a server returned (a tool result's `content`, a prompt's
+/// messages, a read's `contents`) namespaced, so a client at `/mcp` can read them back.
+pub fn namespace_links(result: &mut Value, server: &str) {
+    fn item(v: &mut Value, server: &str) {
+        let uri = match v.get("type").and_then(Value::as_str) {
+            Some("resource") => v.get_mut("resource").and_then(|r| r.get_mut("uri")),
+            Some("resource_link") => v.get_mut("uri"),
+            // A read's `contents` entries carry the URI with no type.
+            None => v.get_mut("uri"),
+            Some(_) => None,
+        };
+        if let Some(Value::String(u)) = uri {
+            *u = namespaced_uri(server, u);
+        }
+    }
+    for key in ["content", "contents"] {
+        if let Some(Value::Array(items)) = result.get_mut(key) {
+            items.iter_mut().for_each(|v| item(v, server));
+        }
+    }
+    if let Some(Value::Array(messages)) = result.get_mut("messages") {
+        for m in messages {
+            if let Some(c) = m.get_mut("content") {
+                item(c, server);
+            }
+        }
+    }
+}
+
+/// A resource's Cedar attributes, from its URI on the server alone: a read and a listing see
+/// the same entity, so what is listed is what can be read.
+pub fn resource_attrs(server: &McpServerConfig, uri: &str) -> Value {
+    let scheme = uri
+        .split_once(':')
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    json!({
+        "server": server.name,
+        "uri": uri,
+        "scheme": scheme,
+        "max_data_level": server.max_data_level,
+    })
+}
+
+/// A prompt's Cedar attributes.
+pub fn prompt_attrs(server: &McpServerConfig, name: &str) -> Value {
+    json!({ "server": server.name, "name": name, "max_data_level": server.max_data_level })
 }
 
 /// One tool of one server.
@@ -148,44 +214,58 @@ impl Upstream {
         Ok(self.tools().await?.iter().find(|t| t.name == name).cloned())
     }
 
-    async fn list(&self) -> Result<Vec<Arc<ToolDef>>, UpstreamError> {
-        let mut out: Vec<Arc<ToolDef>> = Vec::new();
+    /// Whether the server declared a capability (`prompts`, `resources`) when it started.
+    pub async fn offers(&self, capability: &str) -> Result<bool, UpstreamError> {
+        let (_, info) = self.server.info().await?;
+        Ok(info
+            .get("capabilities")
+            .and_then(|c| c.get(capability))
+            .is_some())
+    }
+
+    /// Every page of a list method (`prompts/list`, `resources/list`, ...): the entries under
+    /// `key`, in the server's order.
+    pub async fn list_all(&self, method: &str, key: &str) -> Result<Vec<Value>, UpstreamError> {
+        let mut out = Vec::new();
         let mut cursor: Option<Value> = None;
         for _ in 0..MAX_PAGES {
             let mut params = Map::new();
             if let Some(c) = cursor.take() {
                 params.insert("cursor".into(), c);
             }
-            let answer = self.server.request("tools/list", params).await?;
-            // An error (a server still warming up, a bad page) is not an empty list: the list
-            // stays stale and is asked for again.
-            let Some(result) = answer.get("result") else {
+            let mut answer = self.server.request(method, params).await?;
+            // An error (a server still warming up, a bad page) is not an empty list.
+            let Some(result) = answer.get_mut("result") else {
                 let error = answer.get("error").cloned().unwrap_or(Value::Null);
                 return Err(UpstreamError::Refused {
                     server: self.name().to_string(),
-                    method: "tools/list".into(),
+                    method: method.into(),
                     error: error.to_string(),
                 });
             };
-            for def in result
-                .get("tools")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                match ToolDef::new(self.server.config(), def.clone()) {
-                    Some(t) if out.iter().any(|o| o.name == t.name) => {
-                        tracing::warn!(server = %self.name(), tool = %t.name, "the server lists this tool twice; the first is kept");
-                    }
-                    Some(t) => out.push(Arc::new(t)),
-                    None => {
-                        tracing::warn!(server = %self.name(), "the server listed a tool without a name");
-                    }
-                }
+            if let Some(Value::Array(items)) = result.get_mut(key).map(Value::take) {
+                out.extend(items);
             }
             match result.get("nextCursor") {
                 Some(c @ Value::String(_)) => cursor = Some(c.clone()),
                 _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list(&self) -> Result<Vec<Arc<ToolDef>>, UpstreamError> {
+        let mut out: Vec<Arc<ToolDef>> = Vec::new();
+        // An error leaves the list stale, asked for again.
+        for def in self.list_all("tools/list", "tools").await? {
+            match ToolDef::new(self.server.config(), def) {
+                Some(t) if out.iter().any(|o| o.name == t.name) => {
+                    tracing::warn!(server = %self.name(), tool = %t.name, "the server lists this tool twice; the first is kept");
+                }
+                Some(t) => out.push(Arc::new(t)),
+                None => {
+                    tracing::warn!(server = %self.name(), "the server listed a tool without a name");
+                }
             }
         }
         Ok(out)
@@ -271,6 +351,43 @@ mod tests {
         assert_eq!(split("files"), None);
         assert_eq!(split("__read"), None);
         assert_eq!(split("files__"), None);
+    }
+
+    #[test]
+    fn namespaced_uris_keep_the_server_s_uri_whole() {
+        let u = namespaced_uri("notes", "note:///a/b.txt");
+        assert_eq!(u, "cairn://notes/note:///a/b.txt");
+        assert_eq!(split_uri(&u), Some(("notes", "note:///a/b.txt")));
+        assert_eq!(split_uri("cairn://notes/"), None);
+        assert_eq!(split_uri("cairn:///x"), None);
+        assert_eq!(split_uri("file:///x"), None);
+        let mut result = json!({
+            "content": [{"type": "text", "text": "x"}, {"type": "resource_link", "uri": "file:///a"},
+                        {"type": "resource", "resource": {"uri": "file:///b", "text": "b"}}],
+            "messages": [{"role": "user", "content": {"type": "resource_link", "uri": "note:///c"}}],
+            "contents": [{"uri": "note:///d", "text": "d"}],
+        });
+        namespace_links(&mut result, "s");
+        assert_eq!(result["content"][1]["uri"], "cairn://s/file:///a");
+        assert_eq!(
+            result["content"][2]["resource"]["uri"],
+            "cairn://s/file:///b"
+        );
+        assert_eq!(
+            result["messages"][0]["content"]["uri"],
+            "cairn://s/note:///c"
+        );
+        assert_eq!(result["contents"][0]["uri"], "cairn://s/note:///d");
+        assert_eq!(result["content"][0], json!({"type": "text", "text": "x"}));
+    }
+
+    #[test]
+    fn resource_attributes_name_the_scheme() {
+        let s = server();
+        let a = resource_attrs(&s, "NOTE:///a");
+        assert_eq!(a["scheme"], "note");
+        assert_eq!(a["uri"], "NOTE:///a");
+        assert_eq!(resource_attrs(&s, "no-scheme")["scheme"], "");
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub struct McpServerConfig {
     /// Fixed headers sent to a remote server.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// A remote server that must know the caller: each call carries a token obtained by RFC
+    /// 8693 token exchange for the caller's OAuth token (the gateway's own requests, such as
+    /// listing tools, keep `bearer_env`/`bearer_file`).
+    #[serde(default)]
+    pub token_exchange: Option<super::exchange::TokenExchangeConfig>,
     /// Environment of the spawned program, on top of a minimal one (`PATH`, `HOME`, `LANG`):
     /// the gateway's own environment, secrets included, is not passed on.
     #[serde(default)]
@@ -100,6 +105,7 @@ impl McpServerConfig {
             bearer_env: None,
             bearer_file: None,
             headers: BTreeMap::new(),
+            token_exchange: None,
             env: BTreeMap::new(),
             cwd: None,
             owner_team: String::new(),
@@ -160,6 +166,14 @@ pub fn check_config(c: &McpConfig) -> Vec<String> {
             problems.push(format!(
                 "`{key}`: `bearer_env`, `bearer_file` and `headers` are for a remote server (`url`)"
             ));
+        }
+        if let Some(x) = &s.token_exchange {
+            if s.url.is_none() {
+                problems.push(format!(
+                    "`{key}.token_exchange` is for a remote server (`url`)"
+                ));
+            }
+            problems.extend(x.check(&format!("{key}.token_exchange")));
         }
         if s.bearer_env.is_some() && s.bearer_file.is_some() {
             problems.push(format!(

@@ -8,6 +8,7 @@
 //! | [`upstream`] | an upstream server whatever its transport; the errors of a call |
 //! | [`stdio`] | a local server, spawned, supervised and spoken to over stdio |
 //! | [`remote`] | a remote server over Streamable HTTP, with the gateway's own credential |
+//! | [`exchange`] | RFC 8693 token exchange for servers that must know the caller |
 //! | [`catalogue`] | the servers' tools with their Cedar attributes; the namespacing rule |
 //! | [`sessions`] | `Mcp-Session-Id` of the handshake-era revisions, bound to a principal |
 //! | [`serve`] | the `/mcp` endpoint: admission, dispatch, forwarding, records |
@@ -20,6 +21,7 @@
 
 pub mod catalogue;
 pub mod config;
+pub mod exchange;
 pub mod remote;
 pub mod serve;
 pub mod sessions;

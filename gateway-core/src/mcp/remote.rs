@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::config::McpServerConfig;
+use super::exchange::{ExchangeError, TokenExchanger};
 use super::upstream::{Mode, UpstreamError, client_info, with_meta};
 use super::wire;
 
@@ -35,6 +36,7 @@ pub struct RemoteServer {
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     next_id: AtomicU64,
     pub tools_stale: Arc<AtomicBool>,
+    exchanger: Option<TokenExchanger>,
 }
 
 impl RemoteServer {
@@ -45,7 +47,12 @@ impl RemoteServer {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
+        let exchanger = config
+            .token_exchange
+            .clone()
+            .map(|x| TokenExchanger::new(x, &url, timeout));
         Self {
+            exchanger,
             headers: HeaderMap::new(),
             url,
             client,
@@ -111,18 +118,44 @@ impl RemoteServer {
         Ok((s.mode.clone(), s.info.clone()))
     }
 
+    /// A caller's request: with an exchanged token when the server takes those.
+    pub async fn request_for(
+        &self,
+        method: &str,
+        params: Map<String, Value>,
+        subject: Option<&str>,
+    ) -> Result<Value, UpstreamError> {
+        let Some(x) = &self.exchanger else {
+            return self.request(method, params, None).await;
+        };
+        let exchange = |error| UpstreamError::Exchange {
+            server: self.name().to_string(),
+            error,
+        };
+        let subject = subject.ok_or_else(|| exchange(ExchangeError::NoSubjectToken))?;
+        let token = x.token_for(subject).await.map_err(exchange)?;
+        if HeaderValue::try_from(format!("Bearer {token}")).is_err() {
+            return Err(exchange(ExchangeError::Refused(
+                "the token is not a valid header value".into(),
+            )));
+        }
+        self.request(method, params, Some(&token)).await
+    }
+
+    /// One request, with `bearer` instead of the session's credential when given.
     pub async fn request(
         &self,
         method: &str,
         params: Map<String, Value>,
+        bearer: Option<&str>,
     ) -> Result<Value, UpstreamError> {
         let s = self.session().await?;
-        match self.send(&s, method, params.clone()).await {
+        match self.send(&s, method, params.clone(), bearer).await {
             // The server forgot the session (restarted, expired): a new one, once.
             Err(Forgotten) if s.id.is_some() => {
                 self.forget(&s).await;
                 let s = self.session().await?;
-                self.send(&s, method, params)
+                self.send(&s, method, params, bearer)
                     .await
                     .map_err(|e| e.into_error(self))
             }
@@ -163,7 +196,7 @@ impl RemoteServer {
         params.insert("capabilities".into(), json!({}));
         params.insert("clientInfo".into(), client_info());
         let (answer, session_id) = self
-            .post(&handshake, "initialize", params, true)
+            .post(&handshake, "initialize", params, true, None)
             .await
             .map_err(|e| e.into_error(self))?;
         if let Some(result) = answer.get("result") {
@@ -189,7 +222,7 @@ impl RemoteServer {
         };
         let params = with_meta(&modern.mode, Map::new());
         let (answer, _) = self
-            .post(&modern, "server/discover", params, true)
+            .post(&modern, "server/discover", params, true, None)
             .await
             .map_err(|e| e.into_error(self))?;
         match answer.get("result") {
@@ -206,7 +239,7 @@ impl RemoteServer {
 
     async fn notify(&self, s: &Session, method: &str) {
         let body = json!({ "jsonrpc": "2.0", "method": method });
-        let req = self.request_builder(s, method, None).json(&body);
+        let req = self.request_builder(s, method, None, None).json(&body);
         if let Err(e) = req.send().await {
             tracing::warn!(server = %self.name(), error = %e, "MCP notification not delivered");
         }
@@ -217,11 +250,19 @@ impl RemoteServer {
         s: &Session,
         method: &str,
         name: Option<&str>,
+        bearer: Option<&str>,
     ) -> reqwest::RequestBuilder {
+        let mut headers = s.credentials.clone();
+        if let Some(b) = bearer
+            && let Ok(mut v) = HeaderValue::try_from(format!("Bearer {b}"))
+        {
+            v.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
         let mut req = self
             .client
             .post(&self.url)
-            .headers(s.credentials.clone())
+            .headers(headers)
             .header(http::header::ACCEPT, "application/json, text/event-stream");
         if method != "initialize" {
             req = req.header(wire::PROTOCOL_VERSION_HEADER, s.mode.version());
@@ -243,9 +284,12 @@ impl RemoteServer {
         s: &Session,
         method: &str,
         params: Map<String, Value>,
+        bearer: Option<&str>,
     ) -> Result<Value, Failure> {
         let params = with_meta(&s.mode, params);
-        self.post(s, method, params, false).await.map(|(v, _)| v)
+        self.post(s, method, params, false, bearer)
+            .await
+            .map(|(v, _)| v)
     }
 
     /// One request; its response and the session id the server sent, if any.
@@ -255,6 +299,7 @@ impl RemoteServer {
         method: &str,
         params: Map<String, Value>,
         opening: bool,
+        bearer: Option<&str>,
     ) -> Result<(Value, Option<String>), Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name = wire::name_param(method)
@@ -263,7 +308,7 @@ impl RemoteServer {
             .map(str::to_string);
         let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         let resp = self
-            .request_builder(s, method, name.as_deref())
+            .request_builder(s, method, name.as_deref(), bearer)
             .json(&body)
             .send()
             .await

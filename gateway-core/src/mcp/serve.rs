@@ -3,11 +3,14 @@
 //! body, the revision's checks, then the method) and answers; every answered request, refusals
 //! included, has its decision record durable before the answer leaves.
 //!
-//! What is decided: `tools/call` by Cedar (`call_tool` on the `Tool`, arguments as tags), and
-//! `tools/list` by Cedar per tool (listed when some call could be allowed); `initialize`,
+//! What is decided: `tools/call` by Cedar (`call_tool` on the `Tool`, arguments as tags),
+//! `prompts/get` (`get_prompt` on the `Prompt`, arguments as tags) and `resources/read`
+//! (`read_resource` on the `McpResource`); the lists per item: a tool or a prompt is listed
+//! when some request for it could be allowed (its arguments unknown), a resource when reading
+//! it is allowed, a resource template when some read of a URI it names could be. `initialize`,
 //! `server/discover`, `ping` and notifications are answered by the gateway after
-//! authentication. Methods the gateway does not serve yet (resources, prompts, completion,
-//! subscriptions) are refused as unknown, so nothing reaches an upstream undecided.
+//! authentication. Methods the gateway does not serve (completion, subscriptions, logging) are
+//! refused as unknown, so nothing reaches an upstream undecided.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::catalogue::{self, ToolDef, Upstream};
+use super::catalogue::{self, Upstream};
 use super::upstream::UpstreamError;
 use super::wire::{self, Message, RpcError, code};
 use crate::admission::resource::{self, Classification};
@@ -27,7 +30,7 @@ use crate::admission::{
 };
 use crate::admission::{decide, reserve};
 use crate::authn::Principal;
-use crate::authz::tools::{self as cedar_tools, CALL_TOOL, ToolAsk};
+use crate::authz::tools::{self as cedar_mcp, Kind, McpAsk, Unknowns};
 use crate::decision_log::{Outcome, Record};
 use crate::error::GatewayError;
 use crate::guardrails::{Action, Verdict};
@@ -39,6 +42,10 @@ use crate::{clock, mcp};
 pub const MCP_REQUEST: &str = "Action::\"mcp_request\"";
 /// A tool listing (each tool decided as `call_tool` with the arguments unknown).
 pub const LIST_TOOLS: &str = "Action::\"list_tools\"";
+/// A prompt listing (each prompt decided as `get_prompt` with the arguments unknown).
+pub const LIST_PROMPTS: &str = "Action::\"list_prompts\"";
+/// A resource or template listing (each decided as `read_resource`).
+pub const LIST_RESOURCES: &str = "Action::\"list_resources\"";
 
 /// Which revision a request speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +73,8 @@ impl Era {
 struct Seen {
     id: Option<Value>,
     method: Option<String>,
-    /// The namespaced tool name a client asked for.
-    tool: Option<String>,
+    /// The tool's or prompt's name, or the resource's URI, as the client asked for it.
+    name: Option<String>,
     server: Option<String>,
     session: Option<String>,
     version: Option<String>,
@@ -191,19 +198,35 @@ enum Plan {
     },
     /// A notification: 202, no body.
     Accepted,
-    /// A tool call, allowed: forwarded once the record is on its way.
+    /// A tool call, a prompt or a read, allowed: forwarded once its record is durable.
     Call(Box<Call>),
 }
 
 struct Call {
     upstream: Arc<Upstream>,
-    tool: Arc<ToolDef>,
+    kind: Kind,
+    /// The tool's or the prompt's name on its server, or the resource's URI there.
+    target: String,
     params: Map<String, Value>,
     classification: String,
     force: Option<Action>,
     era: Era,
     /// Rate limits: the call counts once it is forwarded.
     reservation: Option<crate::limits::Reservation>,
+    /// At `/mcp`: resource links in the answer are namespaced.
+    namespace: bool,
+    /// The caller's OAuth token, for servers that take a token exchanged for it.
+    subject: Option<String>,
+}
+
+impl Call {
+    fn method(&self) -> &'static str {
+        match self.kind {
+            Kind::Tool => "tools/call",
+            Kind::Prompt => "prompts/get",
+            Kind::Resource => "resources/read",
+        }
+    }
 }
 
 pub async fn post(
@@ -339,6 +362,23 @@ async fn admit(
             })
         }
         "tools/call" => call_tool(&asked, adm, seen, msg, era).await,
+        "prompts/list" => {
+            let result = list_items(&asked, adm, seen, &era, &PROMPTS).await?;
+            adm.record.action = Some(LIST_PROMPTS.into());
+            Ok(listed(result, "Prompt::\"*\""))
+        }
+        "resources/list" => {
+            let result = list_items(&asked, adm, seen, &era, &RESOURCES).await?;
+            adm.record.action = Some(LIST_RESOURCES.into());
+            Ok(listed(result, "McpResource::\"*\""))
+        }
+        "resources/templates/list" => {
+            let result = list_items(&asked, adm, seen, &era, &TEMPLATES).await?;
+            adm.record.action = Some(LIST_RESOURCES.into());
+            Ok(listed(result, "McpResource::\"*\""))
+        }
+        "prompts/get" => get_prompt(&asked, adm, seen, msg, era).await,
+        "resources/read" => read_resource(&asked, adm, seen, &msg, era).await,
         other => Err(Fail::new(
             if era.modern() {
                 StatusCode::NOT_FOUND
@@ -349,6 +389,15 @@ async fn admit(
             format!("the gateway does not serve `{other}`"),
             "unknown_method",
         )),
+    }
+}
+
+fn listed(result: Value, resource: &str) -> Plan {
+    Plan::Local {
+        result,
+        reason: "list",
+        resource: Some(resource.into()),
+        opened: None,
     }
 }
 
@@ -467,7 +516,11 @@ fn initialize(
     Ok(Plan::Local {
         result: json!({
             "protocolVersion": version,
-            "capabilities": { "tools": { "listChanged": false } },
+            "capabilities": {
+                "tools": { "listChanged": false },
+                "prompts": { "listChanged": false },
+                "resources": { "listChanged": false, "subscribe": false },
+            },
             "serverInfo": server_info(),
             "instructions": INSTRUCTIONS,
         }),
@@ -481,7 +534,7 @@ fn discover(_state: &AppState) -> Value {
     json!({
         "resultType": "complete",
         "supportedVersions": wire::MODERN,
-        "capabilities": { "tools": {} },
+        "capabilities": { "tools": {}, "prompts": {}, "resources": {} },
         "_meta": { (wire::META_SERVER_INFO): server_info() },
         "instructions": INSTRUCTIONS,
         "ttlMs": 0,
@@ -556,16 +609,18 @@ async fn list_tools(
             }
         };
         for t in tools.iter() {
-            let ask = ToolAsk {
+            let ask = McpAsk {
+                kind: Kind::Tool,
                 server: &t.server,
                 server_attrs: &up.entity_attrs,
-                tool_id: &t.id,
-                tool_attrs: &t.attrs,
+                id: &t.id,
+                attrs: &t.attrs,
                 context: &context,
             };
-            let could = cedar_tools::could_call(&engine, principal, ask).map_err(|e| {
-                Fail::gateway(GatewayError::PolicyMismatch(e), &adm.scope.decision_id)
-            })?;
+            let could =
+                cedar_mcp::could(&engine, principal, ask, Unknowns::Arguments).map_err(|e| {
+                    Fail::gateway(GatewayError::PolicyMismatch(e), &adm.scope.decision_id)
+                })?;
             if could {
                 listed.push(t.listed(scope.is_none()));
             } else {
@@ -598,7 +653,7 @@ async fn call_tool(
     era: Era,
 ) -> Result<Plan, Box<Fail>> {
     let (state, principal, scope) = (asked.state, asked.principal, asked.scope);
-    adm.record.action = Some(CALL_TOOL.into());
+    adm.record.action = Some(cedar_mcp::CALL_TOOL.into());
     let decision_id = adm.scope.decision_id.clone();
     let gw = |e: GatewayError| Fail::gateway(e, &decision_id);
     let invalid = |m: String, reason: &'static str| {
@@ -614,14 +669,8 @@ async fn call_tool(
             "invalid_params",
         ));
     };
-    seen.tool = Some(name.clone());
-    let (upstream, tool_name) = match scope {
-        Some(s) => (state.mcp.upstreams.get(s), name.as_str()),
-        None => match catalogue::split(&name) {
-            Some((s, t)) => (state.mcp.upstreams.get(s), t),
-            None => (None, name.as_str()),
-        },
-    };
+    seen.name = Some(name.clone());
+    let (upstream, tool_name) = resolve(state, scope, &name, catalogue::split);
     let unknown = || {
         invalid(
             format!(
@@ -635,7 +684,7 @@ async fn call_tool(
             "unknown_tool",
         )
     };
-    let Some(upstream) = upstream.cloned() else {
+    let Some(upstream) = upstream else {
         return Err(unknown());
     };
     seen.server = Some(upstream.name().to_string());
@@ -692,35 +741,15 @@ async fn call_tool(
         arguments.keys().cloned().collect(),
         verdict.kinds(),
     );
-    let engine = decide::engine(adm, state).map_err(gw)?;
-    let decision = {
-        let mut stage = adm.scope.stage(state, "policy");
-        let ask = ToolAsk {
-            server: upstream.name(),
-            server_attrs: &upstream.entity_attrs,
-            tool_id: &tool.id,
-            tool_attrs: &tool.attrs,
-            context: &context,
-        };
-        let d = cedar_tools::decide_call(&engine, principal, ask, &decision_id, &arguments);
-        match &d {
-            Ok(d) => stage.attr("cairn.decision", if d.allow { "allow" } else { "deny" }),
-            Err(e) => stage.fail(e),
-        }
-        d
+    let ask = McpAsk {
+        kind: Kind::Tool,
+        server: upstream.name(),
+        server_attrs: &upstream.entity_attrs,
+        id: &tool.id,
+        attrs: &tool.attrs,
+        context: &context,
     };
-    let mut recorded_context = context;
-    recorded_context["arguments"] =
-        json!({ "__entity": { "type": "ToolArguments", "id": decision_id } });
-    adm.record.context = Some(recorded_context);
-    let decision = decision.map_err(|e| gw(GatewayError::PolicyMismatch(e)))?;
-    adm.record.reasons = Some(decision.reasons.clone());
-    adm.record.errors = Some(decision.errors.clone());
-    if !decision.allow {
-        return Err(gw(GatewayError::Denied {
-            reasons: decision.reasons,
-        }));
-    }
+    decide_item(asked, adm, ask, &arguments)?;
     guard::enforce(&verdict).map_err(gw)?;
     let estimate = reserve::Estimate {
         tokens: 0,
@@ -742,13 +771,474 @@ async fn call_tool(
     );
     Ok(Plan::Call(Box::new(Call {
         upstream,
-        tool,
+        kind: Kind::Tool,
+        target: tool.name.clone(),
         params,
         classification: class.label,
         force,
         era,
         reservation,
+        namespace: scope.is_none(),
+        subject: subject_token(asked),
     })))
+}
+
+/// Decides one request for an item with Cedar, and records what Cedar saw (the arguments as
+/// a reference to their entity: the record keeps their names, sizes and hashes, not their
+/// text) and what it decided; a denial is the refusal.
+fn decide_item(
+    asked: &Asked<'_>,
+    adm: &mut Admission,
+    ask: McpAsk<'_>,
+    arguments: &Map<String, Value>,
+) -> Result<(), Box<Fail>> {
+    let state = asked.state;
+    let decision_id = adm.scope.decision_id.clone();
+    let gw = |e: GatewayError| Fail::gateway(e, &decision_id);
+    let engine = decide::engine(adm, state).map_err(gw)?;
+    let decision = {
+        let mut stage = adm.scope.stage(state, "policy");
+        let d = cedar_mcp::decide(&engine, asked.principal, ask, &decision_id, arguments);
+        match &d {
+            Ok(d) => stage.attr("cairn.decision", if d.allow { "allow" } else { "deny" }),
+            Err(e) => stage.fail(e),
+        }
+        d
+    };
+    let mut recorded = ask.context.clone();
+    if let Some(t) = ask.kind.arguments_type() {
+        recorded["arguments"] = json!({ "__entity": { "type": t, "id": decision_id } });
+    }
+    adm.record.context = Some(recorded);
+    let decision = decision.map_err(|e| gw(GatewayError::PolicyMismatch(e)))?;
+    adm.record.reasons = Some(decision.reasons.clone());
+    adm.record.errors = Some(decision.errors.clone());
+    if !decision.allow {
+        return Err(gw(GatewayError::Denied {
+            reasons: decision.reasons,
+        }));
+    }
+    Ok(())
+}
+
+/// A list method the gateway aggregates from its servers and filters per entry.
+struct Listing {
+    method: &'static str,
+    /// The key of the entries in a result.
+    key: &'static str,
+    /// The field that names an entry.
+    field: &'static str,
+    /// The server capability that offers the method.
+    capability: &'static str,
+    kind: Kind,
+    unknowns: Unknowns,
+}
+
+const PROMPTS: Listing = Listing {
+    method: "prompts/list",
+    key: "prompts",
+    field: "name",
+    capability: "prompts",
+    kind: Kind::Prompt,
+    unknowns: Unknowns::Arguments,
+};
+
+const RESOURCES: Listing = Listing {
+    method: "resources/list",
+    key: "resources",
+    field: "uri",
+    capability: "resources",
+    kind: Kind::Resource,
+    unknowns: Unknowns::None,
+};
+
+const TEMPLATES: Listing = Listing {
+    method: "resources/templates/list",
+    key: "resourceTemplates",
+    field: "uriTemplate",
+    capability: "resources",
+    kind: Kind::Resource,
+    unknowns: Unknowns::Uri,
+};
+
+/// The Cedar context of a resource read.
+fn resource_context(c: &Classification, peer: &SocketAddr) -> Value {
+    json!({
+        "data_classification": c.label,
+        "data_level": c.level,
+        "source_ip": peer.ip().to_string(),
+        "request_time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })
+}
+
+/// Every server's entries of a list method (read afresh: prompts and resources change without
+/// notice), each decided, the allowed ones named as the endpoint names them.
+async fn list_items(
+    asked: &Asked<'_>,
+    adm: &mut Admission,
+    seen: &mut Seen,
+    era: &Era,
+    listing: &Listing,
+) -> Result<Value, Box<Fail>> {
+    let Asked {
+        state,
+        principal,
+        peer,
+        headers,
+        scope,
+    } = *asked;
+    let decision_id = adm.scope.decision_id.clone();
+    let gw = |e: GatewayError| Fail::gateway(e, &decision_id);
+    let engine = decide::engine(adm, state).map_err(gw)?;
+    let class = resource::classification(state, headers).map_err(gw)?;
+    let context = match listing.kind {
+        Kind::Resource => resource_context(&class, &peer),
+        _ => tool_context(&class, &peer, Vec::new(), Vec::new()),
+    };
+    let mut listed = Vec::new();
+    let (mut filtered, mut unnamed) = (0usize, 0usize);
+    let mut unavailable = Vec::new();
+    for up in servers(state, scope) {
+        let entries = match up.offers(listing.capability).await {
+            Ok(false) => continue,
+            Ok(true) => up.list_all(listing.method, listing.key).await,
+            Err(e) => Err(e),
+        };
+        let entries = match entries {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, method = listing.method, "a server's entries are left out");
+                unavailable.push(up.name().to_string());
+                continue;
+            }
+        };
+        let _stage = adm.scope.stage(state, "policy");
+        let config = up.server.config();
+        for mut entry in entries {
+            let Some(name) = entry
+                .get(listing.field)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                unnamed += 1;
+                continue;
+            };
+            let attrs = match listing.kind {
+                Kind::Prompt => catalogue::prompt_attrs(config, &name),
+                _ => catalogue::resource_attrs(config, &name),
+            };
+            let id = format!("{}/{name}", up.name());
+            let ask = McpAsk {
+                kind: listing.kind,
+                server: up.name(),
+                server_attrs: &up.entity_attrs,
+                id: &id,
+                attrs: &attrs,
+                context: &context,
+            };
+            let allowed = match listing.unknowns {
+                Unknowns::None => {
+                    cedar_mcp::decide(&engine, principal, ask, &decision_id, &Map::new())
+                        .map(|d| d.allow)
+                }
+                unknowns => cedar_mcp::could(&engine, principal, ask, unknowns),
+            }
+            .map_err(|e| gw(GatewayError::PolicyMismatch(e)))?;
+            if !allowed {
+                filtered += 1;
+                continue;
+            }
+            if scope.is_none() {
+                entry[listing.field] = json!(match listing.kind {
+                    Kind::Prompt => catalogue::namespaced(up.name(), &name),
+                    _ => catalogue::namespaced_uri(up.name(), &name),
+                });
+            }
+            listed.push(entry);
+        }
+    }
+    if unnamed > 0 {
+        tracing::warn!(
+            method = listing.method,
+            unnamed,
+            "servers listed entries without a name; left out"
+        );
+        seen.extra.insert("unnamed".into(), json!(unnamed));
+    }
+    seen.extra.insert("listed".into(), json!(listed.len()));
+    seen.extra.insert("filtered".into(), json!(filtered));
+    if !unavailable.is_empty() {
+        seen.extra.insert("unavailable".into(), json!(unavailable));
+    }
+    adm.record.context = Some(context);
+    let mut result = Map::new();
+    result.insert(listing.key.into(), Value::Array(listed));
+    if era.modern() {
+        result.insert("resultType".into(), json!("complete"));
+        result.insert("ttlMs".into(), json!(0));
+        result.insert("cacheScope".into(), json!("private"));
+    }
+    Ok(Value::Object(result))
+}
+
+/// The server a name reaches and the name on that server: a namespaced name at `/mcp`, the
+/// server's own at `/mcp/{server}`.
+fn resolve<'n>(
+    state: &AppState,
+    scope: Option<&str>,
+    name: &'n str,
+    split: Splitter,
+) -> (Option<Arc<Upstream>>, &'n str) {
+    match scope {
+        Some(s) => (state.mcp.upstreams.get(s).cloned(), name),
+        None => match split(name) {
+            Some((s, n)) => (state.mcp.upstreams.get(s).cloned(), n),
+            None => (None, name),
+        },
+    }
+}
+
+fn invalid_params(message: String, reason: &'static str) -> Box<Fail> {
+    Fail::rpc(
+        StatusCode::OK,
+        RpcError::new(code::INVALID_PARAMS, message),
+        reason,
+    )
+}
+
+/// What `extra.mcp` and an outcome call the item: `tool`, `prompt` or `resource`.
+fn item_key(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Tool => "tool",
+        Kind::Prompt => "prompt",
+        Kind::Resource => "resource",
+    }
+}
+
+/// How a name at `/mcp` splits into its server and its name there.
+type Splitter = fn(&str) -> Option<(&str, &str)>;
+
+/// The prompt or resource a request names.
+struct Target {
+    upstream: Arc<Upstream>,
+    /// Its name (a resource: its URI) on its server.
+    own: String,
+    /// The Cedar entity's id, `server/own`.
+    id: String,
+    attrs: Value,
+}
+
+/// Finds the server and the item a prompt or resource request names, and puts the item in
+/// the record.
+fn target(
+    asked: &Asked<'_>,
+    adm: &mut Admission,
+    seen: &mut Seen,
+    kind: Kind,
+    msg: &Message,
+) -> Result<Target, Box<Fail>> {
+    let (state, scope) = (asked.state, asked.scope);
+    let (param, split, rule): (_, Splitter, _) = match kind {
+        Kind::Resource => (
+            "uri",
+            catalogue::split_uri,
+            "cairn://server/uri (see resources/list)",
+        ),
+        _ => (
+            "name",
+            catalogue::split,
+            "server__prompt (see prompts/list)",
+        ),
+    };
+    let Some(name) = msg.str_param(param).map(str::to_string) else {
+        return Err(invalid_params(
+            format!("`params.{param}` must be a string"),
+            "invalid_params",
+        ));
+    };
+    seen.name = Some(name.clone());
+    let (upstream, own) = resolve(state, scope, &name, split);
+    let Some(upstream) = upstream else {
+        let key = item_key(kind);
+        let hint = if scope.is_none() {
+            format!(": {key}s here are named {rule}")
+        } else {
+            String::new()
+        };
+        return Err(invalid_params(
+            format!("unknown {key} `{name}`{hint}"),
+            if kind == Kind::Resource {
+                "unknown_resource"
+            } else {
+                "unknown_prompt"
+            },
+        ));
+    };
+    let own = own.to_string();
+    seen.server = Some(upstream.name().to_string());
+    let id = format!("{}/{own}", upstream.name());
+    let config = upstream.server.config();
+    let attrs = match kind {
+        Kind::Resource => catalogue::resource_attrs(config, &own),
+        _ => catalogue::prompt_attrs(config, &own),
+    };
+    adm.record.resource = Some(format!(
+        "{}::{}",
+        kind.entity_type(),
+        Value::String(id.clone())
+    ));
+    adm.record.resource_attrs = Some(attrs.clone());
+    seen.extra.insert(item_key(kind).into(), json!(own));
+    Ok(Target {
+        upstream,
+        own,
+        id,
+        attrs,
+    })
+}
+
+async fn get_prompt(
+    asked: &Asked<'_>,
+    adm: &mut Admission,
+    seen: &mut Seen,
+    mut msg: Message,
+    era: Era,
+) -> Result<Plan, Box<Fail>> {
+    let (state, scope) = (asked.state, asked.scope);
+    adm.record.action = Some(cedar_mcp::GET_PROMPT.into());
+    let decision_id = adm.scope.decision_id.clone();
+    let gw = |e: GatewayError| Fail::gateway(e, &decision_id);
+    let Target {
+        upstream,
+        own: prompt,
+        id,
+        attrs,
+    } = target(asked, adm, seen, Kind::Prompt, &msg)?;
+
+    let arguments = match msg.params.remove("arguments") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) if m.values().all(Value::is_string) => m,
+        Some(_) => {
+            return Err(invalid_params(
+                "`params.arguments` must be an object of strings".into(),
+                "invalid_arguments",
+            ));
+        }
+    };
+    seen.extra
+        .insert("arguments".into(), argument_summary(&arguments));
+    let class = resource::classification(state, asked.headers).map_err(gw)?;
+    let force = Action::parse(&upstream.server.config().guardrails);
+    let mut args_value = Value::Object(arguments);
+    let verdict = if state.guardrails.enabled() {
+        guard::input(state, adm, &class.label, |g| {
+            g.check_json(&mut args_value, &class.label, force)
+        })
+    } else {
+        Verdict::default()
+    };
+    let arguments = match args_value {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let context = tool_context(
+        &class,
+        &asked.peer,
+        arguments.keys().cloned().collect(),
+        verdict.kinds(),
+    );
+    let ask = McpAsk {
+        kind: Kind::Prompt,
+        server: upstream.name(),
+        server_attrs: &upstream.entity_attrs,
+        id: &id,
+        attrs: &attrs,
+        context: &context,
+    };
+    decide_item(asked, adm, ask, &arguments)?;
+    guard::enforce(&verdict).map_err(gw)?;
+    let mut params = Map::new();
+    params.insert("name".into(), json!(prompt));
+    params.insert("arguments".into(), Value::Object(arguments));
+    params.insert(
+        "_meta".into(),
+        json!({ "traceparent": adm.scope.trace.header() }),
+    );
+    Ok(Plan::Call(Box::new(Call {
+        upstream,
+        kind: Kind::Prompt,
+        target: prompt,
+        params,
+        classification: class.label,
+        force,
+        era,
+        reservation: None,
+        namespace: scope.is_none(),
+        subject: subject_token(asked),
+    })))
+}
+
+async fn read_resource(
+    asked: &Asked<'_>,
+    adm: &mut Admission,
+    seen: &mut Seen,
+    msg: &Message,
+    era: Era,
+) -> Result<Plan, Box<Fail>> {
+    let (state, scope) = (asked.state, asked.scope);
+    adm.record.action = Some(cedar_mcp::READ_RESOURCE.into());
+    let decision_id = adm.scope.decision_id.clone();
+    let gw = |e: GatewayError| Fail::gateway(e, &decision_id);
+    let Target {
+        upstream,
+        own,
+        id,
+        attrs,
+    } = target(asked, adm, seen, Kind::Resource, msg)?;
+
+    let class = resource::classification(state, asked.headers).map_err(gw)?;
+    let context = resource_context(&class, &asked.peer);
+    let ask = McpAsk {
+        kind: Kind::Resource,
+        server: upstream.name(),
+        server_attrs: &upstream.entity_attrs,
+        id: &id,
+        attrs: &attrs,
+        context: &context,
+    };
+    decide_item(asked, adm, ask, &Map::new())?;
+    let force = Action::parse(&upstream.server.config().guardrails);
+    let mut params = Map::new();
+    params.insert("uri".into(), json!(own));
+    params.insert(
+        "_meta".into(),
+        json!({ "traceparent": adm.scope.trace.header() }),
+    );
+    Ok(Plan::Call(Box::new(Call {
+        upstream,
+        kind: Kind::Resource,
+        target: own,
+        params,
+        classification: class.label,
+        force,
+        era,
+        reservation: None,
+        namespace: scope.is_none(),
+        subject: subject_token(asked),
+    })))
+}
+
+/// The caller's bearer token when it authenticated with one from the OIDC issuer (an API key
+/// is never exchanged).
+fn subject_token(asked: &Asked<'_>) -> Option<String> {
+    if asked.principal.auth.method != "oidc" {
+        return None;
+    }
+    let value = asked.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 /// Names, sizes and hashes of the arguments: what a record keeps instead of their text.
@@ -812,7 +1302,7 @@ pub fn check_arguments(definition: &Value, arguments: &Map<String, Value>) -> Re
     Ok(())
 }
 
-async fn answer(state: &AppState, adm: Admission, mut seen: Seen, plan: Plan) -> Response {
+async fn answer(state: &Arc<AppState>, adm: Admission, mut seen: Seen, mut plan: Plan) -> Response {
     let Admission { scope, mut record } = adm;
     record.decision = Some("allow".into());
     if record.principal.is_none() {
@@ -842,69 +1332,48 @@ async fn answer(state: &AppState, adm: Admission, mut seen: Seen, plan: Plan) ->
     extra(&mut record.extra, "mcp", mcp_extra(&seen));
     record.latency_ms = Some(scope.started.elapsed().as_millis() as u64);
     let label = seen.server.clone().unwrap_or_else(|| "*".into());
-
-    let (resp, outcome_status) = match plan {
-        Plan::Call(mut call) => {
-            if let Some(r) = call.reservation.take() {
-                r.settle_reserved();
-            }
-            // A tool acts on the world: its decision is durable before the call is made (unlike
-            // a model call, which overlaps the fsync), so no tool runs unrecorded.
-            let rec = scope.decision_record(record);
-            if state.log.append(rec).await.is_err() {
-                let resp = unavailable(state, &scope, &seen, &label);
-                finish_span(state, &scope, &seen, 503, "none", "records_unavailable");
-                return resp;
-            }
-            let upstream = {
-                let clock = scope.begin();
-                let call_params = call.params.clone();
-                let answered = call
-                    .upstream
-                    .server
-                    .request("tools/call", call_params)
-                    .await;
-                scope.span(
-                    format!("tools/call {}", call.tool.name),
-                    opentelemetry_proto::tonic::trace::v1::span::SpanKind::Client,
-                    clock,
-                    vec![
-                        ("mcp.method.name", "tools/call".into()),
-                        ("gen_ai.tool.name", call.tool.name.clone().into()),
-                        ("server.address", call.upstream.name().to_string().into()),
-                    ],
-                    answered.as_ref().err().map(ToString::to_string),
-                );
-                answered
-            };
-            forward(state, &scope, &seen, &call, upstream)
-        }
-        plan => {
-            if state
-                .log
-                .append(scope.decision_record(record))
-                .await
-                .is_err()
-            {
-                let resp = unavailable(state, &scope, &seen, &label);
-                finish_span(state, &scope, &seen, 503, "none", "records_unavailable");
-                return resp;
-            }
-            let resp = match plan {
-                Plan::Accepted => StatusCode::ACCEPTED.into_response(),
-                Plan::Local { result, opened, .. } => {
-                    let id = seen.id.clone().unwrap_or(Value::Null);
-                    let mut resp = axum::Json(wire::result(&id, result)).into_response();
-                    if let Some(s) = opened
-                        && let Ok(v) = HeaderValue::from_str(&s)
-                    {
-                        resp.headers_mut().insert(wire::SESSION_HEADER, v);
-                    }
-                    resp
+    if let Plan::Call(call) = &mut plan
+        && let Some(r) = call.reservation.take()
+    {
+        r.settle_reserved();
+    }
+    // The decision is durable before the answer leaves; for a call, before the upstream is
+    // called at all (unlike a model call, which overlaps the fsync): a tool acts on the world,
+    // so none runs unrecorded.
+    if state
+        .log
+        .append(scope.decision_record(record))
+        .await
+        .is_err()
+    {
+        let resp = unavailable(state, &scope, &seen, &label);
+        finish_span(state, &scope, &seen, 503, "none", "records_unavailable");
+        return resp;
+    }
+    let (resp, outcome_status, scope, seen) = match plan {
+        // In its own task: a client that goes away mid-call does not cancel it, and the call
+        // still gets its outcome record.
+        Plan::Call(call) => {
+            match tokio::spawn(call_upstream(state.clone(), scope, seen, call)).await {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(error = %e, "an MCP upstream call's task failed");
+                    let body =
+                        wire::error(None, &RpcError::new(code::INTERNAL_ERROR, "internal error"));
+                    return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
                 }
-                Plan::Call(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-            };
-            (resp, None)
+            }
+        }
+        Plan::Accepted => (StatusCode::ACCEPTED.into_response(), None, scope, seen),
+        Plan::Local { result, opened, .. } => {
+            let id = seen.id.clone().unwrap_or(Value::Null);
+            let mut resp = axum::Json(wire::result(&id, result)).into_response();
+            if let Some(s) = opened
+                && let Ok(v) = HeaderValue::from_str(&s)
+            {
+                resp.headers_mut().insert(wire::SESSION_HEADER, v);
+            }
+            (resp, None, scope, seen)
         }
     };
     let mut resp = resp;
@@ -920,6 +1389,56 @@ async fn answer(state: &AppState, adm: Admission, mut seen: Seen, plan: Plan) ->
         outcome_status.unwrap_or(reason),
     );
     resp
+}
+
+/// An allowed call: the upstream asked, its span, then [`forward`].
+async fn call_upstream(
+    state: Arc<AppState>,
+    scope: crate::admission::RequestScope,
+    seen: Seen,
+    call: Box<Call>,
+) -> (
+    Response,
+    Option<&'static str>,
+    crate::admission::RequestScope,
+    Seen,
+) {
+    let clock = scope.begin();
+    let method = call.method();
+    let started = std::time::Instant::now();
+    let answered = call
+        .upstream
+        .server
+        .request_for(method, call.params.clone(), call.subject.as_deref())
+        .await;
+    state.metrics.stage("upstream", started.elapsed());
+    let mut attrs = vec![
+        ("mcp.method.name", method.into()),
+        ("server.address", call.upstream.name().to_string().into()),
+    ];
+    let name = match call.kind {
+        Kind::Tool => {
+            attrs.push(("gen_ai.tool.name", call.target.clone().into()));
+            format!("{method} {}", call.target)
+        }
+        Kind::Prompt => {
+            attrs.push(("gen_ai.prompt.name", call.target.clone().into()));
+            format!("{method} {}", call.target)
+        }
+        Kind::Resource => {
+            attrs.push(("mcp.resource.uri", call.target.clone().into()));
+            method.to_string()
+        }
+    };
+    scope.span(
+        name,
+        opentelemetry_proto::tonic::trace::v1::span::SpanKind::Client,
+        clock,
+        attrs,
+        answered.as_ref().err().map(ToString::to_string),
+    );
+    let (resp, reason) = forward(&state, &scope, &seen, &call, answered);
+    (resp, reason, scope, seen)
 }
 
 /// The upstream's answer to an allowed call, through the output guardrails, and its outcome
@@ -941,7 +1460,7 @@ fn forward(
     };
     let mut mcp = Map::new();
     mcp.insert("server".into(), json!(call.upstream.name()));
-    mcp.insert("tool".into(), json!(call.tool.name));
+    mcp.insert(item_key(call.kind).into(), json!(call.target));
     let (body, reason) = match answered {
         Err(e) => {
             outcome.error = Some(e.to_string());
@@ -1006,6 +1525,9 @@ fn forward(
                 if call.era.modern() && payload.get("resultType").is_none() {
                     payload["resultType"] = json!("complete");
                 }
+                if call.namespace {
+                    catalogue::namespace_links(&mut payload, call.upstream.name());
+                }
                 (
                     wire::result(&id, payload),
                     if is_error { "tool_error" } else { "ok" },
@@ -1032,7 +1554,7 @@ fn mcp_extra(seen: &Seen) -> Value {
     if let Some(v) = &seen.server {
         m.insert("server".into(), json!(v));
     }
-    if let Some(v) = &seen.tool {
+    if let Some(v) = &seen.name {
         m.insert("name".into(), json!(v));
     }
     if let Some(v) = &seen.session {
@@ -1050,7 +1572,10 @@ fn mcp_extra(seen: &Seen) -> Value {
 fn span(seen: &Seen) -> McpSpan {
     McpSpan {
         method: seen.method.clone().unwrap_or_default(),
-        tool: seen.tool.clone(),
+        tool: seen
+            .name
+            .clone()
+            .filter(|_| seen.method.as_deref() == Some("tools/call")),
         session: seen.session.clone(),
         version: seen.version.clone(),
     }

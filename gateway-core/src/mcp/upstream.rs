@@ -31,6 +31,11 @@ pub enum UpstreamError {
         method: String,
         error: String,
     },
+    #[error("no token for the MCP server `{server}`: {error}")]
+    Exchange {
+        server: String,
+        error: super::exchange::ExchangeError,
+    },
 }
 
 impl UpstreamError {
@@ -43,6 +48,13 @@ impl UpstreamError {
             Self::TooLarge { .. } => "its answer was too large",
             Self::Http { .. } => "it could not be reached",
             Self::Refused { .. } => "it refused the request",
+            Self::Exchange {
+                error: super::exchange::ExchangeError::NoSubjectToken,
+                ..
+            } => {
+                "it takes only exchanged OAuth tokens, and the caller authenticated with an API key"
+            }
+            Self::Exchange { .. } => "no token could be obtained for it (token exchange)",
         }
     }
 
@@ -55,6 +67,7 @@ impl UpstreamError {
             Self::TooLarge { .. } => "upstream_too_large",
             Self::Http { .. } => "upstream_unreachable",
             Self::Refused { .. } => "upstream_refused",
+            Self::Exchange { .. } => "token_exchange",
         }
     }
 }
@@ -78,16 +91,16 @@ impl Mode {
 
 /// One upstream server.
 pub enum Server {
-    Stdio(StdioServer),
-    Remote(RemoteServer),
+    Stdio(Box<StdioServer>),
+    Remote(Box<RemoteServer>),
 }
 
 impl Server {
     pub fn new(config: McpServerConfig, timeout: Duration, max_message: usize) -> Self {
         if config.url.is_some() {
-            Self::Remote(RemoteServer::new(config, timeout, max_message))
+            Self::Remote(Box::new(RemoteServer::new(config, timeout, max_message)))
         } else {
-            Self::Stdio(StdioServer::new(config, timeout, max_message))
+            Self::Stdio(Box::new(StdioServer::new(config, timeout, max_message)))
         }
     }
 
@@ -126,7 +139,7 @@ impl Server {
         }
     }
 
-    /// One request; its response object as the server wrote it.
+    /// One request of the gateway's own; its response object as the server wrote it.
     pub async fn request(
         &self,
         method: &str,
@@ -134,7 +147,21 @@ impl Server {
     ) -> Result<Value, UpstreamError> {
         match self {
             Self::Stdio(s) => s.request(method, params).await,
-            Self::Remote(s) => s.request(method, params).await,
+            Self::Remote(s) => s.request(method, params, None).await,
+        }
+    }
+
+    /// One request on a caller's behalf: `subject` is the caller's OAuth token, exchanged for
+    /// one for this server when the server is configured so (and never sent itself).
+    pub async fn request_for(
+        &self,
+        method: &str,
+        params: Map<String, Value>,
+        subject: Option<&str>,
+    ) -> Result<Value, UpstreamError> {
+        match self {
+            Self::Stdio(s) => s.request(method, params).await,
+            Self::Remote(s) => s.request_for(method, params, subject).await,
         }
     }
 }
