@@ -39,6 +39,10 @@ pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
         include_str!("../policies/tests/audit.yaml"),
     ),
     (
+        "tests/resources_and_prompts.yaml",
+        include_str!("../policies/tests/resources_and_prompts.yaml"),
+    ),
+    (
         "tests/cedar_cli_format.json",
         include_str!("../policies/tests/cedar_cli_format.json"),
     ),

@@ -79,6 +79,10 @@ pub struct Outcome {
     pub reasons: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For `depends`: the text of each policy that reads the unknown, so an edit to one is a
+    /// change even when its id stays.
+    #[serde(skip)]
+    pub residuals: Vec<String>,
 }
 
 impl Outcome {
@@ -87,6 +91,7 @@ impl Outcome {
             decision: "error",
             reasons: Vec::new(),
             error: Some(e),
+            residuals: Vec::new(),
         }
     }
 }
@@ -112,7 +117,7 @@ impl Compared {
         if b.error.is_some() || h.error.is_some() {
             "error"
         } else if (b.decision == "depends" || h.decision == "depends")
-            && (b.decision != h.decision || b.reasons != h.reasons)
+            && (b.decision != h.decision || b.reasons != h.reasons || b.residuals != h.residuals)
         {
             "arguments"
         } else if b.decision != h.decision {
@@ -181,26 +186,34 @@ fn try_decide(side: &Side<'_>, case: &Case) -> Result<Outcome, String> {
         // The entities the record names but does not hold are unknown, not missing.
         let entities = entities.partial();
         let partial = Authorizer::new().is_authorized_partial(&request, side.policies, &entities);
-        let (decision, mut reasons): (&'static str, Vec<String>) = match partial.decision() {
-            Some(d) => (
-                if d == Decision::Allow {
+        let mut outcome = match partial.decision() {
+            Some(d) => Outcome {
+                decision: if d == Decision::Allow {
                     "allow"
                 } else {
                     "deny"
                 },
-                partial.must_be_determining().map(|p| name(&p)).collect(),
-            ),
-            None => (
-                "depends",
-                partial.nontrivial_residuals().map(|p| name(&p)).collect(),
-            ),
+                reasons: partial.must_be_determining().map(|p| name(&p)).collect(),
+                error: None,
+                residuals: Vec::new(),
+            },
+            None => {
+                let policies: Vec<Policy> = partial.nontrivial_residuals().collect();
+                Outcome {
+                    decision: "depends",
+                    reasons: policies.iter().map(name).collect(),
+                    error: None,
+                    // The policies as written, not their residuals (which differ per request).
+                    residuals: policies
+                        .iter()
+                        .filter_map(|p| side.policies.policy(p.id()).map(ToString::to_string))
+                        .collect(),
+                }
+            }
         };
-        reasons.sort();
-        return Ok(Outcome {
-            decision,
-            reasons,
-            error: None,
-        });
+        outcome.reasons.sort();
+        outcome.residuals.sort();
+        return Ok(outcome);
     }
     let response = Authorizer::new().is_authorized(&request, side.policies, &entities);
     let mut reasons: Vec<String> = response
@@ -221,6 +234,7 @@ fn try_decide(side: &Side<'_>, case: &Case) -> Result<Outcome, String> {
         },
         reasons,
         error: None,
+        residuals: Vec::new(),
     })
 }
 
@@ -367,6 +381,45 @@ action call_tool appliesTo { principal: [User], resource: [Tool], context: { arg
         // Unchanged policies replay unchanged.
         let same = compare_sides((&schema, &head), (&schema, &head), &cases);
         assert!(same.iter().all(|c| c.change() == "same"), "{same:?}");
+        // An edit to a policy that reads the arguments is a change, under the same id.
+        let edited: PolicySet = r#"@id("all") permit(principal, action, resource);
+            @id("scratch") forbid(principal, action, resource)
+              unless { context.arguments.hasTag("path") && context.arguments.getTag("path") like "/*" };
+            @id("no-destructive") forbid(principal, action, resource) when { resource.risk == "destructive" };"#
+            .parse()
+            .unwrap();
+        let out = compare_sides((&schema, &head), (&schema, &edited), &cases);
+        assert_eq!(out[0].change(), "arguments");
+    }
+
+    #[test]
+    fn a_rule_that_reads_recorded_names_first_decides_without_the_arguments() {
+        const TOOLS: &str = r#"
+entity Group;
+entity User in [Group];
+entity Tool;
+entity ToolArguments tags String;
+action call_tool appliesTo { principal: [User], resource: [Tool],
+  context: { arguments: ToolArguments, argument_names: Set<String> } };
+"#;
+        let (schema, _) = Schema::from_cedarschema_str(TOOLS).unwrap();
+        let policies: PolicySet = r#"@id("all") permit(principal, action, resource);
+            @id("paths") forbid(principal, action, resource)
+              when { context.argument_names.contains("path") && context.arguments.hasTag("path") }
+              unless { principal in Group::"sre" };"#
+            .parse()
+            .unwrap();
+        let r = json!({
+            "kind": "decision", "id": "1", "ts": "t", "principal": "User::\"a\"",
+            "principal_parents": ["Group::\"eng\""],
+            "action": "Action::\"call_tool\"", "resource": "Tool::\"t\"", "resource_attrs": {},
+            "reasons": ["all"], "decision": "allow",
+            "context": {"arguments": {"__entity": {"type": "ToolArguments", "id": "1"}},
+                        "argument_names": ["query"]},
+        });
+        let case = Case::from_record(&r).unwrap();
+        let out = compare_sides((&schema, &policies), (&schema, &policies), &[case]);
+        assert_eq!(out[0].base.decision, "allow", "{:?}", out[0].base);
     }
 
     #[test]

@@ -721,11 +721,15 @@ async fn resources_and_prompts(
     .await?;
     steps.push(ToolStep {
         what: format!("resources/read {private}"),
-        outcome: format!(
-            "refused ({}): {}",
-            read["error"]["code"],
-            read["error"]["message"].as_str().unwrap_or_default()
-        ),
+        outcome: if read["result"].is_object() {
+            "allowed".to_string()
+        } else {
+            format!(
+                "refused ({}): {}",
+                read["error"]["code"],
+                read["error"]["message"].as_str().unwrap_or_default()
+            )
+        },
     });
     let prompt = mcp_call(
         client,
@@ -735,13 +739,23 @@ async fn resources_and_prompts(
         serde_json::json!({ "name": "notes__summarize_note", "arguments": { "note_id": "roadmap.md" } }),
     )
     .await?;
-    let messages = prompt["result"]["messages"].as_array().map_or(0, Vec::len);
-    let link = prompt["result"]["messages"][0]["content"]["uri"]
-        .as_str()
-        .unwrap_or_default();
+    let outcome = match prompt["result"]["messages"].as_array() {
+        Some(messages) => format!(
+            "allowed: {} messages, linking {}",
+            messages.len(),
+            messages
+                .first()
+                .and_then(|m| m["content"]["uri"].as_str())
+                .unwrap_or_default()
+        ),
+        None => format!(
+            "refused: {}",
+            prompt["error"]["message"].as_str().unwrap_or_default()
+        ),
+    };
     steps.push(ToolStep {
         what: "prompts/get notes__summarize_note".into(),
-        outcome: format!("allowed: {messages} messages, linking {link}"),
+        outcome,
     });
     Ok(())
 }

@@ -18,13 +18,13 @@ fn repository_policies_validate_format_and_test_clean() {
     let p = policies.to_str().unwrap();
     c.run(&["policy", "validate", "--policies", p, "--deny-warnings"])
         .expect_code(0)
-        .expect_output("21 policies");
+        .expect_output("25 policies");
     c.run(&["policy", "fmt", "--check", "--policies", p])
         .expect_code(0);
     c.run(&["policy", "test", "--policies", p, "--min-coverage", "100"])
         .expect_code(0)
         .expect_output("0 failed")
-        .expect_output("coverage: 21/21");
+        .expect_output("coverage: 25/25");
 }
 
 #[test]
@@ -222,8 +222,8 @@ fn failing_case_reports_expected_actual_and_determining_policies() {
         .expect_output(&format!("FAIL  policies/tests/invoke_model.yaml:{line}"))
         .expect_output("expected allow, got deny")
         .expect_output("determined by [interns-low-cost-only]")
-        .expect_output("48 passed, 1 failed");
-    assert!(r.stdout.trim_end().ends_with("48 passed, 1 failed"));
+        .expect_output("56 passed, 1 failed");
+    assert!(r.stdout.trim_end().ends_with("56 passed, 1 failed"));
 
     let junit = c.run(&["policy", "test", "--format", "junit"]);
     junit.expect_code(1);
@@ -238,7 +238,7 @@ fn failing_case_reports_expected_actual_and_determining_policies() {
     let json = c.run(&["policy", "test", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["failed"], 1);
-    assert_eq!(v["passed"], 48);
+    assert_eq!(v["passed"], 56);
 }
 
 #[test]
@@ -291,7 +291,7 @@ fn coverage_lists_policies_no_test_exercised() {
     c.run(&["policy", "test", "--min-coverage", "100"])
         .expect_code(1)
         .expect_output("weekend-freeze")
-        .expect_output("coverage: 21/22");
+        .expect_output("coverage: 25/26");
     c.run(&["policy", "test", "--min-coverage", "90"])
         .expect_code(0);
 }
@@ -542,7 +542,7 @@ fn bundle_is_deterministic_and_verifies() {
     );
     c.run(&["policy", "verify", "a.tar", "--pubkey", "k/signing.pub"])
         .expect_code(0)
-        .expect_output("21 policies");
+        .expect_output("25 policies");
 }
 
 /// `cairn policy bundle` with the key in `k/`, into `b.tar`, and `extra` arguments.

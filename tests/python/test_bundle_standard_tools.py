@@ -45,7 +45,7 @@ def test_bundle_verifies_with_standard_tools(workdir):
     manifest = verify_without_cairn(bundle, pub)
     assert manifest["format"] == "cairn.policy-bundle/v1"
     ids = {p["id"] for p in manifest["policies"]}
-    assert "interns-low-cost-only" in ids and len(ids) == 21
+    assert "interns-low-cost-only" in ids and len(ids) == 25
     assert manifest["tests"]["passed"] == manifest["tests"]["cases"] > 0
 
 

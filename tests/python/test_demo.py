@@ -19,8 +19,7 @@ def test_the_demo_runs_the_chain_on_embedded_defaults(tmp_path):
     assert "allowed" in line("tools/call notes__search_notes")
     assert "refused (-32010)" in line("tools/call notes__delete_note")
     assert "refused (-32010)" in line("tools/call notes__write_file")
-    assert "no-secrets-in-tool-arguments" in line("tools/call notes__write_file") or \
-        "denied" in line("tools/call notes__write_file")
+    assert "no-secrets-in-tool-arguments" in line("tools/call notes__write_file")
     # Resources and prompts through the same controls.
     assert "private/oncall.md filtered out" in line("resources/list")
     assert "refused (-32010)" in line("resources/read cairn://notes/note:///private/oncall.md")

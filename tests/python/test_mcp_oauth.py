@@ -193,6 +193,25 @@ audience = "{audience}"
 
             first, second = as_alice(twice)
             assert "cairn: found remotely" in text(first) and "again" in text(second)
+            # Another caller gets a token of its own, never alice's cached one.
+            erin_token = issuer.token(sub="erin", aud=resource)
+            erin = sdk(resource, headers={"Authorization": f"Bearer {erin_token}"})(
+                lambda c: c.call_tool("remote__lookup", {"term": "erin"}))
+            assert "erin: found remotely" in text(erin)
+
+            # The token endpoint refuses (the gateway's secret rotated there, not here): fail closed.
+            issuer.clients[GATEWAY_CLIENT] = ("rotated-elsewhere", "cairn-gateway")
+
+            async def refused_exchange(c):
+                with pytest.raises(MCPError) as e:
+                    await c.call_tool("remote__lookup", {"term": "y"})
+                return e.value
+
+            late = issuer.token(sub="frank", aud=resource)
+            no_token = sdk(resource, headers={"Authorization": f"Bearer {late}"})(refused_exchange)
+            assert no_token.code == -32012 and "token exchange" in no_token.error.message
+            rec = [r for r in gw.records() if r.get("kind") == "outcome"][-1]
+            assert rec["reason"] == "token_exchange" and "invalid_client" in rec["error"]
 
             # An API key is no OAuth token: nothing to exchange, so the call fails closed.
             async def by_key(c):
@@ -209,26 +228,29 @@ audience = "{audience}"
             gw.stop()
 
         exchanges = [r for r in issuer.token_requests if r.get("grant_type", "").endswith("token-exchange")]
-        # One exchange for two calls: the exchanged token is kept until it nears expiry.
-        assert len(exchanges) == 1, exchanges
+        # One exchange for alice's two calls (kept until it nears expiry), one for erin's, and
+        # the refused one.
+        assert [e["subject_token"] for e in exchanges] == [client_token, erin_token, late], exchanges
         ex = exchanges[0]
-        assert ex["subject_token"] == client_token and ex["audience"] == audience
+        assert ex["audience"] == audience
         assert ex["subject_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
         seen = [json.loads(line) for line in log.read_text().splitlines()]
         posts = [s for s in seen if s["method"] == "POST"]
         calls = [s for s in posts if '"tools/call"' in s["body"]]
-        assert len(calls) == 2, calls
+        assert len(calls) == 3, calls
+        subs = []
         for s in calls:
             bearer = s["headers"]["authorization"].split(" ", 1)[1]
             claims = jwt.decode(bearer, options={"verify_signature": False})
-            assert claims["aud"] == audience and claims["sub"] == "alice"
-            assert claims["act"] == {"sub": GATEWAY_CLIENT}
+            assert claims["aud"] == audience and claims["act"] == {"sub": GATEWAY_CLIENT}
+            subs.append(claims["sub"])
+        assert subs == ["alice", "alice", "erin"]
         # The gateway's own requests (listing) carry its own credential; the client's token and
         # the gateway's client secret never reach the upstream.
         own = [s for s in posts if '"tools/call"' not in s["body"]]
         assert own and all(s["headers"].get("authorization") == "Bearer gateway-token-for-remote" for s in own)
         everything = json.dumps(seen)
-        assert client_token not in everything and GATEWAY_CLIENT_SECRET not in everything
+        assert all(t not in everything for t in (client_token, erin_token, late, GATEWAY_CLIENT_SECRET))
         assert base64.b64encode(f"{GATEWAY_CLIENT}:{GATEWAY_CLIENT_SECRET}".encode()).decode() not in everything
     finally:
         upstream.terminate()

@@ -3,13 +3,17 @@ decided by Cedar (`read_resource`, `get_prompt`), listed only where allowed, nam
 `/mcp`, recorded; in front of Cairn's demo notes server and the npm reference server."""
 
 import json
+import os
+import subprocess
+import time
 
+import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
 from conftest import BIN
 from gateway_harness import ALICE_KEY, CI_KEY
-from test_mcp import EVERYTHING, MODES, mcp_records, modern, modern_headers, outcome_of, raw, session, start
+from test_mcp import EVERYTHING, MODES, free_port, mcp_records, modern, modern_headers, outcome_of, raw, session, start
 
 
 @pytest.fixture
@@ -74,21 +78,22 @@ def test_resource_listing_and_reading_never_disagree(notes_gateway):
     """Every listed resource reads; every resource of the server left out of a listing is
     refused, for each principal; one server alone keeps its own URIs."""
     gw = notes_gateway
-    every = ["note:///budget.md", "note:///roadmap.md", "note:///private/oncall.md"]
-    for key in (ALICE_KEY, CI_KEY):
-        async def check(c):
-            listed = {str(r.uri) for r in (await c.list_resources()).resources}
-            assert listed <= set(every)
-            for uri in every:
-                try:
-                    await c.read_resource(uri)
-                    allowed = True
-                except MCPError as e:
-                    assert e.code == -32010, e
-                    allowed = False
-                assert allowed == (uri in listed), (key, uri, listed)
+    own = ["note:///budget.md", "note:///roadmap.md", "note:///private/oncall.md"]
+    for path, every in (("/mcp/notes", own), ("/mcp", [f"cairn://notes/{u}" for u in own])):
+        for key in (ALICE_KEY, CI_KEY):
+            async def check(c):
+                listed = {str(r.uri) for r in (await c.list_resources()).resources}
+                assert listed <= set(every) and listed, (path, listed)
+                for uri in every:
+                    try:
+                        await c.read_resource(uri)
+                        allowed = True
+                    except MCPError as e:
+                        assert e.code == -32010, e
+                        allowed = False
+                    assert allowed == (uri in listed), (path, key, uri, listed)
 
-        session(gw, key, "2026-07-28", "/mcp/notes")(check)
+            session(gw, key, "2026-07-28", path)(check)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -113,7 +118,7 @@ def test_prompts_are_listed_got_and_their_arguments_checked(notes_gateway, mode)
     assert ok["action"] == 'Action::"get_prompt"' and ok["resource"] == 'Prompt::"notes/summarize_note"'
     assert set(ok["extra"]["mcp"]["arguments"]) == {"note_id"}
     assert ok["context"]["arguments"]["__entity"]["type"] == "PromptArguments"
-    assert "4111 1111" not in json.dumps(gw.records())
+    assert all(n not in json.dumps(gw.records()) for n in ("4111 1111 1111 1111", "4111111111111111"))
     # Arguments are strings in MCP: anything else is the client's error, decided by no one.
     bad = raw(gw, modern("prompts/get", {"name": "notes__summarize_note", "arguments": {"note_id": 3}}),
               modern_headers("prompts/get", "notes__summarize_note"))
@@ -139,18 +144,47 @@ def test_a_confidential_session_sees_no_resources_or_prompts_of_an_internal_serv
     import asyncio
     resources, prompts, templates = asyncio.run(go())
     assert resources == [] and prompts == [] and templates == []
+    # Filtered by policy, not missing: the server answered, and every entry was decided.
+    for method in ("resources/list", "prompts/list", "resources/templates/list"):
+        rec = mcp_records(notes_gateway, method)[-1]["extra"]["mcp"]
+        assert rec["filtered"] >= 1 and rec["listed"] == 0 and "unavailable" not in rec, (method, rec)
 
 
-def test_the_npm_reference_server_s_resources_and_prompts(workdir):
+def everything_over_http():
+    """The npm reference server in its Streamable HTTP mode, on a free port."""
+    port = free_port()
+    proc = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)},
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
+            return proc, port
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server-everything did not start: {proc.stderr.read() if proc.stderr else ''}")
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_the_npm_reference_server_s_tools_resources_and_prompts(workdir, transport):
+    proc = None
+    if transport == "stdio":
+        where = f'command = ["node", "{EVERYTHING}", "stdio"]'
+    else:
+        proc, port = everything_over_http()
+        where = f'url = "http://127.0.0.1:{port}/mcp"'
     servers = f"""
 [[mcp.servers]]
 name = "everything"
-command = ["node", "{EVERYTHING}", "stdio"]
+{where}
 max_data_level = 1
 """
     gw = start(workdir, servers)
     try:
         async def calls(c):
+            echo = await c.call_tool("everything__echo", {"message": "through the gateway"})
+            assert "through the gateway" in "".join(getattr(x, "text", "") for x in echo.content)
             resources = [str(r.uri) for r in (await c.list_resources()).resources]
             templates = [t.uri_template for t in (await c.list_resource_templates()).resource_templates]
             first = await c.read_resource(resources[0])
@@ -169,5 +203,10 @@ max_data_level = 1
         assert simple.messages
         uris = [str(m.content.resource.uri) for m in embedded.messages if getattr(m.content, "type", "") == "resource"]
         assert uris == ["cairn://everything/demo://resource/dynamic/text/1"], embedded.messages
+        outcomes = [r for r in gw.records() if r.get("kind") == "outcome"]
+        assert {r["extra"]["mcp"].get("upstream", "ok") for r in outcomes} == {"ok"}, outcomes
     finally:
         gw.stop()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)

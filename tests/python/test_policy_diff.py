@@ -123,6 +123,8 @@ def test_tool_decisions_replay_and_argument_dependence_is_shown_not_guessed(tmp_
     searches = [c for c in changed if c["resource"] == 'Tool::"notes/search_notes"']
     assert searches, changed
     for c in searches:
+        # The base decides without the arguments (its path rule reads `argument_names`, which
+        # the record keeps); the head's new policy reads the query itself.
         assert c["base"]["decision"] == "allow"
         assert c["head"] == {"decision": "depends", "reasons": ["no-incident-searches"]}
     assert report["summary"].get("arguments") == len(searches)

@@ -169,9 +169,20 @@ fn build(
     )?);
     let parents = HashSet::from([server]);
     list.push(if unknowns == Unknowns::Uri {
+        // A template's scheme is known unless the template varies it (`{scheme}://...`).
+        let uri = ask
+            .attrs
+            .get("uri")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let scheme_varies = uri.split(':').next().is_none_or(|s| s.contains('{'));
+        let unknown = |k: &str| k == "uri" || (k == "scheme" && scheme_varies);
         let fields = ask.attrs.as_object().into_iter().flatten();
-        let mut attrs = cedar_values::attrs(fields.filter(|(k, _)| k.as_str() != "uri"))?;
+        let mut attrs = cedar_values::attrs(fields.filter(|(k, _)| !unknown(k)))?;
         attrs.insert("uri".into(), RestrictedExpression::new_unknown("uri"));
+        if scheme_varies {
+            attrs.insert("scheme".into(), RestrictedExpression::new_unknown("scheme"));
+        }
         Entity::new(item.clone(), attrs, parents).map_err(|e| e.to_string())?
     } else {
         cedar_values::entity(item.clone(), ask.attrs, parents)?

@@ -50,9 +50,16 @@ impl TokenExchangeConfig {
     pub fn check(&self, key: &str) -> Vec<String> {
         let mut problems = Vec::new();
         let url = &self.token_endpoint;
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
+        // The caller's token and the gateway's secret travel to it: in clear only on this host.
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|h| {
+                url.strip_prefix(h)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            });
+        if !(url.starts_with("https://") || loopback) {
             problems.push(format!(
-                "`{key}.token_endpoint` `{url}` must be an http(s) URL"
+                "`{key}.token_endpoint` `{url}` must be an https URL (http only on the loopback interface)"
             ));
         }
         if self.client_id.is_empty() {
@@ -89,6 +96,10 @@ pub enum ExchangeError {
 #[derive(Deserialize)]
 struct Answer {
     access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    issued_token_type: Option<String>,
     #[serde(default)]
     expires_in: Option<u64>,
 }
@@ -181,6 +192,20 @@ impl TokenExchanger {
         }
         let answer: Answer = serde_json::from_slice(&body)
             .map_err(|e| ExchangeError::Refused(format!("an answer without access_token: {e}")))?;
+        // What is sent as `Authorization: Bearer` must be a bearer access token.
+        if answer
+            .token_type
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+            || answer
+                .issued_token_type
+                .as_deref()
+                .is_some_and(|t| t != ACCESS_TOKEN)
+        {
+            return Err(ExchangeError::Refused(
+                "the token issued is not a bearer access token".into(),
+            ));
+        }
         let lifetime = answer
             .expires_in
             .map(|s| Duration::from_secs(s.saturating_mul(9) / 10))
@@ -256,6 +281,24 @@ mod tests {
             ..config()
         };
         assert!(both.check("k")[0].contains("not both"));
+        for ok in [
+            "http://127.0.0.1:8080/token",
+            "http://localhost/token",
+            "http://[::1]:9/t",
+        ] {
+            let c = TokenExchangeConfig {
+                token_endpoint: ok.into(),
+                ..config()
+            };
+            assert!(c.check("k").is_empty(), "{ok}");
+        }
+        for bad in ["http://as.example/token", "http://127.0.0.1.evil.example/t"] {
+            let c = TokenExchangeConfig {
+                token_endpoint: bad.into(),
+                ..config()
+            };
+            assert!(c.check("k")[0].contains("https"), "{bad}");
+        }
         let bad = TokenExchangeConfig {
             token_endpoint: "as.example".into(),
             client_id: String::new(),

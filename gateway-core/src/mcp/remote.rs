@@ -134,20 +134,22 @@ impl RemoteServer {
         };
         let subject = subject.ok_or_else(|| exchange(ExchangeError::NoSubjectToken))?;
         let token = x.token_for(subject).await.map_err(exchange)?;
-        if HeaderValue::try_from(format!("Bearer {token}")).is_err() {
+        let Ok(mut bearer) = HeaderValue::try_from(format!("Bearer {token}")) else {
             return Err(exchange(ExchangeError::Refused(
                 "the token is not a valid header value".into(),
             )));
-        }
-        self.request(method, params, Some(&token)).await
+        };
+        bearer.set_sensitive(true);
+        self.request(method, params, Some(&bearer)).await
     }
 
-    /// One request, with `bearer` instead of the session's credential when given.
+    /// One request, with `bearer` (a whole `Authorization` value) instead of the session's
+    /// credential when given.
     pub async fn request(
         &self,
         method: &str,
         params: Map<String, Value>,
-        bearer: Option<&str>,
+        bearer: Option<&HeaderValue>,
     ) -> Result<Value, UpstreamError> {
         let s = self.session().await?;
         match self.send(&s, method, params.clone(), bearer).await {
@@ -250,14 +252,11 @@ impl RemoteServer {
         s: &Session,
         method: &str,
         name: Option<&str>,
-        bearer: Option<&str>,
+        bearer: Option<&HeaderValue>,
     ) -> reqwest::RequestBuilder {
         let mut headers = s.credentials.clone();
-        if let Some(b) = bearer
-            && let Ok(mut v) = HeaderValue::try_from(format!("Bearer {b}"))
-        {
-            v.set_sensitive(true);
-            headers.insert(http::header::AUTHORIZATION, v);
+        if let Some(b) = bearer {
+            headers.insert(http::header::AUTHORIZATION, b.clone());
         }
         let mut req = self
             .client
@@ -284,7 +283,7 @@ impl RemoteServer {
         s: &Session,
         method: &str,
         params: Map<String, Value>,
-        bearer: Option<&str>,
+        bearer: Option<&HeaderValue>,
     ) -> Result<Value, Failure> {
         let params = with_meta(&s.mode, params);
         self.post(s, method, params, false, bearer)
@@ -299,7 +298,7 @@ impl RemoteServer {
         method: &str,
         params: Map<String, Value>,
         opening: bool,
-        bearer: Option<&str>,
+        bearer: Option<&HeaderValue>,
     ) -> Result<(Value, Option<String>), Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name = wire::name_param(method)

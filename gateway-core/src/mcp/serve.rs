@@ -252,6 +252,21 @@ pub async fn post(
     )
     .await
     {
+        // A call runs in its own task: a client that goes away mid-call cancels nothing, and
+        // the call still gets its outcome record, its span and its metrics.
+        Ok(plan @ Plan::Call(_)) => {
+            let task_state = state.clone();
+            let task = tokio::spawn(async move { answer(&task_state, adm, seen, plan).await });
+            match task.await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::error!(error = %e, "an MCP call's task failed");
+                    let body =
+                        wire::error(None, &RpcError::new(code::INTERNAL_ERROR, "internal error"));
+                    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+                }
+            }
+        }
         Ok(plan) => answer(&state, adm, seen, plan).await,
         Err(fail) => refuse(&state, adm, seen, fail, &headers).await,
     }
@@ -918,6 +933,7 @@ async fn list_items(
             let Some(name) = entry
                 .get(listing.field)
                 .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
                 .map(str::to_string)
             else {
                 unnamed += 1;
@@ -1340,31 +1356,17 @@ async fn answer(state: &Arc<AppState>, adm: Admission, mut seen: Seen, mut plan:
     // The decision is durable before the answer leaves; for a call, before the upstream is
     // called at all (unlike a model call, which overlaps the fsync): a tool acts on the world,
     // so none runs unrecorded.
-    if state
-        .log
-        .append(scope.decision_record(record))
-        .await
-        .is_err()
-    {
+    let appending = std::time::Instant::now();
+    let appended = state.log.append(scope.decision_record(record)).await;
+    state.metrics.stage("record", appending.elapsed());
+    if appended.is_err() {
         let resp = unavailable(state, &scope, &seen, &label);
         finish_span(state, &scope, &seen, 503, "none", "records_unavailable");
         return resp;
     }
-    let (resp, outcome_status, scope, seen) = match plan {
-        // In its own task: a client that goes away mid-call does not cancel it, and the call
-        // still gets its outcome record.
-        Plan::Call(call) => {
-            match tokio::spawn(call_upstream(state.clone(), scope, seen, call)).await {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::error!(error = %e, "an MCP upstream call's task failed");
-                    let body =
-                        wire::error(None, &RpcError::new(code::INTERNAL_ERROR, "internal error"));
-                    return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
-                }
-            }
-        }
-        Plan::Accepted => (StatusCode::ACCEPTED.into_response(), None, scope, seen),
+    let (resp, outcome_status) = match plan {
+        Plan::Call(call) => call_upstream(state, &scope, &seen, &call).await,
+        Plan::Accepted => (StatusCode::ACCEPTED.into_response(), None),
         Plan::Local { result, opened, .. } => {
             let id = seen.id.clone().unwrap_or(Value::Null);
             let mut resp = axum::Json(wire::result(&id, result)).into_response();
@@ -1373,7 +1375,7 @@ async fn answer(state: &Arc<AppState>, adm: Admission, mut seen: Seen, mut plan:
             {
                 resp.headers_mut().insert(wire::SESSION_HEADER, v);
             }
-            (resp, None, scope, seen)
+            (resp, None)
         }
     };
     let mut resp = resp;
@@ -1393,16 +1395,11 @@ async fn answer(state: &Arc<AppState>, adm: Admission, mut seen: Seen, mut plan:
 
 /// An allowed call: the upstream asked, its span, then [`forward`].
 async fn call_upstream(
-    state: Arc<AppState>,
-    scope: crate::admission::RequestScope,
-    seen: Seen,
-    call: Box<Call>,
-) -> (
-    Response,
-    Option<&'static str>,
-    crate::admission::RequestScope,
-    Seen,
-) {
+    state: &AppState,
+    scope: &crate::admission::RequestScope,
+    seen: &Seen,
+    call: &Call,
+) -> (Response, Option<&'static str>) {
     let clock = scope.begin();
     let method = call.method();
     let started = std::time::Instant::now();
@@ -1437,8 +1434,7 @@ async fn call_upstream(
         attrs,
         answered.as_ref().err().map(ToString::to_string),
     );
-    let (resp, reason) = forward(&state, &scope, &seen, &call, answered);
-    (resp, reason, scope, seen)
+    forward(state, scope, seen, call, answered)
 }
 
 /// The upstream's answer to an allowed call, through the output guardrails, and its outcome
@@ -1522,8 +1518,16 @@ fn forward(
                     "upstream_error",
                 )
             } else {
-                if call.era.modern() && payload.get("resultType").is_none() {
-                    payload["resultType"] = json!("complete");
+                if call.era.modern()
+                    && let Some(o) = payload.as_object_mut()
+                {
+                    o.entry("resultType").or_insert_with(|| json!("complete"));
+                }
+                if call.kind == Kind::Resource {
+                    let dropped = keep_contents_of(&mut payload, &call.target);
+                    if dropped > 0 {
+                        mcp.insert("dropped_contents".into(), json!(dropped));
+                    }
                 }
                 if call.namespace {
                     catalogue::namespace_links(&mut payload, call.upstream.name());
@@ -1543,6 +1547,17 @@ fn forward(
         outcome,
     ));
     (axum::Json(body).into_response(), Some(reason))
+}
+
+/// A read answers for the resource it was decided on: contents under any other URI (a server
+/// answering for a directory, say) were not decided, and are left out. Returns how many.
+fn keep_contents_of(result: &mut Value, uri: &str) -> usize {
+    let Some(Value::Array(contents)) = result.get_mut("contents") else {
+        return 0;
+    };
+    let before = contents.len();
+    contents.retain(|c| c.get("uri").and_then(Value::as_str) == Some(uri));
+    before - contents.len()
 }
 
 /// The record's `extra.mcp`.
@@ -1672,6 +1687,15 @@ async fn refuse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_answers_only_for_the_resource_decided() {
+        let mut r = json!({"contents": [{"uri": "note:///a", "text": "a"},
+                                        {"uri": "note:///private/b", "text": "b"}, {"text": "no uri"}]});
+        assert_eq!(keep_contents_of(&mut r, "note:///a"), 2);
+        assert_eq!(r["contents"], json!([{"uri": "note:///a", "text": "a"}]));
+        assert_eq!(keep_contents_of(&mut json!("not an object"), "x"), 0);
+    }
 
     #[test]
     fn arguments_are_checked_against_the_schema_s_top_level() {
