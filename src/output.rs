@@ -38,12 +38,13 @@ pub fn init(global: &GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
         .with_ansi(color());
+    // JSON is for log shippers: the fields at the top level, and the target (the access log's
+    // is `cairn::access`) to route on.
     let _ = if global.log_json {
-        builder.json().try_init()
+        builder.json().flatten_event(true).try_init()
     } else {
-        builder.try_init()
+        builder.with_target(false).try_init()
     };
 }
 

@@ -69,7 +69,8 @@ attributes = {{ department = "engineering", clearance = 2 }}
 
 
 class Gateway:
-    def __init__(self, workdir: Path, config: str, name="gw", env=None):
+    def __init__(self, workdir: Path, config: str, name="gw", env=None, global_args=()):
+        self.global_args = list(global_args)
         self.workdir = workdir
         self.name = name
         self.config_path = workdir / f"{name}.toml"
@@ -87,7 +88,7 @@ class Gateway:
         env.update({"NO_COLOR": "1", "CAIRN_LOG": "info"})
         env.update(self.env)
         self.proc = subprocess.Popen(
-            [BIN, "gateway", "serve", "--config", str(self.config_path)],
+            [BIN, *self.global_args, "gateway", "serve", "--config", str(self.config_path)],
             cwd=self.workdir,
             stdout=open(self.out, "w"),
             stderr=open(self.err, "w"),

@@ -216,8 +216,8 @@ def test_models_profiles_tools_cache_tokens_and_regions(workdir, aws):
     (429, "ThrottlingException", openai.RateLimitError, 429),
     (400, "ValidationException", openai.BadRequestError, 400),
     (403, "AccessDeniedException", openai.PermissionDeniedError, 403),
-    (503, "ModelNotReadyException", openai.InternalServerError, 503),
-    (500, "InternalServerException", openai.InternalServerError, 503),
+    (503, "ModelNotReadyException", openai.InternalServerError, 502),
+    (500, "InternalServerException", openai.InternalServerError, 502),
 ])
 def test_bedrock_errors_map_to_openai_errors(workdir, aws, status, kind, sdk_error, code):
     fake, sts = aws

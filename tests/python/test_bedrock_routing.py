@@ -74,7 +74,7 @@ def test_fallback_retries_and_exhaustion(workdir, aws):
         fake.fail[WEST] = [(503, "ServiceUnavailableException")] * 2
         with pytest.raises(openai.InternalServerError) as e:
             ask(c)
-        assert e.value.status_code == 503
+        assert e.value.status_code == 502
         # A 400 is not retried elsewhere.
         fake.fail[EAST] = [(400, "ValidationException")]
         with pytest.raises(openai.BadRequestError):
@@ -90,7 +90,7 @@ def test_fallback_retries_and_exhaustion(workdir, aws):
     attempts = exhausted["extra"]["routing"]["attempts"]
     assert [(a["deployment"], a["status"]) for a in attempts] == [
         ("sonnet-east", 503), ("sonnet-west2", 503), ("sonnet-east", 503)]
-    assert exhausted["status"] == 503 and exhausted["extra"]["routing"]["deployment"] is None
+    assert exhausted["status"] == 502 and exhausted["extra"]["routing"]["deployment"] is None
     assert [a["deployment"] for a in invalid["extra"]["routing"]["attempts"]] == ["sonnet-east"]
     assert len(fake.calls_to(EAST)) == 4 and len(fake.calls_to(WEST)) == 2
 

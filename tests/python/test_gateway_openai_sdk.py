@@ -106,6 +106,17 @@ def test_every_error_status_is_typed_and_recorded(gw, workdir):
     outcome = [r for r in g429.records("records429") if r["kind"] == "outcome"]
     assert outcome[0]["status"] == 429
 
+    # A provider's 500 is the provider's failure: 502, never the gateway's own 503.
+    g500 = Gateway(workdir, base_config(workdir, records="records500", extra="[providers.mock]\nfail_status = 500\n"), name="gw500").start()
+    try:
+        with pytest.raises(openai.InternalServerError) as e:
+            client(g500).chat.completions.create(**chat_body())
+        assert e.value.status_code == 502 and e.value.body["type"] == "api_error"
+    finally:
+        g500.stop()
+    outcome = [r for r in g500.records("records500") if r["kind"] == "outcome"]
+    assert outcome[0]["status"] == 502
+
     # 503 with no valid bundle: not ready, every request refused, and recorded.
     g503 = Gateway(workdir, base_config(workdir, records="records503", bundle="missing.tar"), name="gw503").start(ready=False)
     try:

@@ -20,6 +20,7 @@ pub async fn run(
             stage.attr("cairn.auth.method", principal.auth.method);
             drop(stage);
             record_principal(&mut adm.record, &principal);
+            adm.scope.set_principal(principal.uid());
             Ok(principal)
         }
         Err(e) => {

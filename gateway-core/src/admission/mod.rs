@@ -105,7 +105,14 @@ pub async fn refuse(state: &AppState, adm: Admission, e: GatewayError) -> Respon
             other => vec![other.to_string()],
         });
     }
-    let model = adm.record.model.clone().unwrap_or_default();
+    // A label value must come from the configuration, never from the client: any other name
+    // would let a client create metric series without bound.
+    let model = adm
+        .record
+        .model
+        .as_deref()
+        .map(|m| metric_label(state, m))
+        .unwrap_or_default();
     let span_end = SpanEnd {
         request_model: adm.record.model.clone(),
         provider: adm.record.provider.clone(),
@@ -161,6 +168,18 @@ pub async fn refuse_with(
     scope.finish(state, span_end);
     resp
 }
+
+/// The `model` label of a request's metrics: the catalogue's name for it, or `unknown`.
+pub fn metric_label(state: &AppState, model: &str) -> String {
+    if state.catalogue.get(model).is_some() {
+        model.to_string()
+    } else {
+        UNKNOWN_LABEL.to_string()
+    }
+}
+
+/// The label value of every name that is not in the configuration.
+pub const UNKNOWN_LABEL: &str = "unknown";
 
 /// The answer when a request's decision record cannot be made durable.
 pub fn records_unavailable(state: &AppState, scope: &RequestScope, model: &str) -> Response {

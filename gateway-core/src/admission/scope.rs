@@ -33,6 +33,8 @@ pub struct RequestScope {
     spans: Option<Mutex<RequestSpans>>,
     /// Detectors whose findings were redacted from the prompt (sent as `x-cairn-redacted`).
     redacted: OnceLock<String>,
+    /// The authenticated principal (`Type::"id"`), for the access log.
+    principal: OnceLock<String>,
 }
 
 /// A running stage of a request. Dropping it ends the stage.
@@ -77,6 +79,17 @@ impl Drop for Stage<'_> {
     }
 }
 
+/// Whether a request whose decision id is `id` is in a sample of `rate` (0 to 1): the id's
+/// last 16 bits (random in a UUIDv7) against the rate.
+fn sampled(id: &str, rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    let tail = id.get(id.len().saturating_sub(4)..).unwrap_or("");
+    let n = u16::from_str_radix(tail, 16).unwrap_or(0);
+    f64::from(n) < rate * 65536.0
+}
+
 /// How a request ended, for its root span.
 #[derive(Debug, Default)]
 pub struct SpanEnd {
@@ -98,6 +111,8 @@ pub struct SpanEnd {
     pub output_messages: Option<String>,
     /// An MCP request: the root span is named for the method (and tool) instead of the chat.
     pub mcp: Option<McpSpan>,
+    /// The OpenAI-compatible method for the access log, when not `chat.completions`.
+    pub openai_method: Option<&'static str>,
 }
 
 /// What the root span of an MCP request says (the MCP and GenAI semantic conventions).
@@ -134,6 +149,7 @@ impl RequestScope {
                 .map(str::to_string),
             spans,
             redacted: OnceLock::new(),
+            principal: OnceLock::new(),
         }
     }
 
@@ -152,6 +168,51 @@ impl RequestScope {
     }
 
     /// Tells the client which kinds of data were redacted from its prompt (never the text).
+    pub fn set_principal(&self, uid: String) {
+        let _ = self.principal.set(uid);
+    }
+
+    /// One structured line per request on the `cairn::access` target (JSON with `--log-json`):
+    /// who, what, the decision and how it went; never content. Refusals are always logged,
+    /// allowed requests at `server.access_log_sample` (decided by the decision id, so a
+    /// replica logs the same share).
+    fn access_log(&self, state: &AppState, end: &SpanEnd) {
+        let server = &state.config.raw.server;
+        if !server.access_log {
+            return;
+        }
+        if end.decision == "allow" && !sampled(&self.decision_id, server.access_log_sample) {
+            return;
+        }
+        let usage = end.usage.as_ref();
+        let (api, method, tool) = match &end.mcp {
+            Some(m) => ("mcp", m.method.as_str(), m.tool.as_deref().unwrap_or("")),
+            None => (
+                "openai",
+                end.openai_method.unwrap_or("chat.completions"),
+                "",
+            ),
+        };
+        tracing::info!(
+            target: "cairn::access",
+            decision_id = %self.decision_id,
+            trace_id = %self.trace.trace_id,
+            principal = self.principal.get().map_or(crate::admission::ANONYMOUS, String::as_str),
+            api,
+            method,
+            model = end.request_model.as_deref().unwrap_or(""),
+            tool,
+            decision = end.decision,
+            status = end.status,
+            reason = %end.reason,
+            latency_ms = self.started.elapsed().as_millis() as u64,
+            input_tokens = usage.map_or(0, |u| u.input_tokens),
+            output_tokens = usage.map_or(0, |u| u.output_tokens),
+            cache_hit = end.cache_hit,
+            "request"
+        );
+    }
+
     pub fn set_redacted(&self, kinds: &[&str]) {
         if !kinds.is_empty() {
             let _ = self.redacted.set(kinds.join(","));
@@ -215,6 +276,7 @@ impl RequestScope {
     /// Ends the request: the total latency, and the spans handed to the exporter.
     pub fn finish(&self, state: &AppState, end: SpanEnd) {
         state.metrics.stage("total", self.started.elapsed());
+        self.access_log(state, &end);
         let (Some(spans), Some(exporter)) = (&self.spans, &state.exporter) else {
             return;
         };

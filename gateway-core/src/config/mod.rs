@@ -127,6 +127,12 @@ impl GatewayConfig {
         if raw.server.max_body_bytes == 0 {
             problems.push("`server.max_body_bytes` must be positive".into());
         }
+        if !(0.0..=1.0).contains(&raw.server.access_log_sample) {
+            problems.push(format!(
+                "`server.access_log_sample` {} must be a share, 0 to 1",
+                raw.server.access_log_sample
+            ));
+        }
         if !raw
             .classification
             .levels

@@ -43,6 +43,11 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Longest a whole request may take, upstream included.
     pub request_timeout_ms: u64,
+    /// One log line per request on the `cairn::access` target at info level (who, what, the
+    /// decision, status, latency, tokens; never content).
+    pub access_log: bool,
+    /// The share of allowed requests logged, 0 to 1 (refusals are always logged).
+    pub access_log_sample: f64,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +57,8 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
             request_timeout_ms: 300_000,
+            access_log: true,
+            access_log_sample: 1.0,
         }
     }
 }

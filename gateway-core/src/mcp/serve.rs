@@ -1347,7 +1347,7 @@ async fn answer(state: &Arc<AppState>, adm: Admission, mut seen: Seen, mut plan:
     }
     extra(&mut record.extra, "mcp", mcp_extra(&seen));
     record.latency_ms = Some(scope.started.elapsed().as_millis() as u64);
-    let label = seen.server.clone().unwrap_or_else(|| "*".into());
+    let label = server_label(state, seen.server.as_deref());
     if let Plan::Call(call) = &mut plan
         && let Some(r) = call.reservation.take()
     {
@@ -1560,6 +1560,16 @@ fn keep_contents_of(result: &mut Value, uri: &str) -> usize {
     before - contents.len()
 }
 
+/// The metrics' label for the server a request reached: `*` for none, a configured server's
+/// name, or `unknown` (a name in a client's path is not a label value).
+fn server_label(state: &AppState, server: Option<&str>) -> String {
+    match server {
+        None => "*".into(),
+        Some(s) if state.mcp.upstreams.get(s).is_some() => s.to_string(),
+        Some(_) => crate::admission::UNKNOWN_LABEL.into(),
+    }
+}
+
 /// The record's `extra.mcp`.
 fn mcp_extra(seen: &Seen) -> Value {
     let mut m = seen.extra.clone();
@@ -1648,7 +1658,7 @@ async fn refuse(
     if adm.record.errors.is_none() {
         adm.record.errors = Some(fail.cause.iter().cloned().collect());
     }
-    let label = seen.server.clone().unwrap_or_else(|| "*".into());
+    let label = server_label(state, seen.server.as_deref());
     let end = SpanEnd {
         status: fail.status.as_u16(),
         decision: "deny",

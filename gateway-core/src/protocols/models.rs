@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::admission::decide::{self, Ask, invoke_context};
 use crate::admission::resource::default_classification;
-use crate::admission::{Admission, authenticate, records_unavailable, refuse};
+use crate::admission::{Admission, SpanEnd, authenticate, records_unavailable, refuse};
 use crate::error::GatewayError;
 use crate::state::AppState;
 use crate::{clock, openai};
@@ -65,5 +65,15 @@ async fn answer(state: &AppState, adm: Admission, listed: Vec<(String, String)>)
     let mut resp =
         axum::Json(openai::model_list_json(&listed, clock::unix_seconds())).into_response();
     scope.headers(&mut resp);
+    scope.finish(
+        state,
+        SpanEnd {
+            status: 200,
+            decision: "allow",
+            reason: "list".into(),
+            openai_method: Some("models.list"),
+            ..SpanEnd::default()
+        },
+    );
     resp
 }

@@ -97,12 +97,13 @@ impl ProviderError {
             }
             Self::Status { status: 408, .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             // The upstream found the request itself wrong. Other 4xx (402 out of credit, 423,
-            // ...) are the provider's state, not the caller's fault: 503 below.
+            // ...) are the provider's state, not the caller's fault, and 5xx its failure: 502
+            // below (503 is the gateway's own unavailability).
             Self::Status {
                 status: 405 | 409 | 415 | 422,
                 ..
             } => (StatusCode::BAD_REQUEST, "invalid_request_error"),
-            Self::Status { .. } => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            Self::Status { .. } => (StatusCode::BAD_GATEWAY, "api_error"),
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Self::Transport(_) | Self::Protocol(_) => (StatusCode::BAD_GATEWAY, "api_error"),
             Self::Identity(_) | Self::NoDeployment { .. } => {

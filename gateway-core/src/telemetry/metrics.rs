@@ -169,7 +169,7 @@ impl Metrics {
         let tokens = Family::<TokenLabels, Counter>::default();
         registry.register(
             "cairn_tokens",
-            "Tokens by model and kind (input, output)",
+            "Tokens by model and kind (input, output, cache_read, cache_write)",
             tokens.clone(),
         );
         let spend_micro_usd = Family::<ModelLabels, Counter>::default();
