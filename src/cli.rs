@@ -63,6 +63,17 @@ pub enum Command {
     /// Run the whole chain on embedded defaults: policies, bundle, gateway, records, lake, report.
     #[command(after_help = "Example:\n  cairn demo --dir /tmp/cairn-demo")]
     Demo(DemoArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Examples:\n  source <(cairn completions bash)\n  cairn completions bash > ~/.local/share/bash-completion/completions/cairn\n  cairn completions zsh > \"${fpath[1]}/_cairn\"\n  cairn completions fish > ~/.config/fish/completions/cairn.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `cairn man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -522,9 +533,9 @@ pub enum ReportFormat {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The report (see --list), or `all`.
-    #[arg(required_unless_present = "list")]
-    pub name: Option<String>,
+    /// The reports (see --list), one file for all of them; `all` is every report.
+    #[arg(required_unless_present = "list", value_name = "NAME")]
+    pub names: Vec<String>,
     /// List the reports.
     #[arg(long)]
     pub list: bool,

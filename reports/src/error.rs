@@ -29,12 +29,15 @@ pub enum ReportError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Lake(#[from] lake::LakeError),
-    #[error("unknown report `{name}`")]
+    #[error("unknown report `{name}`{}", suggestion.as_ref().map(|s| format!(": did you mean `{s}`?")).unwrap_or_default())]
     #[diagnostic(
         code(cairn::report::unknown),
         help("`cairn report --list` shows the reports")
     )]
-    UnknownReport { name: String },
+    UnknownReport {
+        name: String,
+        suggestion: Option<String>,
+    },
     #[error("template `{name}`: {message}")]
     #[diagnostic(code(cairn::report::template))]
     Template { name: String, message: String },

@@ -95,12 +95,38 @@ pub fn list(dir: Option<&Path>) -> Result<Vec<ReportSpec>, ReportError> {
 }
 
 pub fn find(name: &str, dir: Option<&Path>) -> Result<ReportSpec, ReportError> {
-    list(dir)?
-        .into_iter()
+    let all = list(dir)?;
+    let suggestion = closest(name, all.iter().map(|s| s.name.as_str()));
+    all.into_iter()
         .find(|s| s.name == name)
         .ok_or_else(|| ReportError::UnknownReport {
             name: name.to_string(),
+            suggestion,
         })
+}
+
+/// The reports named, in order, once each; `all` is every report.
+pub fn find_many(names: &[String], dir: Option<&Path>) -> Result<Vec<ReportSpec>, ReportError> {
+    if names.iter().any(|n| n == "all") {
+        return list(dir);
+    }
+    let mut out: Vec<ReportSpec> = Vec::new();
+    for n in names {
+        if !out.iter().any(|s| &s.name == n) {
+            out.push(find(n, dir)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The known name nearest to a misspelt one, when it is near enough to be what was meant.
+pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    known
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(name, k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.to_string())
 }
 
 /// The period a report covers; by default everything.
@@ -133,6 +159,29 @@ pub fn bind(sql: &str, period: &Period) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelt_report_gets_a_suggestion() {
+        let known = [
+            "access",
+            "denials",
+            "spend",
+            "reconcile",
+            "detections",
+            "tools",
+        ];
+        assert_eq!(closest("denails", known).as_deref(), Some("denials"));
+        assert_eq!(closest("acess", known).as_deref(), Some("access"));
+        assert_eq!(closest("zzzzzz", known), None);
+        let specs =
+            find_many(&["tools".into(), "access".into(), "tools".into()], None).expect("found");
+        assert_eq!(
+            specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["tools", "access"]
+        );
+        let e = find_many(&["acces".into()], None).expect_err("unknown");
+        assert!(e.to_string().contains("did you mean `access`?"), "{e}");
+    }
 
     #[test]
     fn builtin_reports_parse() {

@@ -1,6 +1,7 @@
 //! One module per command group; each turns arguments into library calls and prints results.
 
 mod audit;
+mod completions;
 mod demo;
 mod gateway;
 mod ingest;
@@ -23,5 +24,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Report(args) => query::report(&args),
         Command::Athena(cmd) => query::athena(cmd),
         Command::Demo(args) => demo::run(&args),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
     }
 }

@@ -126,18 +126,21 @@ pub fn report(args: &ReportArgs) -> CliResult {
         outln!("{:<12} every report above in one file", "all");
         return Ok(Outcome::Success);
     }
-    let name = args.name.clone().unwrap_or_default();
-    let specs = if name == "all" {
-        spec::list(templates)?
-    } else {
-        vec![spec::find(&name, templates)?]
-    };
+    let specs = spec::find_many(&args.names, templates)?;
     let mut period = Period::default();
     if let Some(f) = date("from", &args.from)? {
         period.from = f;
     }
     if let Some(t) = date("to", &args.to)? {
         period.to = t;
+    }
+    if period.from > period.to {
+        return Err(CliError::input(miette::miette!(
+            help = "--from is the first day and --to the last; swap them",
+            "the period is empty: --from {} is after --to {}",
+            period.from,
+            period.to
+        )));
     }
     let rt = super::gateway::runtime()?;
     let runs = rt.block_on(async {

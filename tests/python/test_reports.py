@@ -278,6 +278,21 @@ def test_show_sql_prints_every_query(lake):
         assert name in listing
 
 
+def test_several_reports_in_one_run_and_periods_checked(lake):
+    both = json.loads(run(["report", "access", "denials", "access", "--lake", "lake", "--format", "json", *PERIOD],
+                          cwd=lake).stdout)
+    assert [r["report"] for r in both["reports"]] == ["access", "denials"], "each named report once, in order"
+    # The footer's suggestion runs as written.
+    shown = run(["report", "access", "denials", "spend", "reconcile", "detections", "--lake", "lake", "--show-sql",
+                 *PERIOD], cwd=lake)
+    assert shown.returncode == 0 and "-- reconcile /" in shown.stdout
+    reversed_ = run(["report", "access", "--lake", "lake", "--from", "2026-12-01", "--to", "2026-11-01"], cwd=lake,
+                    check=False)
+    assert reversed_.returncode == 2 and "--from 2026-12-01 is after --to 2026-11-01" in reversed_.stderr
+    typo = run(["report", "denails", "--lake", "lake"], cwd=lake, check=False)
+    assert typo.returncode == 2 and "did you mean `denials`?" in typo.stderr
+
+
 def test_html_report_is_self_contained_in_headless_chromium(lake):
     from playwright.sync_api import sync_playwright
     run(["report", "all", "--lake", "lake", "--out", "report.html", *PERIOD], cwd=lake)
