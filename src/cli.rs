@@ -481,6 +481,10 @@ pub enum QueryFormat {
     Table,
     Csv,
     Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// A GitHub-flavoured Markdown table.
+    Markdown,
     Parquet,
 }
 

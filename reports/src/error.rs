@@ -106,6 +106,21 @@ pub fn sql_error(sql: &str, e: &datafusion::error::DataFusionError) -> ReportErr
             }
         }
     }
+    if let datafusion::error::DataFusionError::SchemaError(schema, _) = root
+        && let datafusion::common::SchemaError::FieldNotFound {
+            field,
+            valid_fields,
+        } = schema.as_ref()
+    {
+        let names: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
+        help = Some(
+            match crate::spec::closest(&field.name, names.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!("columns here: {}", names.join(", ")),
+            },
+        );
+    }
+    message = plain_parser_message(&message);
     if help.is_none() && message.contains("table") && message.contains("not found") {
         help = Some("tables: cloudtrail, genai_spans, decisions, outcomes, _quarantine".into());
     }
@@ -117,9 +132,41 @@ pub fn sql_error(sql: &str, e: &datafusion::error::DataFusionError) -> ReportErr
     }))
 }
 
+/// The SQL parser's message without the Rust around it (`ParserError("...")`) and without the
+/// position, which the label shows.
+fn plain_parser_message(message: &str) -> String {
+    let Some(start) = message.find("ParserError(\"") else {
+        return message.to_string();
+    };
+    let inner = &message[start + "ParserError(\"".len()..];
+    let inner = inner
+        .strip_suffix("\")")
+        .unwrap_or(inner)
+        .replace("\\\"", "\"");
+    let inner = match inner.rfind(" at Line: ") {
+        Some(i) => &inner[..i],
+        None => &inner,
+    };
+    format!("SQL syntax error: {inner}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parser_messages_lose_their_debug_text() {
+        assert_eq!(
+            plain_parser_message(
+                "SQL error: ParserError(\"Expected: an SQL statement, found: SELEC at Line: 1, Column: 1\")"
+            ),
+            "SQL syntax error: Expected: an SQL statement, found: SELEC"
+        );
+        assert_eq!(
+            plain_parser_message("column 'x' not found"),
+            "column 'x' not found"
+        );
+    }
 
     #[test]
     fn offsets() {

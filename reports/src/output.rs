@@ -1,4 +1,5 @@
-//! Query results as a table, CSV, JSON (an array of objects) or Parquet.
+//! Query results as a table, CSV, JSON (an array of objects), JSON lines, a Markdown table or
+//! Parquet.
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -11,6 +12,8 @@ pub enum Format {
     Table,
     Csv,
     Json,
+    Jsonl,
+    Markdown,
     Parquet,
 }
 
@@ -55,6 +58,35 @@ pub fn write(
             serde_json::to_writer_pretty(&mut *out, &rows).map_err(arrow)?;
             writeln!(out).map_err(arrow)
         }
+        Format::Jsonl => {
+            for row in to_json_rows(batches)? {
+                serde_json::to_writer(&mut *out, &row).map_err(arrow)?;
+                writeln!(out).map_err(arrow)?;
+            }
+            Ok(())
+        }
+        Format::Markdown => {
+            let cols: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            writeln!(
+                out,
+                "| {} |",
+                cols.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
+            )
+            .map_err(arrow)?;
+            writeln!(out, "|{}", "---|".repeat(cols.len())).map_err(arrow)?;
+            for row in to_json_rows(batches)? {
+                let cells: Vec<String> = cols
+                    .iter()
+                    .map(|c| match row.get(c) {
+                        None | Some(Value::Null) => String::new(),
+                        Some(Value::String(s)) => cell(s),
+                        Some(v) => cell(&v.to_string()),
+                    })
+                    .collect();
+                writeln!(out, "| {} |", cells.join(" | ")).map_err(arrow)?;
+            }
+            Ok(())
+        }
         Format::Parquet => {
             let mut buf = Vec::new();
             let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
@@ -70,6 +102,13 @@ pub fn write(
             out.write_all(&buf).map_err(arrow)
         }
     }
+}
+
+/// A Markdown table cell: pipes escaped, line breaks as `<br>`.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace("\r\n", "<br>")
+        .replace('\n', "<br>")
 }
 
 /// Rows as JSON objects (column name to value; timestamps as RFC 3339 text).

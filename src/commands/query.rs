@@ -74,6 +74,8 @@ pub fn query(args: &QueryArgs) -> CliResult {
         QueryFormat::Table => output::Format::Table,
         QueryFormat::Csv => output::Format::Csv,
         QueryFormat::Json => output::Format::Json,
+        QueryFormat::Jsonl => output::Format::Jsonl,
+        QueryFormat::Markdown => output::Format::Markdown,
         QueryFormat::Parquet => output::Format::Parquet,
     };
     let mut out = sink(&args.out)?;

@@ -258,6 +258,14 @@ def test_query_formats_errors_and_partition_pruning(lake):
     assert "nope" in bad.stderr and "query:1:" in bad.stderr
     bad = run(["query", "--lake", "lake", "SELECT count(* FROM cloudtrail"], cwd=lake, check=False)
     assert bad.returncode == 2 and "query:1:16" in bad.stderr
+    assert "SQL syntax error: Expected" in bad.stderr and "ParserError" not in bad.stderr
+    typo = run(["query", "--lake", "lake", "SELECT event_nmae FROM cloudtrail"], cwd=lake, check=False)
+    assert typo.returncode == 2 and "did you mean `event_name`?" in typo.stderr
+    # JSON lines and Markdown.
+    lines = run(["query", "--lake", "lake", "--format", "jsonl", q], cwd=lake).stdout.splitlines()
+    assert [json.loads(line) for line in lines] == rows
+    md = run(["query", "--lake", "lake", "--format", "markdown", q], cwd=lake).stdout.splitlines()
+    assert md[0] == "| event_name | n |" and md[1] == "|---|---|" and len(md) == len(rows) + 2
     # One day's query opens only that day's files.
     day_files = list((lake / "lake" / "cloudtrail" / "date=2024-07-30").glob("*.parquet"))
     all_files = list((lake / "lake" / "cloudtrail").rglob("*.parquet"))
