@@ -417,9 +417,12 @@ pub struct IngestCommon {
     /// Exit 1 when anything was quarantined.
     #[arg(long)]
     pub strict: bool,
-    /// Worker threads (default: one per core).
+    /// Worker threads; 0 is one per core.
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
+    /// List every source read, however many (by default beyond 10 only the summary).
+    #[arg(long)]
+    pub verbose: bool,
     /// Rows per Parquet file written (default 131072); smaller means less memory and more files.
     #[arg(long, default_value_t = 0, value_name = "ROWS")]
     pub flush_rows: usize,

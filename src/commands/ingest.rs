@@ -209,22 +209,44 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
                 rate,
                 s.bytes_read as f64 / 1e6
             );
-            let width = s
+            // Sources skipped as unchanged are one line, not one each; beyond a screenful, the
+            // sources read are listed with --verbose only.
+            let (unchanged, read): (Vec<_>, Vec<_>) = s
                 .sources
+                .iter()
+                .partition(|x| x.skipped.is_some() && x.read == 0 && x.error.is_none());
+            if !unchanged.is_empty() {
+                outln!(
+                    "  {} source(s) already ingested, unchanged",
+                    unchanged.len()
+                );
+            }
+            let listed = if common.verbose || read.len() <= 10 {
+                read
+            } else {
+                outln!(
+                    "  {} source(s) read (listed with --verbose or --format json)",
+                    read.len()
+                );
+                Vec::new()
+            };
+            let width = listed
                 .iter()
                 .map(|x| x.source.len())
                 .max()
                 .unwrap_or(6)
                 .clamp(6, 90);
-            outln!(
-                "  {:<width$} {:>9} {:>9} {:>10} {:>11}",
-                "source",
-                "read",
-                "written",
-                "duplicates",
-                "quarantined"
-            );
-            for x in &s.sources {
+            if !listed.is_empty() {
+                outln!(
+                    "  {:<width$} {:>9} {:>9} {:>10} {:>11}",
+                    "source",
+                    "read",
+                    "written",
+                    "duplicates",
+                    "quarantined"
+                );
+            }
+            for x in listed {
                 let chars = x.source.chars().count();
                 let name = if chars > width {
                     // Keep the end of the path; cut on a character, not a byte.

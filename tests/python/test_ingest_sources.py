@@ -163,3 +163,17 @@ def test_lookup_events_pages_at_two_requests_a_second(tmp_path):
         r = run(["ingest", "cloudtrail", "--lookup", "--lake", "lake2"], cwd=tmp_path, env=bad, check=False)
         assert r.returncode == 2 and fake.rejected == 1
         assert "InvalidSignature" in r.stderr or "signature" in r.stderr.lower()
+
+
+def test_ingest_output_stays_short_with_many_sources(tmp_path):
+    files = ct.delivery_layout(ct.sample_records(), per_file=2)
+    assert len(files) > 10, len(files)
+    ct.write_layout(tmp_path / "trail", files)
+    first = run(["ingest", "cloudtrail", "trail", "--lake", "lake"], cwd=tmp_path).stdout
+    assert f"{len(files)} source(s) read (listed with --verbose" in first
+    assert len(first.splitlines()) < 6, first
+    verbose = run(["ingest", "cloudtrail", "trail", "--lake", "lake2", "--verbose"], cwd=tmp_path).stdout
+    assert sum(1 for line in verbose.splitlines() if ".json.gz" in line) == len(files)
+    again = run(["ingest", "cloudtrail", "trail", "--lake", "lake"], cwd=tmp_path).stdout
+    assert f"{len(files)} source(s) already ingested, unchanged" in again
+    assert ".json.gz" not in again and len(again.splitlines()) == 2, again
