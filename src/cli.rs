@@ -325,6 +325,11 @@ pub enum GatewayCommand {
         after_help = "Examples:\n  cairn gateway serve\n  cairn gateway serve --listen 127.0.0.1:0\n  cairn gateway serve --config cairn.toml\n  CAIRN_SERVER__MAX_BODY_BYTES=65536 cairn gateway serve"
     )]
     Serve(ServeArgs),
+    /// Resolve and check a configuration without serving: every key, the bundle against its
+    /// public key, the signing key, API keys, OIDC settings, providers, limits. Nothing listens
+    /// and no upstream is called.
+    #[command(after_help = "Example:\n  cairn gateway check --config cairn.toml")]
+    Check(CheckArgs),
     /// Serve the mock provider alone as an OpenAI-compatible API (no authentication, no
     /// records): the baseline for benchmarks and an upstream for tests.
     #[command(
@@ -336,6 +341,13 @@ pub enum GatewayCommand {
     /// --listen): notes to search, read, write and delete under --root.
     #[command(name = "demo-mcp-server", hide = true)]
     DemoMcpServer(DemoMcpServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The TOML configuration to check (environment overrides apply, as for `serve`).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]

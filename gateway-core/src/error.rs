@@ -24,7 +24,7 @@ pub enum LogError {
 }
 
 #[derive(Debug, Error, Diagnostic)]
-#[error("invalid configuration{}: {}", file.as_ref().map(|f| format!(" in `{}`", f.display())).unwrap_or_default(), problems.join("; "))]
+#[error("invalid configuration{}:\n  - {}", file.as_ref().map(|f| format!(" in `{}`", f.display())).unwrap_or_default(), problems.join("\n  - "))]
 #[diagnostic(
     code(cairn::config),
     help("see docs/gateway.md for every key and its default")

@@ -38,4 +38,4 @@ pub mod telemetry;
 
 pub use config::{GatewayConfig, RawConfig};
 pub use error::{BundleError, ConfigError, GatewayError, StartError};
-pub use server::{BoundGateway, bind};
+pub use server::{BoundGateway, CheckReport, bind, check};

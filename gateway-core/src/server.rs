@@ -254,7 +254,20 @@ async fn not_found() -> Response {
 /// Loads keys, the bundle and the catalogue, starts the record writer, and binds the listener.
 /// A missing or invalid bundle does not stop startup: the gateway answers 503 and `/readyz`
 /// says why until a valid bundle appears.
-pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
+/// What a configuration resolves to before anything listens: keys loaded, the bundle verified
+/// (or why not), credentials and providers built, limits and guardrails configured.
+struct Prepared {
+    metrics: Arc<Metrics>,
+    signing_key: ed25519_dalek::SigningKey,
+    catalogue: Catalogue,
+    policy: Arc<PolicyState>,
+    bundle_error: Option<BundleError>,
+    authn: Authenticator,
+    providers: Providers,
+    limiter: Arc<Limiter>,
+}
+
+async fn prepare(config: &GatewayConfig) -> Result<Prepared, StartError> {
     let metrics = Arc::new(Metrics::new());
     let public_key = policy_engine::bundle::keys::load_verifying_key(&config.public_key)
         .map_err(|e| StartError::PublicKey(e.to_string()))?;
@@ -290,6 +303,62 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
     let authn = Authenticator::new(api_keys, oidc, config.raw.auth.oidc.max_token_bytes);
 
     let providers = Providers::build(&config.raw, &catalogue).await?;
+    let limiter = Arc::new(Limiter::new(config.raw.limits.clone()).map_err(StartError::Limits)?);
+    Ok(Prepared {
+        metrics,
+        signing_key,
+        catalogue,
+        policy,
+        bundle_error,
+        authn,
+        providers,
+        limiter,
+    })
+}
+
+/// What `cairn gateway check` reports of a configuration that resolves.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The bundle in force had the gateway started: its digest, or why none would be.
+    pub bundle: Result<String, BundleError>,
+    pub models: usize,
+    pub api_keys: usize,
+    pub oidc: bool,
+    pub mcp_servers: usize,
+}
+
+/// Everything `bind` does before it listens, and nothing after: no port, no records, no
+/// upstream MCP servers started.
+pub async fn check(config: &GatewayConfig) -> Result<CheckReport, StartError> {
+    let p = prepare(config).await?;
+    let bundle = match p.bundle_error {
+        Some(e) => Err(e),
+        None => Ok(p
+            .policy
+            .current()
+            .map(|e| e.digest().to_string())
+            .unwrap_or_default()),
+    };
+    Ok(CheckReport {
+        bundle,
+        models: p.catalogue.models().len(),
+        api_keys: config.raw.auth.api_keys.len(),
+        oidc: !config.raw.auth.oidc.issuer.is_empty(),
+        mcp_servers: config.raw.mcp.servers.len(),
+    })
+}
+
+pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
+    let Prepared {
+        metrics,
+        signing_key,
+        catalogue,
+        policy,
+        bundle_error,
+        authn,
+        providers,
+        limiter,
+    } = prepare(&config).await?;
 
     let listen = config.raw.server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
@@ -305,7 +374,6 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         segment_max_age: Duration::from_secs(config.raw.records.segment_max_age_s),
         max_batch: config.raw.records.max_batch.max(1),
     };
-    let limiter = Arc::new(Limiter::new(config.raw.limits.clone()).map_err(StartError::Limits)?);
     let guardrails = Arc::new(Guardrails::new(config.raw.guardrails.clone()));
     let cache = ResponseCache::new(config.raw.cache.clone());
     let exporter = Exporter::start(

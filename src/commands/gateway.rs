@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use gateway_core::config::{ApiKeyConfig, RawConfig};
 use gateway_core::{GatewayConfig, authn};
 
-use crate::cli::{DemoMcpServerArgs, GatewayCommand, MockUpstreamArgs, PolicyPaths, ServeArgs};
+use crate::cli::{
+    CheckArgs, DemoMcpServerArgs, GatewayCommand, MockUpstreamArgs, PolicyPaths, ServeArgs,
+};
 use crate::exit::{CliError, CliResult, Outcome};
 
 pub fn run(cmd: GatewayCommand) -> CliResult {
@@ -14,6 +16,7 @@ pub fn run(cmd: GatewayCommand) -> CliResult {
         GatewayCommand::Serve(args) => serve(&args),
         GatewayCommand::MockUpstream(args) => mock_upstream(&args),
         GatewayCommand::DemoMcpServer(args) => demo_mcp_server(&args),
+        GatewayCommand::Check(args) => check(&args),
     }
 }
 
@@ -166,6 +169,38 @@ fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
             path: path.to_path_buf(),
             source,
         })
+    })
+}
+
+fn check(args: &CheckArgs) -> CliResult {
+    let raw = gateway_core::config::load(Some(&args.config), std::env::vars())?;
+    let config = GatewayConfig::resolve(raw)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let report = gateway_core::check(&config).await?;
+        outln!("configuration: {} resolves", args.config.display());
+        outln!(
+            "  {} model(s), {} API key(s), OIDC {}, {} MCP server(s)",
+            report.models,
+            report.api_keys,
+            if report.oidc { "on" } else { "off" },
+            report.mcp_servers
+        );
+        outln!(
+            "  records: {} (signed with {})",
+            config.records_dir.display(),
+            config.signing_key.display()
+        );
+        match report.bundle {
+            Ok(digest) => {
+                outln!("  bundle: {digest} verifies and decides");
+                Ok(Outcome::Success)
+            }
+            Err(e) => Err(CliError::failed(miette::miette!(
+                help = "build it with `cairn policy bundle` and check `policy.public_key`",
+                "the bundle would not be in force: {e}"
+            ))),
+        }
     })
 }
 

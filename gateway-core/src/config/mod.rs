@@ -2,6 +2,7 @@
 //! variables, then command-line flags. Loading collects every problem before failing, and each
 //! problem names the key.
 
+mod collect;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -33,9 +34,10 @@ pub fn load(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<RawConfig, ConfigError> {
     let mut problems = Vec::new();
+    let mut text = String::new();
     let mut table = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            text = std::fs::read_to_string(path).map_err(|e| ConfigError {
                 file: Some(path.to_path_buf()),
                 problems: vec![format!("cannot read the config file: {e}")],
             })?;
@@ -66,15 +68,14 @@ pub fn load(
             problems.push(format!("environment variable `{name}`: {e}"));
         }
     }
-    let raw: Result<RawConfig, _> = serde_path_to_error::deserialize(toml::Value::Table(table));
-    match raw {
+    match collect::read(table, file, &text) {
         Ok(raw) if problems.is_empty() => Ok(raw),
         Ok(_) => Err(ConfigError {
             file: file.map(Path::to_path_buf),
             problems,
         }),
-        Err(e) => {
-            problems.push(format!("`{}`: {}", e.path(), e.inner()));
+        Err(more) => {
+            problems.extend(more);
             Err(ConfigError {
                 file: file.map(Path::to_path_buf),
                 problems,

@@ -297,8 +297,14 @@ pub struct ModelConfig {
     /// The model name sent upstream; defaults to `id`.
     #[serde(default)]
     pub upstream_model: Option<String>,
+    /// The AWS Region of a Bedrock model; empty: `providers.bedrock.region`.
+    #[serde(default)]
     pub region: String,
+    /// Highest data classification level the model is approved for; 0 (public) unless set.
+    #[serde(default)]
     pub max_data_level: i64,
+    /// `low`, `standard` or `premium`.
+    #[serde(default = "default_cost_tier")]
     pub cost_tier: String,
     /// Price per million input tokens, USD.
     #[serde(default)]
@@ -386,6 +392,10 @@ impl Default for RoutingConfig {
             breaker_cooldown_ms: 30_000,
         }
     }
+}
+
+fn default_cost_tier() -> String {
+    "standard".into()
 }
 
 fn default_provider() -> String {

@@ -1,0 +1,57 @@
+"""Configuration problems all at once, each located in the file with the nearest known key;
+`cairn gateway check` resolves a configuration and verifies its bundle without serving."""
+
+import re
+
+from conftest import run
+from gateway_harness import base_config, make_signed_bundle
+
+
+def flat(text):
+    """miette's wrapped lines as one (it wraps at the terminal's width)."""
+    return re.sub(r"\s*\n\s*│?\s*", " ", text)
+
+
+def test_every_problem_in_one_run_located_with_suggestions(workdir):
+    make_signed_bundle(workdir)
+    text = base_config(workdir).replace("shutdown_grace_ms = 3000", "shutdown_grace_ms = 3000\nmax_body_byte = 10\nlisten_addr = 1") + """
+[[models]]
+id = "fast"
+provider = "mock"
+
+[[models]]
+id = "second"
+base_url = "http://example.invalid/v1"
+
+[guardrails]
+enabled = "yes"
+"""
+    cfg = workdir / "c.toml"
+    cfg.write_text(text)
+    lines = text.splitlines()
+    where = lambda key: next(i + 1 for i, line in enumerate(lines) if line.startswith(key))  # noqa: E731
+    r = run(["gateway", "serve", "--config", str(cfg)], cwd=workdir, check=False)
+    assert r.returncode == 2, r.stdout + r.stderr
+    err = flat(r.stderr)
+    assert f"c.toml:{where('max_body_byte')}:1: `server.max_body_byte`: unknown field" in err, err
+    assert "did you mean `max_body_bytes`?" in err
+    assert f"c.toml:{where('listen_addr')}:1: `server.listen_addr`" in err
+    assert f"c.toml:{where('base_url')}:1: `models[1].base_url`" in err
+    assert f"c.toml:{where('enabled')}:1: `guardrails.enabled`: invalid type" in err
+    # `gateway check` reports the same, without serving.
+    c = run(["gateway", "check", "--config", str(cfg)], cwd=workdir, check=False)
+    assert c.returncode == 2 and "did you mean `max_body_bytes`?" in flat(c.stderr)
+
+
+def test_check_verifies_the_bundle_and_serves_nothing(workdir):
+    make_signed_bundle(workdir)
+    cfg = workdir / "ok.toml"
+    # A model needs only an id (the region, approval level and cost tier have defaults).
+    cfg.write_text(base_config(workdir) + '\n[[models]]\nid = "fast"\nprovider = "mock"\n')
+    ok = run(["gateway", "check", "--config", str(cfg)], cwd=workdir)
+    assert "resolves" in ok.stdout and "verifies and decides" in ok.stdout, ok.stdout
+    assert "listening" not in ok.stdout
+    assert not (workdir / "records").exists(), "a check writes no records"
+    (workdir / "bundle.tar").write_bytes(b"not a bundle")
+    bad = run(["gateway", "check", "--config", str(cfg)], cwd=workdir, check=False)
+    assert bad.returncode == 1 and "the bundle would not be in force" in bad.stderr, bad.stderr
