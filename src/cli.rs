@@ -326,8 +326,8 @@ pub enum GatewayCommand {
     )]
     Serve(ServeArgs),
     /// Resolve and check a configuration without serving: every key, the bundle against its
-    /// public key, the signing key, API keys, OIDC settings, providers, limits. Nothing listens
-    /// and no upstream is called.
+    /// public key, the signing key and API keys; OIDC, providers and limits are parsed, not
+    /// contacted. Nothing listens and no upstream is called.
     #[command(after_help = "Example:\n  cairn gateway check --config cairn.toml")]
     Check(CheckArgs),
     /// Serve the mock provider alone as an OpenAI-compatible API (no authentication, no

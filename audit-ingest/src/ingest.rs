@@ -29,7 +29,7 @@ const CHUNK_ROWS: usize = 16_384;
 /// Rows a day's column builders have room for before they grow.
 const START_ROWS: usize = 256;
 /// Said of a source skipped because the manifest has it, unchanged.
-pub(crate) const ALREADY_INGESTED: &str = "already ingested (unchanged since)";
+pub const ALREADY_INGESTED: &str = "already ingested (unchanged since)";
 /// Said of a source that failed to read: it is tried again, not skipped as done.
 pub(crate) const RETRIED: &str = "not recorded as ingested, the next run reads it again";
 /// Raw bytes kept of a quarantined record.

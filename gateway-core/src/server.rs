@@ -251,9 +251,6 @@ async fn not_found() -> Response {
     not_api(StatusCode::NOT_FOUND, "unknown path", "not_found")
 }
 
-/// Loads keys, the bundle and the catalogue, starts the record writer, and binds the listener.
-/// A missing or invalid bundle does not stop startup: the gateway answers 503 and `/readyz`
-/// says why until a valid bundle appears.
 /// What a configuration resolves to before anything listens: keys loaded, the bundle verified
 /// (or why not), credentials and providers built, limits and guardrails configured.
 struct Prepared {
@@ -348,6 +345,9 @@ pub async fn check(config: &GatewayConfig) -> Result<CheckReport, StartError> {
     })
 }
 
+/// Loads keys, the bundle and the catalogue, starts the record writer, and binds the listener.
+/// A missing or invalid bundle does not stop startup: the gateway answers 503 and `/readyz`
+/// says why until a valid bundle appears.
 pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
     let Prepared {
         metrics,

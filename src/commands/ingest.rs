@@ -211,10 +211,9 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
             );
             // Sources skipped as unchanged are one line, not one each; beyond a screenful, the
             // sources read are listed with --verbose only.
-            let (unchanged, read): (Vec<_>, Vec<_>) = s
-                .sources
-                .iter()
-                .partition(|x| x.skipped.is_some() && x.read == 0 && x.error.is_none());
+            let (unchanged, read): (Vec<_>, Vec<_>) = s.sources.iter().partition(|x| {
+                x.skipped.as_deref() == Some(audit_ingest::ingest::ALREADY_INGESTED)
+            });
             if !unchanged.is_empty() {
                 outln!(
                     "  {} source(s) already ingested, unchanged",

@@ -156,17 +156,17 @@ pub async fn refuse_with(
         }
         durable
     };
-    let resp = match durable {
+    match durable {
         Ok(_) => {
             state
                 .metrics
                 .request("deny", label, status.as_u16(), reason);
-            respond(&scope)
+            let resp = respond(&scope);
+            scope.finish(state, span_end);
+            resp
         }
         Err(_) => records_unavailable(state, &scope, label),
-    };
-    scope.finish(state, span_end);
-    resp
+    }
 }
 
 /// The `model` label of a request's metrics: the catalogue's name for it, or `unknown`.
@@ -191,5 +191,15 @@ pub fn records_unavailable(state: &AppState, scope: &RequestScope, model: &str) 
     let mut resp = error_response(scope, &e);
     // No record carries this id: handing it out would point an auditor at nothing.
     resp.headers_mut().remove("x-cairn-decision-id");
+    scope.finish(
+        state,
+        SpanEnd {
+            status: status.as_u16(),
+            decision: "none",
+            reason: reason.to_string(),
+            error_type: Some(reason.to_string()),
+            ..SpanEnd::default()
+        },
+    );
     resp
 }

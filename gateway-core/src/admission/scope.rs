@@ -167,7 +167,6 @@ impl RequestScope {
         Record::new(self.decision_id.clone(), self.ts.clone(), decision)
     }
 
-    /// Tells the client which kinds of data were redacted from its prompt (never the text).
     pub fn set_principal(&self, uid: String) {
         let _ = self.principal.set(uid);
     }
@@ -185,6 +184,8 @@ impl RequestScope {
             return;
         }
         let usage = end.usage.as_ref();
+        // Model, method and tool names can be a client's text: bounded, so a line stays a line.
+        let cut = |s: &str| -> String { s.chars().take(128).collect() };
         let (api, method, tool) = match &end.mcp {
             Some(m) => ("mcp", m.method.as_str(), m.tool.as_deref().unwrap_or("")),
             None => (
@@ -199,9 +200,9 @@ impl RequestScope {
             trace_id = %self.trace.trace_id,
             principal = self.principal.get().map_or(crate::admission::ANONYMOUS, String::as_str),
             api,
-            method,
-            model = end.request_model.as_deref().unwrap_or(""),
-            tool,
+            method = %cut(method),
+            model = %cut(end.request_model.as_deref().unwrap_or("")),
+            tool = %cut(tool),
             decision = end.decision,
             status = end.status,
             reason = %end.reason,
@@ -213,6 +214,7 @@ impl RequestScope {
         );
     }
 
+    /// Tells the client which kinds of data were redacted from its prompt (never the text).
     pub fn set_redacted(&self, kinds: &[&str]) {
         if !kinds.is_empty() {
             let _ = self.redacted.set(kinds.join(","));
@@ -363,5 +365,24 @@ impl RequestScope {
             attrs.push(("error.type", e.into()));
         }
         exporter.export(spans.finish(name, attrs, error));
+    }
+}
+
+#[cfg(test)]
+mod access_log_tests {
+    use super::sampled;
+
+    #[test]
+    fn a_sample_takes_its_share_of_decision_ids() {
+        let ids: Vec<String> = (0..4096u32)
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect();
+        let share = |r: f64| ids.iter().filter(|id| sampled(id, r)).count() as f64 / 4096.0;
+        assert_eq!(share(0.0), 0.0);
+        assert_eq!(share(1.0), 1.0);
+        assert!((share(0.5) - 0.5).abs() < 0.05, "{}", share(0.5));
+        assert!((share(0.1) - 0.1).abs() < 0.03, "{}", share(0.1));
+        // An id that is not a UUID (no hex tail, a tail off a character boundary) counts as 0.
+        assert!(sampled("not-hex!", 0.5) && sampled("ééé", 0.5) && !sampled("ééé", 0.0));
     }
 }

@@ -53,9 +53,13 @@ pub fn read(
             (Some(f), Some((line, col))) => format!("{}:{line}:{col}: {problem}", f.display()),
             _ => problem,
         };
+        // The same place failing twice means it cannot be set aside (and its second message
+        // would be about the gateway's own stand-in): stop here.
+        if seen.contains(&path) {
+            break;
+        }
         problems.push(located);
-        // The same place failing twice means it cannot be set aside: stop here.
-        if seen.contains(&path) || path.is_empty() {
+        if path.is_empty() {
             break;
         }
         seen.push(path.clone());
@@ -217,11 +221,10 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
         } else {
             continue;
         };
+        // The line that names the whole path: a key set from the environment, which no line
+        // names, gets no location rather than its section's.
         let matched = candidate.len();
-        if matched <= path.len()
-            && path[..matched] == candidate[..]
-            && best.is_none_or(|(m, _, _)| matched > m)
-        {
+        if matched == path.len() && path[..] == candidate[..] && best.is_none() {
             best = Some((matched, n + 1, col));
         }
     }
