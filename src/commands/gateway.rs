@@ -287,21 +287,32 @@ fn mock_upstream(args: &MockUpstreamArgs) -> CliResult {
         fail_status: args.fail_status,
         ..Default::default()
     };
-    let rt = runtime()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+    serve_local(&args.listen, "mock upstream", "", |listener| {
+        gateway_core::mock_upstream::serve(listener, config, shutdown_signal())
+    })
+}
+
+/// Serves one of the local test servers on `listen` until Ctrl-C or SIGTERM, printing the
+/// address it bound (`path` appended) for scripts to read.
+fn serve_local<F, Fut>(listen: &str, what: &str, path: &str, serve: F) -> CliResult
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| gateway_core::StartError::Bind {
-                addr: args.listen.clone(),
+                addr: listen.to_string(),
                 source,
             })?;
         let addr = listener
             .local_addr()
             .map_err(|e| CliError::input(miette::miette!("cannot read the bound address: {e}")))?;
-        outln!("mock upstream listening on http://{addr}");
-        gateway_core::mock_upstream::serve(listener, config, shutdown_signal())
+        outln!("{what} listening on http://{addr}{path}");
+        serve(listener)
             .await
-            .map_err(|e| CliError::input(miette::miette!("mock upstream failed: {e}")))?;
+            .map_err(|e| CliError::input(miette::miette!("{what} failed: {e}")))?;
         Ok(Outcome::Success)
     })
 }
@@ -311,21 +322,7 @@ fn demo_mcp_server(args: &DemoMcpServerArgs) -> CliResult {
         gateway_core::mock_mcp::serve_stdio(&args.root);
         return Ok(Outcome::Success);
     };
-    let rt = runtime()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| gateway_core::StartError::Bind {
-                addr: listen.clone(),
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| CliError::input(miette::miette!("cannot read the bound address: {e}")))?;
-        outln!("demo MCP server listening on http://{addr}/mcp");
+    serve_local(listen, "demo MCP server", "/mcp", |listener| {
         gateway_core::mock_mcp::serve_http(listener, args.root.clone(), shutdown_signal())
-            .await
-            .map_err(|e| CliError::input(miette::miette!("demo MCP server failed: {e}")))?;
-        Ok(Outcome::Success)
     })
 }

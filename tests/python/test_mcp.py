@@ -447,22 +447,34 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("stateless", [False, True])
-def test_a_remote_upstream_gets_the_gateway_s_credential_never_the_client_s(workdir, tmp_path, stateless):
-    import subprocess
+def wait_http(url, timeout=20):
+    """Until something answers HTTP at `url` (any status)."""
     import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return True
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return False
 
-    port, log = free_port(), tmp_path / "headers.jsonl"
+
+def start_remote(tmp_path, port, stateless=True):
+    """The recording Python SDK server on `port` (Streamable HTTP); its headers log."""
+    import subprocess
+    log = tmp_path / "headers.jsonl"
     args = [sys.executable, str(REPO / "tests" / "python" / "mcp_http_server.py"), str(port), str(log)]
     upstream = subprocess.Popen(args + (["--stateless"] if stateless else []))
+    wait_http(f"http://127.0.0.1:{port}/mcp")
+    return upstream, log
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_remote_upstream_gets_the_gateway_s_credential_never_the_client_s(workdir, tmp_path, stateless):
+    port = free_port()
+    upstream, log = start_remote(tmp_path, port, stateless)
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         servers = f"""
 [[mcp.servers]]
 name = "remote"

@@ -6,8 +6,6 @@ towards a remote upstream that must know the caller."""
 import asyncio
 import base64
 import json
-import subprocess
-import sys
 import time
 
 import httpx
@@ -19,10 +17,9 @@ from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuth
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import REPO
 from gateway_harness import ALICE_KEY, Gateway, base_config, make_signed_bundle
 from oidc_issuer import Issuer
-from test_mcp import free_port, mcp_records, probe_server, text
+from test_mcp import free_port, mcp_records, probe_server, start_remote, text
 
 CLIENT_ID, CLIENT_SECRET = "agent-app", "agent-secret-0123456789"
 GATEWAY_CLIENT, GATEWAY_CLIENT_SECRET = "cairn-gateway", "exchange-secret-0123456789"
@@ -146,20 +143,6 @@ def test_tokens_for_anything_but_the_gateway_are_refused_and_recorded(workdir, i
         assert all(t not in everything for t in cases.values())
     finally:
         gw.stop()
-
-
-def start_remote(tmp_path, port):
-    log = tmp_path / "headers.jsonl"
-    upstream = subprocess.Popen([sys.executable, str(REPO / "tests" / "python" / "mcp_http_server.py"),
-                                 str(port), str(log), "--stateless"])
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    return upstream, log
 
 
 def test_token_exchange_gives_the_upstream_a_token_for_itself_never_the_client_s(workdir, issuer, tmp_path):

@@ -5,15 +5,14 @@ decided by Cedar (`read_resource`, `get_prompt`), listed only where allowed, nam
 import json
 import os
 import subprocess
-import time
 
-import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
 from conftest import BIN
 from gateway_harness import ALICE_KEY, CI_KEY
-from test_mcp import EVERYTHING, MODES, free_port, mcp_records, modern, modern_headers, outcome_of, raw, session, start
+from test_mcp import (EVERYTHING, MODES, free_port, mcp_records, modern, modern_headers, outcome_of, raw, session, start,
+                      wait_http)
 
 
 @pytest.fixture
@@ -155,13 +154,8 @@ def everything_over_http():
     port = free_port()
     proc = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)},
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
-            return proc, port
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    if wait_http(f"http://127.0.0.1:{port}/mcp", timeout=30):
+        return proc, port
     proc.kill()
     raise RuntimeError(f"server-everything did not start: {proc.stderr.read() if proc.stderr else ''}")
 

@@ -778,24 +778,66 @@ async fn call_tool(
     let mut params = Map::new();
     params.insert("name".into(), json!(tool.name));
     params.insert("arguments".into(), Value::Object(arguments));
-    // Trace context for the upstream (the MCP `_meta` convention); the client's own `_meta`
-    // stays with the client.
-    params.insert(
-        "_meta".into(),
-        json!({ "traceparent": adm.scope.trace.header() }),
-    );
-    Ok(Plan::Call(Box::new(Call {
+    let decided = Decided {
         upstream,
         kind: Kind::Tool,
         target: tool.name.clone(),
         params,
-        classification: class.label,
+    };
+    Ok(forwarded(
+        asked,
+        adm,
+        decided,
+        class.label,
+        era,
+        reservation,
+    ))
+}
+
+/// A request Cedar allowed, as its upstream is to get it.
+struct Decided {
+    upstream: Arc<Upstream>,
+    kind: Kind,
+    /// The tool's or the prompt's name on its server, or the resource's URI there.
+    target: String,
+    /// The item's own parameters (`name`, `arguments`, `uri`).
+    params: Map<String, Value>,
+}
+
+/// The plan of a decided request: the trace context added for the upstream (the MCP `_meta`
+/// convention; the client's own `_meta` stays with the client), the server's guardrail
+/// action, namespacing at `/mcp`, and the caller's token for a server that exchanges it.
+fn forwarded(
+    asked: &Asked<'_>,
+    adm: &Admission,
+    decided: Decided,
+    classification: String,
+    era: Era,
+    reservation: Option<crate::limits::Reservation>,
+) -> Plan {
+    let Decided {
+        upstream,
+        kind,
+        target,
+        mut params,
+    } = decided;
+    params.insert(
+        "_meta".into(),
+        json!({ "traceparent": adm.scope.trace.header() }),
+    );
+    let force = Action::parse(&upstream.server.config().guardrails);
+    Plan::Call(Box::new(Call {
+        upstream,
+        kind,
+        target,
+        params,
+        classification,
         force,
         era,
         reservation,
-        namespace: scope.is_none(),
+        namespace: asked.scope.is_none(),
         subject: subject_token(asked),
-    })))
+    }))
 }
 
 /// Decides one request for an item with Cedar, and records what Cedar saw (the arguments as
@@ -1120,7 +1162,7 @@ async fn get_prompt(
     mut msg: Message,
     era: Era,
 ) -> Result<Plan, Box<Fail>> {
-    let (state, scope) = (asked.state, asked.scope);
+    let state = asked.state;
     adm.record.action = Some(cedar_mcp::GET_PROMPT.into());
     let decision_id = adm.scope.decision_id.clone();
     let gw = |e: GatewayError| Fail::gateway(e, &decision_id);
@@ -1176,22 +1218,13 @@ async fn get_prompt(
     let mut params = Map::new();
     params.insert("name".into(), json!(prompt));
     params.insert("arguments".into(), Value::Object(arguments));
-    params.insert(
-        "_meta".into(),
-        json!({ "traceparent": adm.scope.trace.header() }),
-    );
-    Ok(Plan::Call(Box::new(Call {
+    let decided = Decided {
         upstream,
         kind: Kind::Prompt,
         target: prompt,
         params,
-        classification: class.label,
-        force,
-        era,
-        reservation: None,
-        namespace: scope.is_none(),
-        subject: subject_token(asked),
-    })))
+    };
+    Ok(forwarded(asked, adm, decided, class.label, era, None))
 }
 
 async fn read_resource(
@@ -1201,7 +1234,7 @@ async fn read_resource(
     msg: &Message,
     era: Era,
 ) -> Result<Plan, Box<Fail>> {
-    let (state, scope) = (asked.state, asked.scope);
+    let state = asked.state;
     adm.record.action = Some(cedar_mcp::READ_RESOURCE.into());
     let decision_id = adm.scope.decision_id.clone();
     let gw = |e: GatewayError| Fail::gateway(e, &decision_id);
@@ -1223,25 +1256,15 @@ async fn read_resource(
         context: &context,
     };
     decide_item(asked, adm, ask, &Map::new())?;
-    let force = Action::parse(&upstream.server.config().guardrails);
     let mut params = Map::new();
     params.insert("uri".into(), json!(own));
-    params.insert(
-        "_meta".into(),
-        json!({ "traceparent": adm.scope.trace.header() }),
-    );
-    Ok(Plan::Call(Box::new(Call {
+    let decided = Decided {
         upstream,
         kind: Kind::Resource,
         target: own,
         params,
-        classification: class.label,
-        force,
-        era,
-        reservation: None,
-        namespace: scope.is_none(),
-        subject: subject_token(asked),
-    })))
+    };
+    Ok(forwarded(asked, adm, decided, class.label, era, None))
 }
 
 /// The caller's bearer token when it authenticated with one from the OIDC issuer (an API key
