@@ -49,7 +49,7 @@ pub enum Command {
     Ingest(IngestCommand),
     /// Run SQL over the lake (DataFusion locally, or Amazon Athena).
     #[command(
-        after_help = "Examples:\n  cairn query \"SELECT event_name, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC\"\n  cairn query --format csv --out denials.csv \"SELECT * FROM decisions WHERE decision = 'deny'\"\n  cairn query --stats \"SELECT count(*) FROM cloudtrail WHERE \\\"date\\\" = DATE '2026-11-25'\"\n  cairn query --engine athena --workgroup primary --output s3://results/ \"SELECT count(*) FROM cloudtrail\"\n\nTables: cloudtrail, genai_spans, decisions, outcomes, _quarantine; each has a `date` (DATE) partition column.\nJSON helpers under Trino's names: json_extract_scalar, json_extract, json_array_length, json_array_contains, json_size."
+        after_help = "Examples:\n  cairn query \"SELECT event_name, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC\"\n  cairn query --format csv --out denials.csv \"SELECT * FROM decisions WHERE decision = 'deny'\"\n  cairn query --stats \"SELECT count(*) FROM cloudtrail WHERE \\\"date\\\" = DATE '2026-11-25'\"\n  cairn query --engine athena --workgroup primary --output s3://results/ \"SELECT count(*) FROM cloudtrail\"\n\nTables: cloudtrail, genai_spans, decisions, outcomes, _quarantine; each has a `date` (DATE) partition column.\nList columns (reasons, errors, principal_parents, resources, ...): unnest(reasons), array_has(reasons, 'x'), cardinality(reasons).\nJSON helpers under Trino's names: json_extract_scalar, json_extract, json_array_length, json_array_contains, json_size."
     )]
     Query(QueryArgs),
     /// Render an audit report (access, denials, spend, reconcile, detections, or all).

@@ -6,6 +6,7 @@ use serde_json::value::RawValue;
 
 use crate::json::{boolean, json_text, nested, text, timestamp_ms};
 use crate::reject::{Reason, Reject};
+use lake::resources::Resource;
 use lake::schema::CloudTrailColumns;
 
 /// A CloudTrail event as captured: every field raw, read leniently afterwards.
@@ -143,6 +144,7 @@ struct SessionIssuer<'a> {
 pub struct Checked<'a> {
     pub event: Event<'a>,
     pub time_ms: i64,
+    resources: Option<Vec<Resource>>,
 }
 
 impl Checked<'_> {
@@ -177,7 +179,22 @@ pub fn parse(bytes: &[u8]) -> Result<Checked<'_>, Reject> {
             format!("`eventTime` `{time_text}` is not a time"),
         )
     })?;
-    Ok(Checked { event, time_ms })
+    // CloudTrail documents `resources` as `[{ARN, accountId, type}]`; anything else is
+    // quarantined whole rather than stored with members dropped.
+    let resources = match json_text(event.resources) {
+        None => None,
+        Some(t) => Some(serde_json::from_str::<Vec<Resource>>(t).map_err(|e| {
+            Reject::new(
+                Reason::WrongShape,
+                format!("`resources` is not a list of {{ARN, accountId, type}} objects: {e}"),
+            )
+        })?),
+    };
+    Ok(Checked {
+        event,
+        time_ms,
+        resources,
+    })
 }
 
 /// The session name of an assumed-role ARN (`arn:aws:sts::123:assumed-role/ROLE/SESSION`).
@@ -316,7 +333,7 @@ pub fn append(cols: &mut CloudTrailColumns, c: &Checked<'_>, source: &str, numbe
         &mut cols.service_event_details,
         json_text(e.service_event_details),
     );
-    opt_str(&mut cols.resources, json_text(e.resources));
+    cols.resources.append_option(c.resources.as_deref());
     cols.ingest_source.append_value(source);
     cols.ingest_record.append_value(number as i64);
     cols.row_done();

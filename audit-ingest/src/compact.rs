@@ -4,13 +4,21 @@
 //! with at most one small file is left as it is, so compaction settles: a second run finds
 //! nothing to do. The merged file is written before the files it replaces are deleted, so no
 //! row is ever absent; a reader scanning during that moment may see a row twice.
+//!
+//! Compaction also migrates: a file of an earlier layout (a column of another type, such as
+//! the JSON-text lists of layout 1) is rewritten whatever its size, its values converted
+//! ([`fit`]); once no such file is left anywhere, the lake is marked current
+//! ([`finish_migration`]).
 
-use datafusion::arrow::array::new_null_array;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, new_null_array};
 use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::parquet_to_arrow_schema;
 use serde::Serialize;
 
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
@@ -18,19 +26,39 @@ use datafusion::object_store::ObjectMeta;
 
 use crate::error::IngestError;
 use lake::Lake;
-use lake::schema::Table;
+use lake::layout::{self, Layout};
+use lake::resources::{Resource, ResourceListBuilder};
+use lake::schema::{LAYOUT_VERSION, StrListBuilder, Table, append_strings, str_list_type};
 use lake::writer::{FLUSH_ROWS, TableWriter};
 
 /// Files at or above this size are left alone whatever their row count.
 pub const SMALL_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Rows in a Parquet file, from its footer alone (ranged reads, not the whole file).
-async fn rows_in(lake: &Lake, file: &ObjectMeta) -> Result<usize, IngestError> {
+/// What a file's footer says (ranged reads, not the whole file).
+struct Footer {
+    rows: usize,
+    /// A column of the table has another type in this file: an earlier layout.
+    outdated: bool,
+}
+
+async fn footer(lake: &Lake, file: &ObjectMeta, schema: &SchemaRef) -> Result<Footer, IngestError> {
+    let bad = |e: &dyn std::fmt::Display| IngestError::Parquet(format!("{}: {e}", file.location));
     let meta = DFParquetMetadata::new(lake.store.as_ref(), file)
         .fetch_metadata()
         .await
-        .map_err(|e| IngestError::Parquet(format!("{}: {e}", file.location)))?;
-    Ok(usize::try_from(meta.file_metadata().num_rows()).unwrap_or(0))
+        .map_err(|e| bad(&e))?;
+    let fm = meta.file_metadata();
+    let file_schema =
+        parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata()).map_err(|e| bad(&e))?;
+    let outdated = schema.fields().iter().any(|f| {
+        file_schema
+            .field_with_name(f.name())
+            .is_ok_and(|ff| ff.data_type() != f.data_type())
+    });
+    Ok(Footer {
+        rows: usize::try_from(fm.num_rows()).unwrap_or(0),
+        outdated,
+    })
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -40,10 +68,58 @@ pub struct CompactSummary {
     pub files_before: usize,
     pub files_after: usize,
     pub rows: usize,
+    /// Files of an earlier layout rewritten.
+    pub migrated: usize,
+}
+
+/// A JSON array of strings (layout 1's text) as a list; a member that is not a string keeps
+/// its JSON text, and text that is not an array becomes a list of itself, so nothing is lost.
+fn json_strings(v: &str) -> Vec<String> {
+    match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .map(|i| match i {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => vec![v.to_string()],
+    }
+}
+
+/// Converts a column of JSON text to the list type the table now declares.
+fn from_json_text(c: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef, ArrowError> {
+    let Some(text) = c.as_string_opt::<i32>() else {
+        return cast(c, to);
+    };
+    if *to == str_list_type() {
+        let mut b = StrListBuilder::new(datafusion::arrow::array::StringBuilder::new());
+        for v in text.iter() {
+            append_strings(&mut b, v.map(json_strings));
+        }
+        return Ok(Arc::new(b.finish()));
+    }
+    if *to == lake::resources::resource_list_type() {
+        let mut b = ResourceListBuilder::with_capacity(text.len());
+        for (i, v) in text.iter().enumerate() {
+            let list = v
+                .map(serde_json::from_str::<Vec<Resource>>)
+                .transpose()
+                .map_err(|e| {
+                    ArrowError::ParseError(format!(
+                        "row {i} of `{name}` is not a list of {{ARN, accountId, type}} ({e}); the file is left as it is"
+                    ))
+                })?;
+            b.append_option(list.as_deref());
+        }
+        return Ok(Arc::new(b.finish()));
+    }
+    cast(c, to)
 }
 
 /// A batch read from a file written under an earlier version of the table, laid out as the
-/// table is now: columns matched by name, a column the file lacks filled with nulls.
+/// table is now: columns matched by name, a column the file lacks filled with nulls, a column
+/// of another type converted.
 fn fit(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
     if batch.schema().fields() == schema.fields() {
         return Ok(batch.clone());
@@ -53,6 +129,9 @@ fn fit(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowErro
         .iter()
         .map(|f| match batch.column_by_name(f.name()) {
             Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) if c.data_type() == &DataType::Utf8 => {
+                from_json_text(c, f.data_type(), f.name())
+            }
             Some(c) => cast(c, f.data_type()),
             None => Ok(new_null_array(f.data_type(), batch.num_rows())),
         })
@@ -71,16 +150,32 @@ pub fn compact(
     };
     let schema = table.schema();
     let name = table.name();
+    if let Layout::Other(v) = rt.block_on(layout::detect(lake))?
+        && v > LAYOUT_VERSION
+    {
+        return Err(lake::LakeError::OldLayout {
+            lake: lake.display.clone(),
+            found: v,
+            current: LAYOUT_VERSION,
+        }
+        .into());
+    }
     for date in rt.block_on(lake.partitions(name))? {
         let mut files = Vec::new();
+        let mut outdated = 0;
         for f in rt.block_on(lake.data_files(name, Some(&date)))? {
-            if f.size < SMALL_FILE_BYTES && rt.block_on(rows_in(lake, &f))? < FLUSH_ROWS {
+            let footer = rt.block_on(footer(lake, &f, &schema))?;
+            if footer.outdated {
+                outdated += 1;
+                files.push(f);
+            } else if f.size < SMALL_FILE_BYTES && footer.rows < FLUSH_ROWS {
                 files.push(f);
             }
         }
-        if files.len() < 2 {
+        if files.len() < 2 && outdated == 0 {
             continue;
         }
+        out.migrated += outdated;
         out.partitions += 1;
         out.files_before += files.len();
         // A fresh writer de-duplicates within this partition only (it starts with no keys).
@@ -107,6 +202,27 @@ pub fn compact(
         }
     }
     Ok(out)
+}
+
+/// Marks the lake current when no file of an earlier layout is left in any table (a migration
+/// interrupted, or run for one table, leaves the mark off and the next compaction goes on).
+/// Returns whether the lake is now current.
+pub fn finish_migration(lake: &Lake, rt: &tokio::runtime::Handle) -> Result<bool, IngestError> {
+    match rt.block_on(layout::detect(lake))? {
+        Layout::Current => return Ok(true),
+        Layout::Empty => return Ok(false),
+        Layout::Other(_) => {}
+    }
+    for table in Table::ALL {
+        let schema = table.schema();
+        for f in rt.block_on(lake.data_files(table.name(), None))? {
+            if rt.block_on(footer(lake, &f, &schema))?.outdated {
+                return Ok(false);
+            }
+        }
+    }
+    rt.block_on(layout::mark_current(lake))?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -150,5 +266,62 @@ mod tests {
                 .value(1),
             "b"
         );
+    }
+
+    #[test]
+    fn json_text_lists_of_layout_1_become_lists() {
+        let old = Arc::new(Schema::new(vec![
+            Field::new("reasons", DataType::Utf8, true),
+            Field::new("resources", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            old,
+            vec![
+                Arc::new(StringArray::from(vec![
+                    Some(r#"["a","b"]"#),
+                    None,
+                    Some(r#"[1]"#),
+                ])),
+                Arc::new(StringArray::from(vec![
+                    Some(r#"[{"ARN":"arn:x","accountId":"1","type":"T"}]"#),
+                    None,
+                    Some("[]"),
+                ])),
+            ],
+        )
+        .unwrap();
+        let now: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("reasons", str_list_type(), true),
+            Field::new("resources", lake::resources::resource_list_type(), true),
+        ]));
+        let fitted = fit(&batch, &now).unwrap();
+        let reasons = fitted.column(0).as_list::<i32>();
+        assert_eq!(reasons.value(0).as_string::<i32>().value(1), "b");
+        assert!(reasons.is_null(1));
+        assert_eq!(reasons.value(2).as_string::<i32>().value(0), "1");
+        let resources = fitted.column(1).as_list::<i32>();
+        let first = resources.value(0);
+        assert_eq!(
+            first.as_struct().column(0).as_string::<i32>().value(0),
+            "arn:x"
+        );
+        assert!(resources.is_null(1) && resources.value_length(2) == 0);
+
+        let bad = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "resources",
+                DataType::Utf8,
+                true,
+            )])),
+            vec![Arc::new(StringArray::from(vec![r#"{"not":"a list"}"#]))],
+        )
+        .unwrap();
+        let now: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            "resources",
+            lake::resources::resource_list_type(),
+            true,
+        )]));
+        let e = fit(&bad, &now).unwrap_err().to_string();
+        assert!(e.contains("row 0 of `resources`"), "{e}");
     }
 }

@@ -18,7 +18,7 @@ use crate::job::{Job, Sources};
 use crate::json::{date_of, timestamp_ms};
 use crate::reject::Reason;
 use crate::source::SourceObject;
-use lake::schema::{DecisionColumns, OutcomeColumns, Table};
+use lake::schema::{DecisionColumns, OutcomeColumns, Table, append_strings};
 
 fn json(v: &Option<Value>) -> Option<String> {
     v.as_ref().filter(|v| !v.is_null()).map(Value::to_string)
@@ -30,10 +30,6 @@ fn str_field(v: &Option<Value>, key: &str) -> Option<String> {
         .and_then(|o| o.get(key))
         .and_then(Value::as_str)
         .map(str::to_string)
-}
-
-fn strings(v: &Option<Vec<String>>) -> Option<String> {
-    v.as_ref().map(|l| Value::from(l.clone()).to_string())
 }
 
 /// `(Type, id)` of a uid `Type::"id"`.
@@ -105,8 +101,7 @@ pub fn append_decision(
     cols.principal.append_option(r.principal.as_ref());
     cols.principal_type.append_option(ptype);
     cols.principal_id.append_option(pid);
-    cols.principal_parents
-        .append_option(strings(&r.principal_parents));
+    append_strings(&mut cols.principal_parents, r.principal_parents.as_ref());
     cols.principal_attrs.append_option(json(&r.principal_attrs));
     cols.team.append_option(team(r));
     cols.action.append_option(r.action.as_ref());
@@ -115,8 +110,8 @@ pub fn append_decision(
     cols.model.append_option(r.model.as_ref());
     cols.provider.append_option(r.provider.as_ref());
     cols.decision.append_option(r.decision.as_ref());
-    cols.reasons.append_option(strings(&r.reasons));
-    cols.errors.append_option(strings(&r.errors));
+    append_strings(&mut cols.reasons, r.reasons.as_ref());
+    append_strings(&mut cols.errors, r.errors.as_ref());
     cols.status.append_option(r.status.map(i64::from));
     cols.reason.append_option(r.reason.as_ref());
     cols.bundle.append_option(r.bundle.as_ref());

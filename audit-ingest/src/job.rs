@@ -51,6 +51,7 @@ impl<'a> Job<'a> {
         let table = *tables
             .first()
             .ok_or_else(|| IngestError::Input("an ingest needs a table".into()))?;
+        rt.block_on(lake::layout::prepare_for_writing(&opts.lake))?;
         let writers = tables
             .iter()
             .map(|t| {

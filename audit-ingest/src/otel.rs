@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::json::{integer, nested, text};
 use crate::reject::{Reason, Reject};
-use lake::schema::SpanColumns;
+use lake::schema::{SpanColumns, append_strings};
 
 #[derive(Deserialize)]
 struct TracesData<'a> {
@@ -387,6 +387,19 @@ fn as_json(v: &Value) -> Option<String> {
     }
 }
 
+/// A list of strings: an array whose members are all strings, or one string (as a list of it).
+/// Anything else does not fit and stays in `attributes`.
+fn as_strings(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => None,
+    }
+}
+
 pub fn append(cols: &mut SpanColumns, p: ParsedSpan, source: &str, number: u64) {
     let mut r = p.row;
     // A value that does not fit its column's type stays in `attributes`, so nothing is lost.
@@ -422,6 +435,11 @@ pub fn append(cols: &mut SpanColumns, p: ParsedSpan, source: &str, number: u64) 
             cols.$col.append_option(typed(&mut r.attrs, $key, as_json))
         };
     }
+    macro_rules! l {
+        ($col:ident, $key:literal) => {
+            append_strings(&mut cols.$col, typed(&mut r.attrs, $key, as_strings))
+        };
+    }
     s!(gen_ai_operation_name, "gen_ai.operation.name");
     let provider = r.attrs.remove("gen_ai.provider.name");
     let system = r.attrs.remove("gen_ai.system");
@@ -441,18 +459,18 @@ pub fn append(cols: &mut SpanColumns, p: ParsedSpan, source: &str, number: u64) 
         "gen_ai.request.presence_penalty"
     );
     i!(gen_ai_request_seed, "gen_ai.request.seed");
-    j!(
+    l!(
         gen_ai_request_stop_sequences,
         "gen_ai.request.stop_sequences"
     );
     i!(gen_ai_request_choice_count, "gen_ai.request.choice.count");
-    j!(
+    l!(
         gen_ai_request_encoding_formats,
         "gen_ai.request.encoding_formats"
     );
     s!(gen_ai_response_id, "gen_ai.response.id");
     s!(gen_ai_response_model, "gen_ai.response.model");
-    j!(
+    l!(
         gen_ai_response_finish_reasons,
         "gen_ai.response.finish_reasons"
     );
@@ -556,7 +574,12 @@ mod tests {
         assert_eq!(s("gen_ai_provider_name"), "openai");
         assert_eq!(s("kind"), "CLIENT");
         assert_eq!(s("status_code"), "ERROR");
-        assert_eq!(s("gen_ai_response_finish_reasons"), r#"["stop"]"#);
+        let reasons = b
+            .column_by_name("gen_ai_response_finish_reasons")
+            .unwrap()
+            .as_list::<i32>()
+            .value(0);
+        assert_eq!(reasons.as_string::<i32>().value(0), "stop");
         assert_eq!(s("attributes"), r#"{"custom":true}"#);
         assert!(b.column_by_name("parent_span_id").unwrap().is_null(0));
         let i = |n: &str| {

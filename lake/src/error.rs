@@ -36,6 +36,28 @@ pub enum LakeError {
         help("check the path (or `--lake`); a lake is made by `cairn ingest ... --lake DIR`")
     )]
     NotFound { lake: String },
+    #[error(
+        "the lake at `{lake}` is of layout version {found}; this cairn reads and writes version {current}"
+    )]
+    #[diagnostic(
+        code(cairn::lake::layout_version),
+        help(
+            "run `cairn ingest compact --lake {lake}` once: it rewrites the files of the earlier layout (list columns held as JSON text become LIST<VARCHAR>), then the lake reads and ingests as before; see docs/lake.md, \"Migrating a lake\""
+        )
+    )]
+    OldLayout {
+        lake: String,
+        found: u32,
+        current: u32,
+    },
+    #[error("the lake at `{lake}` has an unreadable layout marker: {detail}")]
+    #[diagnostic(
+        code(cairn::lake::layout),
+        help(
+            "`_layout.json` at the lake's root holds `{{\"version\": 2}}`; restore it or remove it and run `cairn ingest compact`"
+        )
+    )]
+    Layout { lake: String, detail: String },
     #[error("a batch has no key column `{0}`")]
     #[diagnostic(code(cairn::lake::column))]
     MissingColumn(String),

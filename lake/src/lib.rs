@@ -10,9 +10,11 @@
 //! staging name and renames.
 
 mod error;
+pub mod layout;
 #[cfg(feature = "write")]
 pub mod manifest;
 mod parquet_settings;
+pub mod resources;
 pub mod schema;
 #[cfg(feature = "write")]
 pub mod writer;

@@ -1,21 +1,49 @@
 //! The lake's tables as Arrow schemas, and typed column builders for each. Column names are
-//! lower snake_case; times are UTC millisecond timestamps; polymorphic JSON stays JSON text.
+//! lower snake_case; times are UTC millisecond timestamps; lists of strings are
+//! `LIST<VARCHAR>`, objects of a fixed shape structs, and polymorphic JSON stays JSON text.
 //! The `date` partition is a directory (`date=YYYY-MM-DD/`), not a column in the files.
 //!
-//! Version 1 of the lake layout. Adding nullable columns at the end is compatible; anything
-//! else needs a new version.
+//! Version 2 of the lake layout (version 1 kept lists as JSON text; `cairn ingest compact`
+//! rewrites such a lake, see [`crate::layout`]). Adding nullable columns at the end is
+//! compatible; anything else needs a new version.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
-pub const LAYOUT_VERSION: u32 = 1;
+pub use crate::resources::{ResourceListBuilder, resource_fields};
+
+/// A column of string lists.
+pub type StrListBuilder = ListBuilder<StringBuilder>;
+
+/// `LIST<VARCHAR>`, its element field named `item` as Arrow's builders name it.
+pub fn str_list_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+}
+
+/// Appends a string list, or null for none.
+pub fn append_strings<S: AsRef<str>>(
+    b: &mut StrListBuilder,
+    v: Option<impl IntoIterator<Item = S>>,
+) {
+    match v {
+        Some(items) => {
+            for s in items {
+                b.values().append_value(s);
+            }
+            b.append(true);
+        }
+        None => b.append(false),
+    }
+}
+
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub type TsBuilder = TimestampMillisecondBuilder;
 
@@ -39,6 +67,12 @@ macro_rules! kind_type {
     (Bool) => {
         DataType::Boolean
     };
+    (StrList) => {
+        str_list_type()
+    };
+    (Resources) => {
+        crate::resources::resource_list_type()
+    };
 }
 
 macro_rules! kind_builder {
@@ -57,6 +91,12 @@ macro_rules! kind_builder {
     (Bool) => {
         BooleanBuilder
     };
+    (StrList) => {
+        StrListBuilder
+    };
+    (Resources) => {
+        ResourceListBuilder
+    };
 }
 
 macro_rules! kind_new {
@@ -74,6 +114,12 @@ macro_rules! kind_new {
     };
     (Bool, $cap:expr) => {
         BooleanBuilder::with_capacity($cap)
+    };
+    (StrList, $cap:expr) => {
+        ListBuilder::with_capacity(StringBuilder::with_capacity($cap, $cap * 16), $cap)
+    };
+    (Resources, $cap:expr) => {
+        ResourceListBuilder::with_capacity($cap)
     };
 }
 
@@ -179,7 +225,7 @@ table!(
     response_elements: Str,
     additional_event_data: Str,
     service_event_details: Str,
-    resources: Str,
+    resources: Resources,
     ingest_source: Str,
     ingest_record: I64,
 });
@@ -211,12 +257,12 @@ table!(
     gen_ai_request_frequency_penalty: F64,
     gen_ai_request_presence_penalty: F64,
     gen_ai_request_seed: I64,
-    gen_ai_request_stop_sequences: Str,
+    gen_ai_request_stop_sequences: StrList,
     gen_ai_request_choice_count: I64,
-    gen_ai_request_encoding_formats: Str,
+    gen_ai_request_encoding_formats: StrList,
     gen_ai_response_id: Str,
     gen_ai_response_model: Str,
-    gen_ai_response_finish_reasons: Str,
+    gen_ai_response_finish_reasons: StrList,
     gen_ai_usage_input_tokens: I64,
     gen_ai_usage_output_tokens: I64,
     gen_ai_usage_cache_read_input_tokens: I64,
@@ -256,7 +302,7 @@ table!(
     principal: Str,
     principal_type: Str,
     principal_id: Str,
-    principal_parents: Str,
+    principal_parents: StrList,
     principal_attrs: Str,
     team: Str,
     action: Str,
@@ -265,8 +311,8 @@ table!(
     model: Str,
     provider: Str,
     decision: Str,
-    reasons: Str,
-    errors: Str,
+    reasons: StrList,
+    errors: StrList,
     status: I64,
     reason: Str,
     bundle: Str,

@@ -15,17 +15,26 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::error::ReportError;
 use crate::query::{QueryOutput, ScanStats};
 
-/// Athena's type for an Arrow column of the lake.
-fn athena_type(t: &DataType) -> &'static str {
+/// Athena's (Hive DDL) type for an Arrow column of the lake.
+fn athena_type(t: &DataType) -> String {
     match t {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
-        DataType::Int64 => "bigint",
-        DataType::Int32 => "int",
-        DataType::Float64 => "double",
-        DataType::Boolean => "boolean",
-        DataType::Timestamp(_, _) => "timestamp",
-        DataType::Date32 => "date",
-        _ => "string",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Timestamp(_, _) => "timestamp".into(),
+        DataType::Date32 => "date".into(),
+        DataType::List(item) => format!("array<{}>", athena_type(item.data_type())),
+        DataType::Struct(fields) => format!(
+            "struct<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), athena_type(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        _ => "string".into(),
     }
 }
 

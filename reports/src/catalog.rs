@@ -45,6 +45,7 @@ pub fn session() -> SessionContext {
 /// Opens the lake at `uri` (a directory or `s3://bucket/prefix`) for SQL.
 pub async fn open(uri: &str) -> Result<LakeContext, ReportError> {
     let lake = Lake::open_existing(uri).await?;
+    lake::layout::check_readable(&lake).await?;
     let ctx = session();
     if lake.url.starts_with("s3://") {
         let url = url::Url::parse(&lake.url).map_err(exec)?;

@@ -55,6 +55,15 @@ impl Engine {
     }
 }
 
+/// Runs the evidence every report states ([`spec::evidence`]).
+pub async fn run_evidence(
+    engine: &Engine,
+    period: Period,
+    lake: &str,
+) -> Result<ReportRun, ReportError> {
+    run_report(engine, &spec::evidence()?, period, lake).await
+}
+
 /// Runs every query of a report.
 pub async fn run_report(
     engine: &Engine,

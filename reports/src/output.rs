@@ -1,7 +1,10 @@
 //! Query results as a table, CSV, JSON (an array of objects), JSON lines, a Markdown table or
 //! Parquet.
 
-use datafusion::arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
@@ -45,11 +48,13 @@ pub fn write(
                 .with_header(true)
                 .build(out);
             if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(schema.clone()))
-                    .map_err(arrow)?;
+                w.write(&nested_as_json_text(&RecordBatch::new_empty(
+                    schema.clone(),
+                ))?)
+                .map_err(arrow)?;
             }
             for b in batches {
-                w.write(b).map_err(arrow)?;
+                w.write(&nested_as_json_text(b)?).map_err(arrow)?;
             }
             Ok(())
         }
@@ -102,6 +107,34 @@ pub fn write(
             out.write_all(&buf).map_err(arrow)
         }
     }
+}
+
+/// The batch with its list and struct columns as JSON text, for CSV, which has no nesting.
+fn nested_as_json_text(b: &RecordBatch) -> Result<RecordBatch, ReportError> {
+    let nested = |t: &DataType| t.is_nested();
+    if !b.schema().fields().iter().any(|f| nested(f.data_type())) {
+        return Ok(b.clone());
+    }
+    let rows = to_json_rows(std::slice::from_ref(b))?;
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (i, f) in b.schema().fields().iter().enumerate() {
+        if !nested(f.data_type()) {
+            fields.push(f.as_ref().clone());
+            columns.push(b.column(i).clone());
+            continue;
+        }
+        let text: StringArray = rows
+            .iter()
+            .map(|r| match r.get(f.name()) {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.to_string()),
+            })
+            .collect();
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        columns.push(Arc::new(text));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow)
 }
 
 /// A Markdown table cell: pipes escaped, line breaks as `<br>`.

@@ -44,6 +44,17 @@ pub struct ReportRun {
 struct Column {
     name: String,
     numeric: bool,
+    /// The fragment prefix a value of this column links to (`decision-`, `bundle-`).
+    link: Option<&'static str>,
+}
+
+/// Columns whose values name something another section shows: a decision record, a bundle.
+fn link_prefix(column: &str) -> Option<&'static str> {
+    match column {
+        "decision_id" => Some("decision-"),
+        "bundle" => Some("bundle-"),
+        _ => None,
+    }
 }
 
 fn numeric(t: &DataType) -> bool {
@@ -112,100 +123,108 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A bar chart as inline SVG over a query's `rows` (as [`display_rows`] gives them): one bar per
-/// row, `y` as its height, `stack` (if any) drawn as the part of the bar it accounts for.
+/// Ticks for an axis from 0 to at least `max`: four steps, whole numbers when every value is
+/// (a count never reads 2.5 requests).
+fn ticks(max: f64, integers: bool) -> Vec<f64> {
+    let max = max.max(if integers { 1.0 } else { 1e-9 });
+    let step = if integers {
+        (max / 4.0).ceil()
+    } else {
+        max / 4.0
+    };
+    (0..=4).map(|k| step * f64::from(k)).collect()
+}
+
+/// A bar chart as inline SVG over a query's `rows` (as [`display_rows`] gives them): one group
+/// per row, `y` as a bar and `beside` (if any) as a second bar beside it, on one scale.
 fn bar_chart(chart: &ChartSpec, schema: &Schema, rows: &[Vec<String>]) -> Option<String> {
     let (Ok(xi), Ok(yi)) = (schema.index_of(&chart.x), schema.index_of(&chart.y)) else {
         return None;
     };
-    let si = chart.stack.as_ref().and_then(|s| schema.index_of(s).ok());
+    let si = chart.beside.as_ref().and_then(|s| schema.index_of(s).ok());
     if rows.is_empty() {
         return None;
     }
     let val =
         |r: &Vec<String>, i: usize| r.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let series: Vec<(usize, &str, &str)> = std::iter::once((yi, chart.y.as_str(), "#2f6f9f"))
+        .chain(si.map(|i| (i, chart.beside.as_deref().unwrap_or(""), "#b4432f")))
+        .collect();
+    let integers = series.iter().all(|(i, _, _)| {
+        numeric(schema.field(*i).data_type())
+            && !matches!(
+                schema.field(*i).data_type(),
+                DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _)
+            )
+    });
     let max = rows
         .iter()
-        .map(|r| val(r, yi))
-        .fold(0.0_f64, f64::max)
-        .max(1e-9);
+        .flat_map(|r| series.iter().map(|(i, _, _)| val(r, *i)))
+        .fold(0.0_f64, f64::max);
+    let ticks = ticks(max, integers);
+    let top_value = ticks.last().copied().unwrap_or(1.0).max(1e-9);
     let (w, h, left, bottom, top) = (760.0, 220.0, 56.0, 36.0, 12.0);
     let plot_w = w - left - 10.0;
     let plot_h = h - bottom - top;
     let n = rows.len() as f64;
     let slot = plot_w / n;
-    let bar = (slot * 0.7).clamp(1.0, 48.0);
+    let group = (slot * 0.8).clamp(1.0, 64.0);
+    let bar = group / series.len() as f64;
     let mut svg = format!(
         r##"<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{} by {}">"##,
-        escape(&chart.y),
+        escape(&series.iter().map(|s| s.1).collect::<Vec<_>>().join(" and ")),
         escape(&chart.x)
     );
-    for k in 0..=4 {
-        let v = max * f64::from(k) / 4.0;
-        let y = top + plot_h - plot_h * f64::from(k) / 4.0;
+    for (k, v) in ticks.iter().enumerate() {
+        let y = top + plot_h - plot_h * v / top_value;
+        let label = if integers {
+            format!("{v:.0}")
+        } else {
+            trim_float(*v)
+        };
         svg.push_str(&format!(
-            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#d8dde3" stroke-width="1"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="#5b6470">{}</text>"##,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#d8dde3" stroke-width="1"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="#5b6470" class="tick" data-tick="{k}">{label}</text>"##,
             w - 10.0,
             left - 6.0,
             y + 3.0,
-            trim_float(v)
         ));
     }
     let label_every = (n / 12.0).ceil().max(1.0) as usize;
     for (i, r) in rows.iter().enumerate() {
-        let v = val(r, yi);
-        let x = left + slot * i as f64 + (slot - bar) / 2.0;
-        let bh = plot_h * v / max;
-        let y = top + plot_h - bh;
+        let x0 = left + slot * i as f64 + (slot - group) / 2.0;
         let label = r.get(xi).cloned().unwrap_or_default();
-        svg.push_str(&format!(
-            r##"<rect x="{x:.1}" y="{y:.1}" width="{bar:.1}" height="{bh:.1}" fill="#2f6f9f"><title>{}: {} {}</title></rect>"##,
-            escape(&label),
-            trim_float(v),
-            escape(&chart.y)
-        ));
-        if let Some(si) = si {
-            let sv = val(r, si).min(v);
-            let sh = plot_h * sv / max;
+        for (j, (col, name, color)) in series.iter().enumerate() {
+            let v = val(r, *col);
+            let bh = plot_h * v / top_value;
             svg.push_str(&format!(
-                r##"<rect x="{x:.1}" y="{:.1}" width="{bar:.1}" height="{sh:.1}" fill="#b4432f"><title>{}: {} {}</title></rect>"##,
-                top + plot_h - sh,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{color}"><title>{}: {} {}</title></rect>"##,
+                x0 + bar * j as f64,
+                top + plot_h - bh,
+                (bar - 1.0).max(0.5),
                 escape(&label),
-                trim_float(sv),
-                escape(chart.stack.as_deref().unwrap_or(""))
+                trim_float(v),
+                escape(name)
             ));
         }
         if i % label_every == 0 {
             svg.push_str(&format!(
                 r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle" fill="#5b6470">{}</text>"##,
-                x + bar / 2.0,
+                x0 + group / 2.0,
                 h - bottom + 14.0,
                 escape(&label)
             ));
         }
     }
-    let legend = match &chart.stack {
-        Some(s) => format!(
-            r##"<rect x="{left}" y="{:.1}" width="10" height="10" fill="#2f6f9f"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text><rect x="{:.1}" y="{:.1}" width="10" height="10" fill="#b4432f"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"##,
+    for (j, (_, name, color)) in series.iter().enumerate() {
+        let x = left + 120.0 * j as f64;
+        svg.push_str(&format!(
+            r##"<rect x="{x}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"##,
             h - 12.0,
-            left + 14.0,
+            x + 14.0,
             h - 3.0,
-            escape(&chart.y),
-            left + 120.0,
-            h - 12.0,
-            left + 134.0,
-            h - 3.0,
-            escape(s)
-        ),
-        None => format!(
-            r##"<rect x="{left}" y="{:.1}" width="10" height="10" fill="#2f6f9f"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"##,
-            h - 12.0,
-            left + 14.0,
-            h - 3.0,
-            escape(&chart.y)
-        ),
-    };
-    svg.push_str(&legend);
+            escape(name)
+        ));
+    }
     svg.push_str("</svg>");
     Some(svg)
 }
@@ -265,6 +284,7 @@ fn sections_context(run: &ReportRun, format: Format) -> Result<Vec<Value>, Repor
             _ => None,
         };
         let rows: Vec<Vec<String>> = all.into_iter().take(MAX_ROWS).collect();
+        let anchor = s.spec.anchor.as_deref();
         let columns: Vec<Column> = s
             .output
             .schema
@@ -273,8 +293,19 @@ fn sections_context(run: &ReportRun, format: Format) -> Result<Vec<Value>, Repor
             .map(|f| Column {
                 name: f.name().clone(),
                 numeric: numeric(f.data_type()),
+                // A row does not link to itself.
+                link: link_prefix(f.name()).filter(|_| Some(f.name().as_str()) != anchor),
             })
             .collect();
+        let anchors: Vec<String> = match anchor.and_then(|a| s.output.schema.index_of(a).ok()) {
+            Some(i) => {
+                let prefix = anchor.and_then(link_prefix).unwrap_or("");
+                rows.iter()
+                    .map(|r| format!("{prefix}{}", r.get(i).map(String::as_str).unwrap_or("")))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         sections.push(context! {
             name => format!("{}-{}", run.spec.name, s.spec.name),
             title => s.spec.title,
@@ -285,12 +316,60 @@ fn sections_context(run: &ReportRun, format: Format) -> Result<Vec<Value>, Repor
             sql => s.sql,
             columns => columns,
             rows => rows,
+            anchors => anchors,
             row_count => row_count,
             truncated => row_count > MAX_ROWS,
             chart => chart.map(Value::from_safe_string),
         });
     }
     Ok(sections)
+}
+
+/// The evidence for the header: its sections, and a one-line verdict on the chain.
+fn evidence_context(run: &ReportRun, format: Format) -> Result<Value, ReportError> {
+    let sections = sections_context(run, format)?;
+    let chain = run.sections.iter().find(|s| s.spec.name == "chain");
+    let figure = |name: &str| -> i64 {
+        let Some(s) = chain else { return 0 };
+        let Ok(i) = s.output.schema.index_of(name) else {
+            return 0;
+        };
+        display_rows(&s.output)
+            .ok()
+            .and_then(|rows| {
+                rows.first()
+                    .and_then(|r| r.get(i))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let (decisions, outcomes, failed) = (
+        figure("decisions_verified"),
+        figure("outcomes_verified"),
+        figure("records_failed"),
+    );
+    let (status, verdict) = if failed > 0 {
+        (
+            "failed",
+            format!(
+                "{failed} decision record(s) failed verification on ingest and are in _quarantine; {decisions} decisions and {outcomes} outcomes of this period verified"
+            ),
+        )
+    } else if decisions == 0 {
+        ("none", "no decision records in this period".to_string())
+    } else {
+        (
+            "verified",
+            format!(
+                "verified on ingest: {decisions} decisions and {outcomes} outcomes, each hash, signature and link of the chain checked; none failed"
+            ),
+        )
+    };
+    Ok(context! {
+        sections => sections,
+        status => status,
+        verdict => verdict,
+    })
 }
 
 fn period_text(p: &Period) -> (String, String) {
@@ -307,9 +386,11 @@ fn period_text(p: &Period) -> (String, String) {
     (from, to)
 }
 
-/// Renders one or more runs (of the same lake and period) in `format`.
+/// Renders one or more runs (of the same lake and period) in `format`, with the evidence they
+/// rest on ([`crate::run_evidence`]) when given.
 pub fn render(
     runs: &[ReportRun],
+    evidence: Option<&ReportRun>,
     format: Format,
     templates: Option<&Path>,
 ) -> Result<String, ReportError> {
@@ -319,8 +400,7 @@ pub fn render(
     let generated_at = chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string();
     let (from, to) = period_text(&first.period);
     if format == Format::Json {
-        let mut reports = Vec::new();
-        for run in runs {
+        let report_json = |run: &ReportRun| -> Result<serde_json::Value, ReportError> {
             let mut sections = serde_json::Map::new();
             for s in &run.sections {
                 sections.insert(
@@ -335,8 +415,14 @@ pub fn render(
                     }),
                 );
             }
-            reports.push(serde_json::json!({ "report": run.spec.name, "title": run.spec.title, "sections": sections }));
-        }
+            Ok(
+                serde_json::json!({ "report": run.spec.name, "title": run.spec.title, "sections": sections }),
+            )
+        };
+        let reports = runs
+            .iter()
+            .map(report_json)
+            .collect::<Result<Vec<_>, _>>()?;
         let v = serde_json::json!({
             "lake": first.lake,
             "engine": first.engine,
@@ -344,6 +430,7 @@ pub fn render(
             "to": first.period.to.to_string(),
             "generated_at": generated_at,
             "reports": reports,
+            "evidence": evidence.map(report_json).transpose()?,
         });
         return serde_json::to_string_pretty(&v).map_err(|e| ReportError::Execution(e.to_string()));
     }
@@ -377,6 +464,10 @@ pub fn render(
         "Audit reports".to_string()
     };
     let names: Vec<&str> = runs.iter().map(|r| r.spec.name.as_str()).collect();
+    let evidence = match evidence {
+        Some(e) => Some(evidence_context(e, format)?),
+        None => None,
+    };
     template
         .render(context! {
             title => title,
@@ -387,6 +478,7 @@ pub fn render(
             from => from,
             to => to,
             generated_at => generated_at,
+            evidence => evidence,
         })
         .map_err(|e| ReportError::Template {
             name: template.name().to_string(),

@@ -24,8 +24,13 @@ pub struct ReportSpec {
 pub struct QuerySpec {
     pub name: String,
     pub title: String,
-    /// `kpis` (one row shown as figures), `table`, or `detection`.
+    /// `kpis` (one row shown as figures), `table`, `records` (each row shown as the fields of
+    /// one record), or `detection`.
     pub kind: String,
+    /// A column whose value names each row, so other sections can link to it: `decision_id`
+    /// (linked from any `decision_id` column as `#decision-ID`) or `bundle` (`#bundle-DIGEST`).
+    #[serde(default)]
+    pub anchor: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
@@ -45,9 +50,10 @@ pub struct QuerySpec {
 pub struct ChartSpec {
     pub x: String,
     pub y: String,
-    /// A second column drawn as the part of each bar it accounts for.
-    #[serde(default)]
-    pub stack: Option<String>,
+    /// A second column drawn as a bar beside the first, on the same scale (`stack`, its
+    /// earlier name, is still read).
+    #[serde(default, alias = "stack")]
+    pub beside: Option<String>,
 }
 
 const BUILTIN: &[(&str, &str)] = &[
@@ -64,6 +70,12 @@ fn parse(name: &str, text: &str) -> Result<ReportSpec, ReportError> {
         name: format!("{name}.toml"),
         message: e.to_string(),
     })
+}
+
+/// The queries every report rests on, run once per rendering: bundles in force and the chain's
+/// verification on ingest.
+pub fn evidence() -> Result<ReportSpec, ReportError> {
+    parse("evidence", include_str!("builtin/evidence.toml"))
 }
 
 /// The built-in reports, in presentation order.

@@ -222,9 +222,13 @@ fn write_reports(lake_dir: &Path, out: &Path) -> Result<String, CliError> {
                     .await?,
             );
         }
-        Ok::<_, reports::ReportError>(runs)
+        let evidence =
+            reports::run_evidence(&engine, reports::spec::Period::default(), &lake).await?;
+        Ok::<_, reports::ReportError>((runs, evidence))
     })?;
-    let html = reports::render::render(&runs, reports::render::Format::Html, None)?;
+    let (runs, evidence) = runs;
+    let html =
+        reports::render::render(&runs, Some(&evidence), reports::render::Format::Html, None)?;
     super::policy::write_atomically(out, html.as_bytes())?;
     let hits: Vec<String> = runs
         .iter()

@@ -166,8 +166,12 @@ pub fn run(cmd: IngestCommand) -> CliResult {
                     })
                     .map_err(|e| CliError::input(miette::miette!("compaction failed: {e}")))??;
                 if format == OutputFormat::Human {
+                    let migrated = match s.migrated {
+                        0 => String::new(),
+                        n => format!(" ({n} of an earlier layout rewritten)"),
+                    };
                     outln!(
-                        "{t}: {} partition(s) compacted, {} file(s) -> {}, {} rows",
+                        "{t}: {} partition(s) compacted, {} file(s) -> {}, {} rows{migrated}",
                         s.partitions,
                         s.files_before,
                         s.files_after,
@@ -176,8 +180,30 @@ pub fn run(cmd: IngestCommand) -> CliResult {
                 }
                 all.push(s);
             }
+            let was = rt.block_on(audit_ingest::lake::layout::detect(&lake))?;
+            let current = {
+                let (lake, h) = (lake.clone(), handle.clone());
+                rt.block_on(async {
+                    tokio::task::spawn_blocking(move || {
+                        audit_ingest::compact::finish_migration(&lake, &h)
+                    })
+                    .await
+                })
+                .map_err(|e| CliError::input(miette::miette!("compaction failed: {e}")))??
+            };
+            let migrated_now =
+                current && matches!(was, audit_ingest::lake::layout::Layout::Other(_));
+            if format == OutputFormat::Human && migrated_now {
+                outln!(
+                    "the lake is now of layout version {}",
+                    audit_ingest::lake::schema::LAYOUT_VERSION
+                );
+            }
             if format == OutputFormat::Json {
-                outln!("{}", serde_json::json!({ "tables": all }));
+                outln!(
+                    "{}",
+                    serde_json::json!({ "tables": all, "layout_current": current, "migrated": migrated_now })
+                );
             }
             Ok(Outcome::Success)
         }

@@ -148,7 +148,10 @@ pub fn report(args: &ReportArgs) -> CliResult {
     let runs = rt.block_on(async {
         let engine = engine(&args.engine).await?;
         if args.show_sql {
-            for s in &specs {
+            for s in specs
+                .iter()
+                .chain(std::iter::once(&reports::spec::evidence()?))
+            {
                 for q in &s.queries {
                     outln!(
                         "-- {} / {}: {}\n{};\n",
@@ -165,13 +168,14 @@ pub fn report(args: &ReportArgs) -> CliResult {
         for s in &specs {
             runs.push(reports::run_report(&engine, s, period, &args.engine.lake).await?);
         }
-        Ok(Some(runs))
+        let evidence = reports::run_evidence(&engine, period, &args.engine.lake).await?;
+        Ok(Some((runs, evidence)))
     })?;
-    let Some(runs) = runs else {
+    let Some((runs, evidence)) = runs else {
         return Ok(Outcome::Success);
     };
     if args.timings {
-        for r in &runs {
+        for r in runs.iter().chain([&evidence]) {
             for s in &r.sections {
                 eprintln!(
                     "timing {}/{}: {:.4} s, {} row(s), {} file(s), {} bytes scanned",
@@ -190,7 +194,7 @@ pub fn report(args: &ReportArgs) -> CliResult {
         ReportFormat::Md => render::Format::Markdown,
         ReportFormat::Json => render::Format::Json,
     };
-    let text = render::render(&runs, format, templates)?;
+    let text = render::render(&runs, Some(&evidence), format, templates)?;
     let mut out = sink(&args.out)?;
     finish(out.write_all(text.as_bytes()).and_then(|()| out.flush()))?;
     if let Some(p) = &args.out {

@@ -253,7 +253,7 @@ def test_otel_spans_with_every_encoding(tmp_path):
     assert first["gen_ai_usage_input_tokens"] == 812 and first["server_port"] == 443
     assert first["service_name"] == "llm-gateway"
     assert first["duration_ns"] == 1_250_000_000
-    assert json.loads(first["gen_ai_response_finish_reasons"]) == ["end_turn"]
+    assert first["gen_ai_response_finish_reasons"] == ["end_turn"]
 
 
 def test_compaction_merges_small_files_keeps_every_row_and_settles(tmp_path):

@@ -301,12 +301,22 @@ def test_several_reports_in_one_run_and_periods_checked(lake):
     assert typo.returncode == 2 and "did you mean `denials`?" in typo.stderr
 
 
-def test_html_report_is_self_contained_in_headless_chromium(lake):
+def test_html_report_is_self_contained_and_explorable_in_headless_chromium(lake):
     from playwright.sync_api import sync_playwright
     run(["report", "all", "--lake", "lake", "--out", "report.html", *PERIOD], cwd=lake)
     html = (lake / "report.html").read_text()
-    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert html.count("<script") == 1 and "<script src" not in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
     errors, requests = [], []
+
+    def column(page, section, name):
+        """The visible values of a column of a section's table, in order."""
+        return page.evaluate("""([section, name]) => {
+            const t = document.querySelector(`#${section} table.data`);
+            const i = [...t.tHead.rows[0].cells].findIndex(c => c.textContent.trim() === name);
+            return [...t.tBodies[0].rows].filter(r => !r.hidden).map(r => r.cells[i].textContent.trim());
+        }""", [section, name])
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -317,11 +327,62 @@ def test_html_report_is_self_contained_in_headless_chromium(lake):
         page.on("request", lambda r: requests.append(r.url))
         page.goto((lake / "report.html").as_uri())
         assert page.title() == "Cairn · Audit reports"
-        assert page.locator("svg.chart").count() >= 2
-        assert page.locator("svg.chart rect").count() >= 4
         assert page.locator("section").count() >= 25
-        kpi = page.locator("#access-summary .kpi .v").first.inner_text()
-        assert kpi == "15"
+        assert page.locator("#access-summary .kpi .v").first.inner_text() == "15"
+        assert "2026-11-20" in page.locator("#period").inner_text()
+
+        # The evidence: the chain's verdict and the bundle in force.
+        verdict = page.locator("#evidence .verdict").inner_text()
+        assert "verified on ingest: 15 decisions and 7 outcomes" in verdict and "none failed" in verdict, verdict
+        digest = "sha256:" + "ab" * 32
+        assert column(page, "evidence", "bundle") == [digest]
+        assert column(page, "evidence", "decisions") == ["15"]
+
+        # Charts: requests and denied side by side, whole-number ticks for counts.
+        by_day = page.locator("#access-by_day svg.chart")
+        bars = by_day.locator("rect").evaluate_all("rs => rs.map(r => [+r.getAttribute('x'), +r.getAttribute('width')])")
+        assert len(bars) == 2 * 2 + 2  # two days, two series, two legend keys
+        (x1, w1), (x2, _) = bars[0], bars[1]
+        assert x2 >= x1 + w1 - 0.01, "the denied bar stands beside the requests bar, not on it"
+        ticks = by_day.locator("text.tick").evaluate_all("ts => ts.map(t => t.textContent)")
+        assert ticks and all(t.isdigit() for t in ticks), ticks
+        assert page.locator("#access-top_users th", has_text="allowed_requests").count() == 1
+
+        # Sorting: text, then numbers (not as text: 10 after 9).
+        page.locator("#access-by_principal th button", has_text="principal").click()
+        names = column(page, "access-by_principal", "principal")
+        assert names == sorted(names, key=str.lower) and len(names) >= 5
+        page.locator("#access-by_principal th button", has_text="principal").click()
+        assert column(page, "access-by_principal", "principal") == sorted(names, key=str.lower, reverse=True)
+        page.locator("#access-by_principal th button", has_text="requests").click()
+        counts = [int(v) for v in column(page, "access-by_principal", "requests")]
+        assert counts == sorted(counts)
+        assert page.locator("#access-by_principal th[aria-sort=ascending]").inner_text().startswith("requests")
+
+        # Filtering: every word must appear in the row.
+        box = page.locator("#denials-recent input.filter")
+        box.fill("bob")
+        shown = column(page, "denials-recent", "principal")
+        assert shown == ['User::"bob"'] * 3
+        assert page.locator("#denials-recent .count").inner_text() == "3 of 8 rows"
+        box.fill("bob opus")
+        assert len(column(page, "denials-recent", "principal")) == 1
+        box.fill("")
+        assert len(column(page, "denials-recent", "principal")) == 8
+
+        # From a denial to its record's fields, and from there to the bundle that decided it.
+        link = page.locator("#denials-recent td a").first
+        target = link.get_attribute("href")
+        link.click()
+        assert page.evaluate("location.hash") == target
+        record = page.locator(f"[id='{target[1:]}']")
+        assert record.evaluate("e => e.tagName") == "DL"
+        fields = dict(zip(record.locator("dt").all_inner_texts(), record.locator("dd").all_inner_texts()))
+        assert fields["decision_id"] == target[len("#decision-"):]
+        assert fields["bundle"] == digest and fields["hash"] and fields["key_id"] and "policies" in fields
+        record.locator("dd a", has_text=digest).click()
+        assert page.evaluate("location.hash") == "#bundle-" + digest
+        assert page.evaluate("document.querySelector(':target').closest('section').id") == "evidence"
         pdf = page.pdf()
         browser.close()
     assert errors == []
@@ -329,6 +390,99 @@ def test_html_report_is_self_contained_in_headless_chromium(lake):
     assert len(pdf) > 10_000
     md = run(["report", "denials", "--lake", "lake", "--format", "md", *PERIOD], cwd=lake).stdout
     assert "| policy | denials | principals |" in md and "| principal-cleared-for-data | 3 | 1 |" in md
+    assert "Decision chain verified on ingest" in md and digest in md
+    js = json.loads(run(["report", "denials", "--lake", "lake", "--format", "json", *PERIOD], cwd=lake).stdout)
+    assert js["evidence"]["sections"]["bundles"]["rows"][0]["bundle"] == digest
+
+
+def flat(text):
+    return " ".join(text.split())
+
+
+def test_list_columns_are_typed_for_duckdb_pyarrow_and_cairn(lake):
+    import csv
+    import datetime
+    import io
+
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    con = duckdb.connect()
+    for t in ["decisions", "cloudtrail"]:
+        con.execute(f"create view {t} as select * from read_parquet('{lake}/lake/{t}/*/*.parquet', hive_partitioning=true)")
+    types = dict(con.execute("select column_name, column_type from (describe decisions)").fetchall())
+    assert types["reasons"] == types["principal_parents"] == types["errors"] == "VARCHAR[]", types
+    both = con.execute("""select reasons from decisions where principal = 'User::"bob"' and model = 'claude-opus'""").fetchall()
+    assert both == [(["premium-models-ml-platform", "principal-cleared-for-data"],)]
+    assert con.execute("""select count(*) from decisions where list_contains(principal_parents, 'Group::"engineering"')""").fetchone()[0] == 4
+    ct_types = dict(con.execute("select column_name, column_type from (describe cloudtrail)").fetchall())
+    assert ct_types["resources"].startswith("STRUCT(arn VARCHAR, account_id VARCHAR, \"type\" VARCHAR)[]"), ct_types["resources"]
+    arns = con.execute("select r.arn, r.type from cloudtrail, unnest(resources) as t(r) where r.arn is not null").fetchall()
+    assert arns and all(a.startswith("arn:aws:") for a, _ in arns)
+
+    # pyarrow: the lists as lists, and the partition as a date when its type is named.
+    part = ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive")
+    t = ds.dataset(lake / "lake" / "decisions", format="parquet", partitioning=part).to_table(
+        filter=ds.field("date") == pa.scalar(datetime.date(2026, 11, 21)))
+    assert t.schema.field("reasons").type == pa.list_(pa.string())
+    assert t.schema.field("date").type == pa.date32()
+    assert t.num_rows == 11
+
+    # cairn query: the same lists in DataFusion, and as JSON text in CSV.
+    n = run(["query", "--lake", "lake", "--format", "json",
+             "select count(*) as n from decisions where array_has(reasons, 'principal-cleared-for-data')"], cwd=lake)
+    assert json.loads(n.stdout) == [{"n": 3}]
+    arn = run(["query", "--lake", "lake", "--format", "json",
+               "select resources[1]['arn'] as arn from cloudtrail where cardinality(resources) > 0 limit 1"], cwd=lake)
+    assert json.loads(arn.stdout)[0]["arn"].startswith("arn:aws:")
+    out = run(["query", "--lake", "lake", "--format", "csv",
+               "select principal, reasons from decisions where cardinality(reasons) = 2"], cwd=lake).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [json.loads(r["reasons"]) for r in rows] == [["premium-models-ml-platform", "principal-cleared-for-data"]]
+
+
+def as_layout_1(lake_dir):
+    """Rewrites a lake's files as layout 1 wrote them: list columns as JSON text, no marker."""
+    import pyarrow as pa
+    (lake_dir / "_layout.json").unlink()
+    names = {"arn": "ARN", "account_id": "accountId", "type": "type"}
+    for f in lake_dir.glob("*/date=*/*.parquet"):
+        t = pq.read_table(f, partitioning=None)
+        fields, cols = [], []
+        for field, col in zip(t.schema, t.columns):
+            if pa.types.is_list(field.type):
+                def text(v):
+                    if v is None:
+                        return None
+                    if v and isinstance(v[0], dict):
+                        v = [{names[k]: x for k, x in item.items()} for item in v]
+                    return json.dumps(v, separators=(",", ":"))
+                col = pa.array([text(v) for v in col.to_pylist()], pa.string())
+                field = pa.field(field.name, pa.string())
+            fields.append(field)
+            cols.append(col)
+        pq.write_table(pa.Table.from_arrays(cols, schema=pa.schema(fields)), f)
+
+
+def test_a_layout_1_lake_is_refused_then_migrated_by_compact(lake, tmp_path):
+    shutil.copytree(lake / "lake", tmp_path / "lake")
+    before = report(lake, "denials")
+    as_layout_1(tmp_path / "lake")
+    refused = run(["query", "--lake", "lake", "select count(*) from decisions"], cwd=tmp_path, check=False)
+    assert refused.returncode != 0
+    assert "is of layout version 1" in flat(refused.stderr) and "cairn ingest compact --lake lake" in flat(refused.stderr)
+    (tmp_path / "ct.json").write_text(json.dumps({"Records": ct.sample_records()[:1]}))
+    ingest = run(["ingest", "cloudtrail", "ct.json", "--lake", "lake"], cwd=tmp_path, check=False)
+    assert ingest.returncode != 0 and "cairn ingest compact" in flat(ingest.stderr)
+
+    out = run(["ingest", "compact", "--lake", "lake"], cwd=tmp_path).stdout
+    assert "of an earlier layout rewritten" in out and "the lake is now of layout version 2" in out, out
+    assert report(tmp_path, "denials") == before
+    again = run(["ingest", "compact", "--lake", "lake", "--format", "json"], cwd=tmp_path).stdout
+    summary = json.loads(again)
+    assert summary["layout_current"] and not summary["migrated"]
+    assert all(t["migrated"] == 0 for t in summary["tables"])
+    run(["ingest", "cloudtrail", "ct.json", "--lake", "lake"], cwd=tmp_path)
 
 
 def test_athena_ddl_parses_as_hive_and_trino(tmp_path):
@@ -407,8 +561,12 @@ def test_reports_run_on_athena_with_sql_trino_parses(tmp_path):
         ids = athena.list_query_executions()["QueryExecutionIds"]
         sent = [athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Query"] for i in ids]
     (tmp_path / "empty-lake").mkdir()
-    expected = sum(len(json.loads(run(["report", n, "--lake", str(tmp_path / "empty-lake"), "--format", "json", *PERIOD],
-                                      cwd=tmp_path).stdout)["reports"][0]["sections"]) for n in names)
+    def queries(n):
+        """The queries a report runs: its own and the evidence every report states."""
+        local = json.loads(run(["report", n, "--lake", str(tmp_path / "empty-lake"), "--format", "json", *PERIOD],
+                               cwd=tmp_path).stdout)
+        return len(local["reports"][0]["sections"]) + len(local["evidence"]["sections"])
+    expected = sum(queries(n) for n in names)
     assert len(sent) == expected, (len(sent), expected)
     for sql in sent:
         assert ":from" not in sql and ":to" not in sql, sql
