@@ -76,20 +76,19 @@ pub enum Command {
     Man,
 }
 
+/// The formats every checking command offers.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum ProblemFormat {
+pub enum CheckFormat {
+    /// For people: located problems with their source lines, and a summary.
     Human,
+    /// One JSON document.
     Json,
+    /// GitHub Actions workflow commands: annotations on the pull request's lines.
     Github,
+    /// SARIF 2.1.0, for code scanning (regions with start and end, rules described).
     Sarif,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum TestFormat {
-    Human,
-    Json,
+    /// JUnit XML, for CI test reports.
     Junit,
-    Github,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -157,8 +156,10 @@ pub struct DiffArgs {
     /// Verify the records' chain and signatures with this key before replaying them.
     #[arg(long, value_name = "FILE")]
     pub pubkey: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-    pub format: OutputFormat,
+    /// Output format; in `github`, `sarif` and `junit` each group of changed decisions is one
+    /// finding, located at the policy that now determines it.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: CheckFormat,
     /// Groups of changed decisions to list; 0 lists all.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -178,8 +179,9 @@ pub struct ValidateArgs {
     /// Fail on warnings as well as errors.
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Output format.
     #[arg(long, value_enum, default_value = "human")]
-    pub format: ProblemFormat,
+    pub format: CheckFormat,
 }
 
 #[derive(Debug, Args)]
@@ -190,9 +192,11 @@ pub struct FmtArgs {
     /// Change nothing; show a diff for each file that would change and exit 1 if any would.
     #[arg(long)]
     pub check: bool,
-    /// `json`: one object with each file, whether it changed (or would), and its diff.
+    /// Output format; `json` is one object with each file, whether it changed (or would), and
+    /// its diff; `github`, `sarif` and `junit` name each file that is (or was) not formatted, at
+    /// its first line that differs.
     #[arg(long, value_enum, default_value = "human")]
-    pub format: OutputFormat,
+    pub format: CheckFormat,
 }
 
 #[derive(Debug, Args)]
@@ -206,8 +210,9 @@ pub struct TestArgs {
     /// Fail when fewer than this percentage of policies determined a decision in some test.
     #[arg(long, value_name = "PERCENT")]
     pub min_coverage: Option<f64>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "human")]
-    pub format: TestFormat,
+    pub format: CheckFormat,
 }
 
 #[derive(Debug, Args)]
@@ -288,7 +293,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub pubkey: PathBuf,
     #[arg(long, value_enum, default_value = "human")]
-    pub format: OutputFormat,
+    pub format: CheckFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

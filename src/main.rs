@@ -27,6 +27,7 @@ mod cli;
 mod commands;
 mod embedded;
 mod exit;
+mod findings;
 mod output;
 mod problem_formats;
 

@@ -9,10 +9,11 @@ use policy_engine::policy_tests::{self, CaseStatus, TestRun};
 use policy_engine::{PolicyError, Problem, authorize, format};
 
 use crate::cli::{
-    AuthorizeArgs, BundleArgs, FmtArgs, OutputFormat, PolicyCommand, ProblemFormat, TestArgs,
-    TestFormat, ValidateArgs, VerifyArgs,
+    AuthorizeArgs, BundleArgs, CheckFormat, FmtArgs, OutputFormat, PolicyCommand, TestArgs,
+    ValidateArgs, VerifyArgs,
 };
 use crate::exit::{CliError, CliResult, Outcome};
+use crate::findings;
 use crate::output::eprint_problems;
 use crate::problem_formats;
 
@@ -84,7 +85,7 @@ fn validate(args: &ValidateArgs) -> CliResult {
     let (loaded, problems) = check_all(&sources, args.tests.as_deref())?;
     let (errors, warnings) = policy_engine::summary(&problems);
     match args.format {
-        ProblemFormat::Human => {
+        CheckFormat::Human => {
             eprint_problems(&problems);
             if errors == 0 {
                 outln!(
@@ -105,9 +106,35 @@ fn validate(args: &ValidateArgs) -> CliResult {
                 eprintln!("{errors} error(s), {warnings} warning(s)");
             }
         }
-        ProblemFormat::Json => outln!("{}", problem_formats::json(&problems)),
-        ProblemFormat::Github => out!("{}", problem_formats::github(&problems)),
-        ProblemFormat::Sarif => outln!("{}", problem_formats::sarif(&problems)),
+        CheckFormat::Json => outln!("{}", problem_formats::json(&problems)),
+        CheckFormat::Github => out!("{}", findings::github(&findings::from_problems(&problems))),
+        CheckFormat::Sarif => outln!("{}", findings::sarif(&findings::from_problems(&problems))),
+        CheckFormat::Junit => {
+            // A case per file checked; problems with no file are a case of their own.
+            let mut names: Vec<String> = loaded.files.iter().map(|f| f.name.to_string()).collect();
+            names.extend(loaded.schema_file.iter().map(|f| f.name.to_string()));
+            for p in &problems {
+                let n = p.file_name().unwrap_or("(policies)").to_string();
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            let cases: Vec<findings::Case> = names
+                .into_iter()
+                .map(|name| findings::Case {
+                    findings: problems
+                        .iter()
+                        .filter(|p| p.file_name().unwrap_or("(policies)") == name)
+                        .map(findings::Finding::from)
+                        .collect(),
+                    file: Some(name.clone()),
+                    name,
+                    line: None,
+                    detail: None,
+                })
+                .collect();
+            out!("{}", findings::junit("cairn policy validate", &cases));
+        }
     }
     Ok(if errors > 0 || (args.deny_warnings && warnings > 0) {
         Outcome::CheckFailed
@@ -137,7 +164,59 @@ fn fmt(args: &FmtArgs) -> CliResult {
         }
     }
     let would_change = args.check && !changed.is_empty();
-    if args.format == OutputFormat::Json {
+    let level = if args.check {
+        findings::Level::Error
+    } else {
+        findings::Level::Note
+    };
+    let unformatted = |c: &format::Reformatted| {
+        let (line, text) = c
+            .file
+            .text
+            .lines()
+            .zip(c.formatted.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map_or_else(
+                || {
+                    let n = c.file.text.lines().count().min(c.formatted.lines().count());
+                    (n + 1, "")
+                },
+                |(i, (a, _))| (i + 1, a),
+            );
+        let verb = if args.check { "is not" } else { "was not" };
+        findings::Finding::new(
+            level,
+            "cairn::fmt::unformatted",
+            format!(
+                "{verb} formatted as `cairn policy fmt` formats it; the first difference is at line {line}"
+            ),
+        )
+        .at_line(&c.file.name, line, text)
+    };
+    let file_findings: Vec<findings::Finding> = changed.iter().map(unformatted).collect();
+    match args.format {
+        CheckFormat::Github => out!("{}", findings::github(&file_findings)),
+        CheckFormat::Sarif => outln!("{}", findings::sarif(&file_findings)),
+        CheckFormat::Junit => {
+            let cases: Vec<findings::Case> = files
+                .iter()
+                .map(|f| {
+                    let c = changed.iter().find(|c| c.file.name == f.name);
+                    findings::Case {
+                        name: f.name.to_string(),
+                        file: Some(f.name.to_string()),
+                        line: None,
+                        findings: c.map(unformatted).into_iter().collect(),
+                        detail: c.map(|c| c.diff()),
+                    }
+                })
+                .collect();
+            out!("{}", findings::junit("cairn policy fmt", &cases));
+        }
+        CheckFormat::Human | CheckFormat::Json => {}
+    }
+    if args.format == CheckFormat::Json {
         let report = serde_json::json!({
             "check": args.check,
             "files": files.iter().map(|f| {
@@ -153,7 +232,9 @@ fn fmt(args: &FmtArgs) -> CliResult {
         outln!("{report}");
     } else if args.check {
         for c in &changed {
-            out!("{}", c.diff());
+            if args.format == CheckFormat::Human {
+                out!("{}", c.diff());
+            }
         }
         if changed.is_empty() {
             eprintln!("{} file(s) already formatted", files.len());
@@ -255,13 +336,14 @@ fn test(args: &TestArgs) -> CliResult {
         Err(outcome) => return Ok(outcome),
     };
     match args.format {
-        TestFormat::Human => print_human(&run),
-        TestFormat::Json => outln!("{}", policy_tests::report::json(&run)),
-        TestFormat::Junit => {
+        CheckFormat::Human => print_human(&run),
+        CheckFormat::Json => outln!("{}", policy_tests::report::json(&run)),
+        CheckFormat::Junit => {
             out!("{}", policy_tests::report::junit(&run));
             eprintln!("{} passed, {} failed", run.passed, run.failed);
         }
-        TestFormat::Github => out!("{}", policy_tests::report::github(&run)),
+        CheckFormat::Github => out!("{}", policy_tests::report::github(&run)),
+        CheckFormat::Sarif => outln!("{}", findings::sarif(&test_findings(&run))),
     }
     let coverage_ok = match args.min_coverage {
         Some(min) if run.coverage.percent() + 1e-9 < min => {
@@ -278,6 +360,52 @@ fn test(args: &TestArgs) -> CliResult {
     } else {
         Outcome::CheckFailed
     })
+}
+
+/// A failed case at its line in the suite; an uncovered policy, as a note at the policy.
+fn test_findings(run: &TestRun) -> Vec<findings::Finding> {
+    let line_text = |file: &str, line: usize| {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.lines().nth(line.saturating_sub(1)).map(str::to_string))
+            .unwrap_or_default()
+    };
+    let mut out: Vec<findings::Finding> = run
+        .outcomes
+        .iter()
+        .filter(|o| o.status != policy_tests::CaseStatus::Passed)
+        .map(|o| {
+            findings::Finding::new(
+                findings::Level::Error,
+                "cairn::test::failed",
+                format!("policy test `{}`: {}", o.name, o.mismatches.join("; ")),
+            )
+            .at_line(&o.file, o.line, &line_text(&o.file, o.line))
+        })
+        .collect();
+    for (id, at) in &run.coverage.uncovered {
+        let mut parts = at.rsplitn(3, ':');
+        let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
+        let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(1);
+        let file = parts.next().unwrap_or(at);
+        let text = line_text(file, line);
+        let end = text.chars().count() + 1;
+        out.push(
+            findings::Finding::new(
+                findings::Level::Note,
+                "cairn::test::uncovered",
+                format!("policy `{id}` determined no decision in any test"),
+            )
+            .at(
+                file,
+                Some(findings::Region {
+                    start: (line, col),
+                    end: (line, end.max(col + 1)),
+                }),
+            ),
+        );
+    }
+    out
 }
 
 fn print_human(run: &TestRun) {
@@ -562,10 +690,37 @@ fn bundle_cmd(args: &BundleArgs) -> CliResult {
 
 fn verify(args: &VerifyArgs) -> CliResult {
     let key = keys::load_verifying_key(&args.pubkey)?;
-    match bundle::verify_file(&args.bundle, &key) {
+    let name = args.bundle.display().to_string();
+    let result = bundle::verify_file(&args.bundle, &key);
+    let failure = match &result {
+        Err(e @ PolicyError::Bundle { .. }) => Some(
+            findings::Finding::new(findings::Level::Error, "cairn::bundle", e.to_string())
+                .at(&name, None),
+        ),
+        _ => None,
+    };
+    match args.format {
+        CheckFormat::Github => out!("{}", findings::github(failure.as_slice())),
+        CheckFormat::Sarif => outln!("{}", findings::sarif(failure.as_slice())),
+        CheckFormat::Junit => out!(
+            "{}",
+            findings::junit(
+                "cairn policy verify",
+                &[findings::Case {
+                    name: name.clone(),
+                    file: Some(name.clone()),
+                    line: None,
+                    findings: failure.iter().cloned().collect(),
+                    detail: None,
+                }],
+            )
+        ),
+        CheckFormat::Human | CheckFormat::Json => {}
+    }
+    match result {
         Ok(v) => {
             match args.format {
-                OutputFormat::Human => {
+                CheckFormat::Human => {
                     outln!("ok: {} verifies", args.bundle.display());
                     outln!("  digest:   {}", v.digest);
                     outln!("  signed:   {}", v.key_id);
@@ -581,7 +736,7 @@ fn verify(args: &VerifyArgs) -> CliResult {
                         v.manifest.files.len()
                     );
                 }
-                OutputFormat::Json => outln!(
+                CheckFormat::Json => outln!(
                     "{}",
                     serde_json::json!({
                         "ok": true,
@@ -590,11 +745,12 @@ fn verify(args: &VerifyArgs) -> CliResult {
                         "manifest": v.manifest,
                     })
                 ),
+                _ => {}
             }
             Ok(Outcome::Success)
         }
         Err(e @ PolicyError::Bundle { .. }) => {
-            if args.format == OutputFormat::Json {
+            if args.format == CheckFormat::Json {
                 outln!(
                     "{}",
                     serde_json::json!({"ok": false, "error": e.to_string()})

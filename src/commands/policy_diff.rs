@@ -12,8 +12,9 @@ use policy_engine::load::{self, LoadedPolicies, PolicySources};
 use policy_engine::replay::{self, Case, Compared, Side};
 use serde_json::{Value, json};
 
-use crate::cli::{DiffArgs, OutputFormat};
+use crate::cli::{CheckFormat, DiffArgs};
 use crate::exit::{CliError, CliResult, Outcome};
+use crate::findings::{self, Finding, Level};
 use crate::output::eprint_problems;
 
 fn input_error(message: String, help: &str) -> CliError {
@@ -215,7 +216,7 @@ pub fn run(args: &DiffArgs) -> CliResult {
     }
     let changed: Vec<&Compared> = compared.iter().filter(|c| c.change() != "same").collect();
     match args.format {
-        OutputFormat::Json => outln!(
+        CheckFormat::Json => outln!(
             "{}",
             json!({
                 "base": args.base,
@@ -227,14 +228,102 @@ pub fn run(args: &DiffArgs) -> CliResult {
                 "changes": changed,
             })
         ),
-        OutputFormat::Human => print_human(
+        CheckFormat::Human => print_human(
             args, &base, &head, &compared, &changed, &counts, skipped, unreadable,
         ),
+        CheckFormat::Github => out!(
+            "{}",
+            findings::github(&change_findings(args, &head, &changed))
+        ),
+        CheckFormat::Sarif => outln!(
+            "{}",
+            findings::sarif(&change_findings(args, &head, &changed))
+        ),
+        CheckFormat::Junit => {
+            let mut cases: Vec<findings::Case> = change_findings(args, &head, &changed)
+                .into_iter()
+                .map(|f| findings::Case {
+                    name: f.message.clone(),
+                    line: f.region.map(|r| r.start.0),
+                    file: f.file.clone(),
+                    findings: vec![f],
+                    detail: None,
+                })
+                .collect();
+            cases.push(findings::Case {
+                name: format!("{} recorded decisions unchanged", n_same(&counts)),
+                file: None,
+                line: None,
+                findings: Vec::new(),
+                detail: None,
+            });
+            out!("{}", findings::junit("cairn policy diff", &cases));
+        }
     }
     if args.fail_on_change && !changed.is_empty() {
         return Ok(Outcome::CheckFailed);
     }
     Ok(Outcome::Success)
+}
+
+fn n_same(counts: &BTreeMap<&str, usize>) -> usize {
+    counts.get("same").copied().unwrap_or(0)
+}
+
+/// Each group of changed decisions (change, principal, resource) as one finding, located at the
+/// head policy that now determines it (or, when none does, the policies' directory): an error
+/// with `--fail-on-change`, else a warning.
+fn change_findings(args: &DiffArgs, head: &LoadedPolicies, changed: &[&Compared]) -> Vec<Finding> {
+    let level = if args.fail_on_change {
+        Level::Error
+    } else {
+        Level::Warning
+    };
+    let mut groups: BTreeMap<(String, String, String), Vec<&Compared>> = BTreeMap::new();
+    for c in changed {
+        groups
+            .entry((
+                c.change().to_string(),
+                c.principal.clone(),
+                c.resource.clone(),
+            ))
+            .or_default()
+            .push(c);
+    }
+    groups
+        .into_iter()
+        .map(|((change, principal, resource), cs)| {
+            let last = cs[cs.len() - 1];
+            let rule = match change.as_str() {
+                "allow→deny" => "cairn::diff::allow-to-deny",
+                "deny→allow" => "cairn::diff::deny-to-allow",
+                "reasons" => "cairn::diff::reasons",
+                "arguments" => "cairn::diff::arguments",
+                _ => "cairn::diff::error",
+            };
+            let message = format!(
+                "{} recorded decision(s) change {change}: {principal} -> {resource}; base: {}; head: {}",
+                cs.len(),
+                outcome_text(&last.base),
+                outcome_text(&last.head)
+            );
+            let f = Finding::new(level, rule, message);
+            let at = last
+                .head
+                .reasons
+                .iter()
+                .chain(&last.base.reasons)
+                .find_map(|id| head.policies.iter().find(|p| &p.id == id));
+            match at {
+                Some(p) => {
+                    let start = p.file.line_col(p.span.offset());
+                    let end = p.file.line_col(p.span.offset() + p.span.len());
+                    f.at(&p.file.name, Some(findings::Region { start, end }))
+                }
+                None => f.at(&args.paths.policies.display().to_string(), None),
+            }
+        })
+        .collect()
 }
 
 #[expect(

@@ -62,6 +62,30 @@ def test_a_new_forbid_shows_the_decisions_it_would_change(tmp_path):
                    "--records", str(d / "records"), "--fail-on-change"], cwd=tmp_path, check=False)
     assert failing.returncode == 1
 
+    # The same change as findings located at the new forbid, in every machine format.
+    import xml.etree.ElementTree as ET
+    common = ["policy", "diff", "--policies", str(head), "--base", str(d / "policies"),
+              "--records", str(d / "records")]
+    forbid_line = (head / "review.cedar").read_text().splitlines().index('@id("no-sonnet-for-engineering")') + 1
+    sarif = json.loads(run([*common, "--format", "sarif"], cwd=tmp_path).stdout)
+    everything = sarif["runs"][0]["results"]
+    assert everything and all(r["level"] == "warning" for r in everything)
+    results = [r for r in everything if r["ruleId"] == "cairn::diff::allow-to-deny"]
+    assert {r["ruleId"] for r in everything} <= {"cairn::diff::allow-to-deny", "cairn::diff::reasons"}
+    loc = results[0]["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"].endswith("review.cedar")
+    assert loc["region"]["startLine"] == forbid_line and loc["region"]["endLine"] > forbid_line
+    assert sum(int(r["message"]["text"].split()[0]) for r in results) == len(expected)
+    rule = next(r for r in sarif["runs"][0]["tool"]["driver"]["rules"] if r["id"] == "cairn::diff::allow-to-deny")
+    assert "denied by the new policies" in rule["shortDescription"]["text"]
+    gh = run([*common, "--format", "github", "--fail-on-change"], cwd=tmp_path, check=False)
+    assert gh.returncode == 1 and gh.stdout.startswith("::error file=") and f"line={forbid_line}," in gh.stdout
+    root = ET.fromstring(run([*common, "--format", "junit"], cwd=tmp_path).stdout)
+    assert root.get("failures") == "0", "without --fail-on-change a change is a warning"
+    root = ET.fromstring(run([*common, "--format", "junit", "--fail-on-change"], cwd=tmp_path, check=False).stdout)
+    assert int(root.get("failures")) == len(everything)
+    assert any("unchanged" in c.get("name") for c in root.iter("testcase"))
+
 
 def test_base_from_a_signed_bundle_and_from_git(tmp_path):
     d = demo(tmp_path)
