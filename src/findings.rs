@@ -2,6 +2,7 @@
 //! `diff`), and the machine formats they all offer from it: GitHub workflow commands, SARIF
 //! 2.1.0 (regions with start and end, rules with descriptions) and JUnit XML.
 
+use policy_engine::policy_tests::report::xml;
 use policy_engine::{Problem, Severity};
 use serde_json::{Value, json};
 
@@ -256,22 +257,6 @@ pub struct Case {
     pub findings: Vec<Finding>,
     /// Text attached to a failure (a diff, say).
     pub detail: Option<String>,
-}
-
-fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn position(f: &Finding) -> String {

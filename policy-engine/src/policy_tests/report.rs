@@ -112,7 +112,8 @@ pub(crate) fn split_position(at: &str) -> (&str, usize) {
     (file, line)
 }
 
-pub(crate) fn xml(s: &str) -> String {
+/// Text escaped for XML content and attributes (control characters other than whitespace dropped).
+pub fn xml(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
