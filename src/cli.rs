@@ -23,10 +23,16 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Log level for diagnostics on stderr (`error`, `warn`, `info`, `debug`, `trace`); `CAIRN_LOG`
     /// overrides it with a full filter.
-    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "warn",
+        value_name = "LEVEL",
+        help_heading = "Global options"
+    )]
     pub log_level: String,
     /// Write logs as JSON lines.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub log_json: bool,
 }
 
@@ -230,6 +236,7 @@ pub struct AuthorizeArgs {
     /// input.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["principal", "action", "resource", "context"])]
     pub request_json: Option<PathBuf>,
+    /// The principal, as an entity uid (`User::"alice"`).
     #[arg(
         long,
         short = 'l',
@@ -237,6 +244,7 @@ pub struct AuthorizeArgs {
         required_unless_present = "request_json"
     )]
     pub principal: Option<String>,
+    /// The action, as an entity uid (`Action::"invoke_model"`).
     #[arg(
         long,
         short = 'a',
@@ -244,6 +252,7 @@ pub struct AuthorizeArgs {
         required_unless_present = "request_json"
     )]
     pub action: Option<String>,
+    /// The resource, as an entity uid (`Model::"claude-sonnet"`).
     #[arg(
         long,
         short = 'r',
@@ -257,7 +266,7 @@ pub struct AuthorizeArgs {
     /// Also say when no policy applied.
     #[arg(long, short = 'v')]
     pub verbose: bool,
-    /// `json`: `{decision, reasons, errors}` (exit codes stay the Cedar CLI's).
+    /// Output format; `json` is `{decision, reasons, errors}` (exit codes stay the Cedar CLI's).
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutputFormat,
 }
@@ -272,6 +281,7 @@ pub struct BundleArgs {
     /// Ed25519 private key (PKCS#8 PEM), e.g. from `cairn keys generate`.
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
+    /// The bundle file to write.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Version recorded in the manifest; defaults to the source commit's short id.
@@ -281,6 +291,7 @@ pub struct BundleArgs {
     /// newest input file's modification time, so the same inputs give the same bytes.
     #[arg(long, value_name = "TIME")]
     pub created: Option<String>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutputFormat,
 }
@@ -292,13 +303,16 @@ pub struct VerifyArgs {
     /// Ed25519 public key (SPKI PEM).
     #[arg(long, value_name = "FILE")]
     pub pubkey: PathBuf,
+    /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: CheckFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// For people.
     Human,
+    /// One JSON document, for machines.
     Json,
 }
 
@@ -307,8 +321,10 @@ pub enum KeysCommand {
     /// Generate an Ed25519 key pair: DIR/signing.key (mode 0600) and DIR/signing.pub.
     #[command(after_help = "Example:\n  cairn keys generate --out .cairn/keys")]
     Generate {
+        /// The directory for the key pair (created; existing keys are never overwritten).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Output format.
         #[arg(long, value_enum, default_value = "human")]
         format: OutputFormat,
     },
@@ -383,16 +399,17 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct MockUpstreamArgs {
+    /// Listen address; port 0 picks a free port (the address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub listen: String,
-    /// Delay before the first byte, in milliseconds.
-    #[arg(long, default_value_t = 0)]
+    /// Delay before the first byte of each answer, in milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
     pub latency_ms: u64,
     /// Delay between streamed chunks, in milliseconds.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_name = "MS")]
     pub chunk_delay_ms: u64,
-    /// Answer every request with this status (0: never).
-    #[arg(long, default_value_t = 0)]
+    /// Answer every request with this HTTP status instead (0: never).
+    #[arg(long, default_value_t = 0, value_name = "STATUS")]
     pub fail_status: u16,
 }
 
@@ -416,6 +433,7 @@ pub struct AuditVerifyArgs {
     /// Fail when the last segment is not sealed (the gateway is still running or crashed).
     #[arg(long)]
     pub require_sealed: bool,
+    /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutputFormat,
 }
@@ -434,15 +452,16 @@ pub struct IngestCommon {
     /// Exit 1 when anything was quarantined.
     #[arg(long)]
     pub strict: bool,
-    /// Worker threads; 0 is one per core.
-    #[arg(long, default_value_t = 0)]
+    /// Worker threads that parse [default: one per core] (0 means the same).
+    #[arg(long, default_value_t = 0, hide_default_value = true, value_name = "N")]
     pub jobs: usize,
     /// List every source read, however many (by default beyond 10 only the summary).
     #[arg(long)]
     pub verbose: bool,
-    /// Rows per Parquet file written (default 131072); smaller means less memory and more files.
-    #[arg(long, default_value_t = 0, value_name = "ROWS")]
+    /// Rows per Parquet file written; smaller means less memory and more files.
+    #[arg(long, default_value_t = audit_ingest::lake::writer::FLUSH_ROWS, value_name = "ROWS")]
     pub flush_rows: usize,
+    /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutputFormat,
 }
@@ -467,6 +486,7 @@ pub enum IngestCommand {
     /// OpenTelemetry spans as OTLP JSON (the collector file exporter's JSON Lines, or one export per file).
     #[command(after_help = "Example:\n  cairn ingest otel traces.jsonl --lake lake")]
     Otel {
+        /// A file or directory of OTLP JSON, `-` for standard input, or s3://bucket/prefix.
         src: String,
         #[command(flatten)]
         common: IngestCommon,
@@ -476,6 +496,7 @@ pub enum IngestCommand {
         after_help = "Example:\n  cairn ingest decisions .cairn/records --pubkey .cairn/keys/signing.pub --lake lake"
     )]
     Decisions {
+        /// The gateway's record directory (segment-*.jsonl), or s3://bucket/prefix.
         src: String,
         /// Public key(s) the records may be signed with.
         #[arg(long, value_name = "FILE", required = true)]
@@ -486,11 +507,13 @@ pub enum IngestCommand {
     /// Merge the small files of each partition.
     #[command(after_help = "Example:\n  cairn ingest compact --lake lake")]
     Compact {
+        /// The lake: a directory or s3://bucket/prefix.
         #[arg(long, default_value = "lake", value_name = "LAKE")]
         lake: String,
         /// One table (default: all).
         #[arg(long)]
         table: Option<String>,
+        /// Output format.
         #[arg(long, value_enum, default_value = "human")]
         format: OutputFormat,
     },
@@ -498,19 +521,25 @@ pub enum IngestCommand {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum QueryFormat {
+    /// An aligned text table.
     Table,
+    /// CSV with a header row (lists and structs as JSON text).
     Csv,
+    /// One JSON array of objects.
     Json,
     /// One JSON object per line.
     Jsonl,
     /// A GitHub-flavoured Markdown table.
     Markdown,
+    /// A Parquet file (with --out).
     Parquet,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum EngineKind {
+    /// DataFusion, here, over the lake's files.
     Local,
+    /// Amazon Athena, over the same lake on S3 (see `cairn athena ddl`).
     Athena,
 }
 
@@ -519,6 +548,7 @@ pub struct EngineArgs {
     /// The lake: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "lake", value_name = "LAKE")]
     pub lake: String,
+    /// Where the SQL runs: DataFusion over the lake here, or Amazon Athena.
     #[arg(long, value_enum, default_value = "local")]
     pub engine: EngineKind,
     /// Athena workgroup.
@@ -538,6 +568,7 @@ pub struct QueryArgs {
     pub sql: String,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: QueryFormat,
     /// Write results to a file instead of stdout.
@@ -550,8 +581,11 @@ pub struct QueryArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ReportFormat {
+    /// One self-contained HTML file.
     Html,
+    /// Markdown that fits a pull-request comment.
     Md,
+    /// Every row of every section, with its SQL.
     Json,
 }
 
@@ -571,8 +605,10 @@ pub struct ReportArgs {
     /// Last day of the period (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "html")]
     pub format: ReportFormat,
+    /// Write the report to a file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// A directory of templates (report.html.j2, report.md.j2, <name>.html.j2, ...) and extra
@@ -592,9 +628,47 @@ pub enum AthenaCommand {
     /// Print CREATE EXTERNAL TABLE statements for the lake's tables (partition projection on date).
     #[command(after_help = "Example:\n  cairn athena ddl --lake s3://audit/lake --database cairn")]
     Ddl {
+        /// The lake on S3 (s3://bucket/prefix) the tables point at.
         #[arg(long, value_name = "S3_URL")]
         lake: String,
-        #[arg(long, default_value = "cairn")]
+        /// The Athena (Glue) database to create the tables in.
+        #[arg(long, default_value = "cairn", value_name = "NAME")]
         database: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "cairn", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "without a description:\n{}",
+            missing.join("\n")
+        );
+    }
 }

@@ -401,6 +401,12 @@ impl Segment<'_> {
             };
             out.tail = Some((record.seq, hash.clone()));
             last_kind = Some(record.kind());
+            let kind = match record.kind() {
+                RecordKind::Decision => "decisions",
+                RecordKind::Outcome => "outcomes",
+                RecordKind::Seal => "seals",
+            };
+            *s.kinds.entry(kind.to_string()).or_default() += 1;
             if matches!(record.body, Body::Seal(_)) {
                 continue;
             }

@@ -53,6 +53,10 @@ pub struct SourceSummary {
     pub written: u64,
     pub duplicates: u64,
     pub quarantined: BTreeMap<String, u64>,
+    /// Records read by kind, for sources of several (decision segments: `decisions`,
+    /// `outcomes`, `seals`; a seal verifies the chain and is not a row).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<String, u64>,
     /// Why the source was not read (already ingested).
     pub skipped: Option<String>,
     /// Why reading stopped early, if it did.
@@ -98,6 +102,16 @@ impl IngestSummary {
             .iter()
             .map(SourceSummary::quarantined_total)
             .sum()
+    }
+    /// Records read by kind, over every source.
+    pub fn kinds(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for s in &self.sources {
+            for (k, n) in &s.kinds {
+                *out.entry(k.clone()).or_default() += n;
+            }
+        }
+        out
     }
     pub fn quarantined_by_reason(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();

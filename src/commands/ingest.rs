@@ -222,8 +222,23 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
         OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&s).unwrap_or_default()),
         OutputFormat::Human => {
             let rate = s.read() as f64 / s.elapsed_s.max(1e-6);
+            let kinds = s.kinds();
+            let by_kind = if kinds.is_empty() {
+                String::new()
+            } else {
+                let n = |k: &str, one: &str| {
+                    let n = kinds.get(k).copied().unwrap_or(0);
+                    format!("{n} {}", if n == 1 { one } else { k })
+                };
+                format!(
+                    " ({}, {}, {})",
+                    n("decisions", "decision"),
+                    n("outcomes", "outcome"),
+                    n("seals", "seal")
+                )
+            };
             outln!(
-                "{}: {} source(s), {} records read, {} written, {} duplicates skipped, {} quarantined into {} in {:.2} s ({:.0} records/s, {:.1} MB)",
+                "{}: {} source(s), {} records read{by_kind}, {} written, {} duplicates skipped, {} quarantined into {} in {:.2} s ({:.0} records/s, {:.1} MB)",
                 s.table,
                 s.sources.len(),
                 s.read(),

@@ -89,6 +89,14 @@ pub fn query(args: &QueryArgs) -> CliResult {
     finish(out.flush())?;
     if args.stats {
         let s = &result.stats;
+        if s.from_metadata {
+            eprintln!(
+                "{} row(s) in {:.3} s; answered from the files' metadata (the row counts and statistics in their Parquet footers): no rows read",
+                result.rows(),
+                result.elapsed.as_secs_f64()
+            );
+            return Ok(Outcome::Success);
+        }
         eprintln!(
             "{} row(s) in {:.3} s; scanned {} file(s), {} bytes, partitions: {}",
             result.rows(),

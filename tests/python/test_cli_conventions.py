@@ -45,3 +45,17 @@ def test_the_manual_page_renders(tmp_path):
     out = subprocess.run(["man", "-l", str(tmp_path / "cairn.1")], capture_output=True, text=True,
                          env={"MANPAGER": "cat", "PATH": "/usr/bin:/bin", "MANWIDTH": "80"}, timeout=30)
     assert out.returncode == 0 and "cairn" in out.stdout, out.stderr
+
+
+def test_help_sets_global_options_apart_and_states_defaults_once(tmp_path):
+    h = run(["ingest", "cloudtrail", "-h"], cwd=tmp_path).stdout
+    own, global_ = h.split("Global options:", 1)
+    assert "--log-level" in global_ and "--log-json" in global_
+    assert "--log-level" not in own and "--lake" in own
+    flat = " ".join(own.split())
+    jobs = flat.split("--jobs", 1)[1].split("--", 1)[0]
+    assert "[default: one per core]" in jobs and "[default: 0]" not in jobs, jobs
+    rows = flat.split("--flush-rows", 1)[1].split("--", 1)[0]
+    assert rows.count("default") == 1 and "[default: 131072]" in rows, rows
+    mock = " ".join(run(["gateway", "mock-upstream", "-h"], cwd=tmp_path).stdout.split())
+    assert "--listen <ADDR> Listen address" in mock and "--latency-ms <MS>" in mock

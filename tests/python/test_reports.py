@@ -246,6 +246,12 @@ def test_query_formats_errors_and_partition_pruning(lake):
     run(["query", "--lake", "lake", "--format", "parquet", "--out", "out.parquet", q], cwd=lake)
     t = pq.read_table(lake / "out.parquet")
     assert t.column_names == ["event_name", "n"] and t.num_rows == len(rows)
+    # --stats says when DataFusion answered from the footers alone, and what a real scan read.
+    meta = run(["query", "--lake", "lake", "--stats", "SELECT count(*) FROM cloudtrail"], cwd=lake)
+    assert "answered from the files' metadata" in meta.stderr and "no rows read" in meta.stderr
+    scan = run(["query", "--lake", "lake", "--stats", "SELECT count(*) FROM cloudtrail WHERE event_name = 'InvokeModel'"],
+               cwd=lake)
+    assert "scanned " in scan.stderr and "metadata" not in scan.stderr
     # JSON helpers under Trino's names.
     r = json.loads(run(["query", "--lake", "lake", "--format", "json",
                         "SELECT json_extract_scalar(request_parameters, '$.modelId') AS m, json_size(user_identity, '$') AS n "
