@@ -174,7 +174,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), CliError> {
 
 fn check(args: &CheckArgs) -> CliResult {
     let raw = gateway_core::config::load(Some(&args.config), std::env::vars())?;
-    let config = GatewayConfig::resolve(raw)?;
+    let config = GatewayConfig::resolve_from(raw, Some(&args.config))?;
     let rt = runtime()?;
     rt.block_on(async move {
         let report = gateway_core::check(&config).await?;
@@ -217,7 +217,7 @@ fn serve(args: &ServeArgs) -> CliResult {
     } else {
         None
     };
-    let config = GatewayConfig::resolve(raw)?;
+    let config = GatewayConfig::resolve_from(raw, args.config.as_deref())?;
     let records = config.records_dir.clone();
     let mcp_names: Vec<String> = config
         .raw

@@ -43,6 +43,35 @@ enabled = "yes"
     assert c.returncode == 2 and "did you mean `max_body_bytes`?" in flat(c.stderr)
 
 
+def test_value_problems_are_located_too(workdir):
+    """The second phase (values the types accept but the gateway cannot use) names the line."""
+    make_signed_bundle(workdir)
+    text = base_config(workdir).replace("shutdown_grace_ms = 3000", "shutdown_grace_ms = 3000\nmax_body_bytes = 0") + """
+[[models]]
+id = "fast"
+provider = "mock"
+
+[[models]]
+id = "second"
+provider = "nosuch"
+"""
+    cfg = workdir / "c.toml"
+    cfg.write_text(text)
+    lines = text.splitlines()
+    where = lambda key: next(i + 1 for i, line in enumerate(lines) if line.startswith(key))  # noqa: E731
+    nosuch = where('provider = "nosuch"')
+    for command in ["serve", "check"]:
+        r = run(["gateway", command, "--config", str(cfg)], cwd=workdir, check=False)
+        assert r.returncode == 2, r.stdout + r.stderr
+        err = flat(r.stderr)
+        assert f"c.toml:{where('max_body_bytes')}:1: `server.max_body_bytes` must be positive" in err, err
+        assert f"c.toml:{nosuch}:1: `models[1].provider` `nosuch` is not a provider" in err, err
+    # A value set from the environment has no line in the file, and says so by having none.
+    r = run(["gateway", "check", "--config", str(cfg)], cwd=workdir, check=False,
+            env={"CAIRN_ROUTING__MAX_ATTEMPTS": "0"})
+    assert "- `routing.max_attempts` must be at least 1" in flat(r.stderr)
+
+
 def test_check_verifies_the_bundle_and_serves_nothing(workdir):
     make_signed_bundle(workdir)
     cfg = workdir / "ok.toml"

@@ -184,6 +184,46 @@ fn set(table: &mut toml::Table, path: &[Seg], value: Option<toml::Value>) -> boo
     }
 }
 
+/// The key path a problem's message starts with (`` `models[1].provider` ... ``), as segments.
+fn leading_path(problem: &str) -> Option<Vec<Seg>> {
+    let rest = problem.strip_prefix('`')?;
+    let key = &rest[..rest.find('`')?];
+    let mut path = Vec::new();
+    for part in key.split('.') {
+        let (name, mut indices) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if name.is_empty() {
+            return None;
+        }
+        path.push(Seg::Key(name.to_string()));
+        while let Some(r) = indices.strip_prefix('[') {
+            let end = r.find(']')?;
+            path.push(Seg::Index(r[..end].parse().ok()?));
+            indices = &r[end + 1..];
+        }
+    }
+    Some(path)
+}
+
+/// Prefixes each problem whose key the file names with `file:line:col: ` (a problem about a
+/// key the environment set, or about no key, stays as it is).
+pub fn locate_all(problems: Vec<String>, file: &Path, text: &str) -> Vec<String> {
+    problems
+        .into_iter()
+        .map(|p| {
+            match leading_path(&p)
+                .filter(|path| !path.is_empty())
+                .and_then(|path| locate(text, &path))
+            {
+                Some((line, col)) => format!("{}:{line}:{col}: {p}", file.display()),
+                None => p,
+            }
+        })
+        .collect()
+}
+
 /// Line and column (1-based) of the key at `path` in a TOML text: the line that names the
 /// longest prefix of the path (a key, a `[table]` or the nth `[[array]]` header). Best effort:
 /// a path set from the environment has no line.
@@ -308,5 +348,33 @@ risk = "wrong"
             Some((16, 1))
         );
         assert_eq!(at(&[k("limits")]), None);
+    }
+
+    #[test]
+    fn value_problems_are_located_at_the_key_they_name() {
+        let text = "[server]\nmax_body_bytes = 0\n\n[[models]]\nid = \"a\"\n\n[[models]]\nid = \"b\"\n  provider = \"nosuch\"\n";
+        let located = locate_all(
+            vec![
+                "`server.max_body_bytes` must be positive".into(),
+                "`models[1].provider` `nosuch` is not a provider".into(),
+                "`routing.max_attempts` must be at least 1".into(),
+                "no key at all".into(),
+            ],
+            Path::new("c.toml"),
+            text,
+        );
+        assert_eq!(
+            located[0],
+            "c.toml:2:1: `server.max_body_bytes` must be positive"
+        );
+        assert_eq!(
+            located[1],
+            "c.toml:9:3: `models[1].provider` `nosuch` is not a provider"
+        );
+        assert_eq!(
+            located[2], "`routing.max_attempts` must be at least 1",
+            "not in the file"
+        );
+        assert_eq!(located[3], "no key at all");
     }
 }

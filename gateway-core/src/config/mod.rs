@@ -122,6 +122,20 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// [`Self::resolve`], with each problem located in `file` (the configuration `raw` was
+    /// read from) at the key it names.
+    pub fn resolve_from(raw: RawConfig, file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::resolve(raw).map_err(|mut e| {
+            if let Some(f) = file
+                && let Ok(text) = std::fs::read_to_string(f)
+            {
+                e.problems = collect::locate_all(e.problems, f, &text);
+                e.file = Some(f.to_path_buf());
+            }
+            e
+        })
+    }
+
     /// Checks values the types cannot, collecting every problem.
     pub fn resolve(raw: RawConfig) -> Result<Self, ConfigError> {
         let mut problems = Vec::new();
