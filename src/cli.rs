@@ -634,6 +634,10 @@ pub enum AthenaCommand {
         /// The Athena (Glue) database to create the tables in.
         #[arg(long, default_value = "cairn", value_name = "NAME")]
         database: String,
+        /// Drop each table before creating it (the tables are external: no data is deleted), so
+        /// the statements also bring existing tables to the current layout.
+        #[arg(long)]
+        replace: bool,
     },
 }
 

@@ -2,7 +2,7 @@
 //! `diff`), and the machine formats they all offer from it: GitHub workflow commands, SARIF
 //! 2.1.0 (regions with start and end, rules with descriptions) and JUnit XML.
 
-use policy_engine::policy_tests::report::xml;
+use policy_engine::policy_tests::report::{gh_data, gh_property, xml};
 use policy_engine::{Problem, Severity};
 use serde_json::{Value, json};
 
@@ -161,16 +161,6 @@ pub fn describe(rule: &str) -> String {
     } else {
         format!("{last}.")
     }
-}
-
-fn gh_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-fn gh_property(s: &str) -> String {
-    gh_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// GitHub Actions workflow commands: one annotation per finding.

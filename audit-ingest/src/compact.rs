@@ -25,6 +25,8 @@ use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::object_store::ObjectMeta;
 
 use crate::error::IngestError;
+use crate::ingest::QuarantineSink;
+use crate::reject::Reason;
 use lake::Lake;
 use lake::layout::{self, Layout};
 use lake::resources::{Resource, ResourceListBuilder};
@@ -70,6 +72,18 @@ pub struct CompactSummary {
     pub rows: usize,
     /// Files of an earlier layout rewritten.
     pub migrated: usize,
+    /// Values of an earlier layout that did not convert: set to null in their row and kept in
+    /// `_quarantine` (reason `wrong_shape`, the file and row as source and record number).
+    pub quarantined: usize,
+}
+
+/// A value of an earlier layout that does not convert to the column's type now.
+#[derive(Debug)]
+struct Unconverted {
+    column: String,
+    row: usize,
+    detail: String,
+    raw: String,
 }
 
 /// A JSON array of strings (layout 1's text) as a list; a member that is not a string keeps
@@ -83,12 +97,20 @@ fn json_strings(v: &str) -> Vec<String> {
                 other => other.to_string(),
             })
             .collect(),
+        // A lone string attribute was kept as its JSON text (`"stop"`): the string itself.
+        Ok(serde_json::Value::String(s)) => vec![s],
         _ => vec![v.to_string()],
     }
 }
 
-/// Converts a column of JSON text to the list type the table now declares.
-fn from_json_text(c: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef, ArrowError> {
+/// Converts a column of JSON text to the list type the table now declares; a value that does
+/// not convert is null in the result and listed in `bad`.
+fn from_json_text(
+    c: &ArrayRef,
+    to: &DataType,
+    name: &str,
+    bad: &mut Vec<Unconverted>,
+) -> Result<ArrayRef, ArrowError> {
     let Some(text) = c.as_string_opt::<i32>() else {
         return cast(c, to);
     };
@@ -102,14 +124,20 @@ fn from_json_text(c: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef, A
     if *to == lake::resources::resource_list_type() {
         let mut b = ResourceListBuilder::with_capacity(text.len());
         for (i, v) in text.iter().enumerate() {
-            let list = v
-                .map(serde_json::from_str::<Vec<Resource>>)
-                .transpose()
-                .map_err(|e| {
-                    ArrowError::ParseError(format!(
-                        "row {i} of `{name}` is not a list of {{ARN, accountId, type}} ({e}); the file is left as it is"
-                    ))
-                })?;
+            let list = match v.map(serde_json::from_str::<Vec<Resource>>).transpose() {
+                Ok(list) => list,
+                Err(e) => {
+                    bad.push(Unconverted {
+                        column: name.to_string(),
+                        row: i,
+                        detail: format!(
+                            "`{name}` is not a list of {{ARN, accountId, type}} objects ({e}); the row keeps null"
+                        ),
+                        raw: v.unwrap_or_default().to_string(),
+                    });
+                    None
+                }
+            };
             b.append_option(list.as_deref());
         }
         return Ok(Arc::new(b.finish()));
@@ -119,8 +147,12 @@ fn from_json_text(c: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef, A
 
 /// A batch read from a file written under an earlier version of the table, laid out as the
 /// table is now: columns matched by name, a column the file lacks filled with nulls, a column
-/// of another type converted.
-fn fit(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+/// of another type converted (what does not convert is listed in `bad`).
+fn fit(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    bad: &mut Vec<Unconverted>,
+) -> Result<RecordBatch, ArrowError> {
     if batch.schema().fields() == schema.fields() {
         return Ok(batch.clone());
     }
@@ -130,7 +162,7 @@ fn fit(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowErro
         .map(|f| match batch.column_by_name(f.name()) {
             Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
             Some(c) if c.data_type() == &DataType::Utf8 => {
-                from_json_text(c, f.data_type(), f.name())
+                from_json_text(c, f.data_type(), f.name(), bad)
             }
             Some(c) => cast(c, f.data_type()),
             None => Ok(new_null_array(f.data_type(), batch.num_rows())),
@@ -163,23 +195,34 @@ pub fn compact(
     for date in rt.block_on(lake.partitions(name))? {
         let mut files = Vec::new();
         let mut outdated = 0;
-        for f in rt.block_on(lake.data_files(name, Some(&date)))? {
+        let all = rt.block_on(lake.data_files(name, Some(&date)))?;
+        let mut current = Vec::new();
+        for f in all {
             let footer = rt.block_on(footer(lake, &f, &schema))?;
             if footer.outdated {
                 outdated += 1;
                 files.push(f);
             } else if f.size < SMALL_FILE_BYTES && footer.rows < FLUSH_ROWS {
                 files.push(f);
+            } else {
+                current.push(f);
             }
         }
         if files.len() < 2 && outdated == 0 {
             continue;
+        }
+        // A partition being migrated is rewritten whole: a run stopped after writing its new
+        // files and before deleting the old ones leaves both, and only rewriting them together
+        // (de-duplicated) settles that.
+        if outdated > 0 {
+            files.append(&mut current);
         }
         out.migrated += outdated;
         out.partitions += 1;
         out.files_before += files.len();
         // A fresh writer de-duplicates within this partition only (it starts with no keys).
         let mut w = TableWriter::new_empty(lake.clone(), table, rt.clone());
+        let mut sink = QuarantineSink::new(table);
         for f in &files {
             let Some(bytes) = rt.block_on(lake.get(&f.location))? else {
                 continue;
@@ -188,14 +231,34 @@ pub fn compact(
                 .map_err(IngestError::parquet)?
                 .build()
                 .map_err(IngestError::parquet)?;
-            let batches: Vec<RecordBatch> = reader
-                .map(|b| b.and_then(|b| fit(&b, &schema)))
-                .collect::<Result<_, _>>()
-                .map_err(IngestError::arrow)?;
+            let mut batches: Vec<RecordBatch> = Vec::new();
+            let mut offset = 0;
+            for b in reader {
+                let b = b.map_err(IngestError::arrow)?;
+                let mut bad = Vec::new();
+                batches.push(fit(&b, &schema, &mut bad).map_err(IngestError::arrow)?);
+                for u in bad {
+                    sink.add(
+                        f.location.as_ref(),
+                        (offset + u.row + 1) as u64,
+                        Reason::WrongShape,
+                        &format!("column `{}`: {}", u.column, u.detail),
+                        u.raw.as_bytes(),
+                    );
+                }
+                offset += b.num_rows();
+            }
             let batch = concat_batches(&schema, &batches).map_err(IngestError::arrow)?;
             out.rows += w.add(&date, batch)?.new;
         }
         w.finish()?;
+        if !sink.is_empty() {
+            out.quarantined += sink.len();
+            let mut q = TableWriter::new(lake.clone(), Table::Quarantine, rt.clone());
+            let date = sink.date();
+            q.add(&date, sink.take().map_err(IngestError::arrow)?)?;
+            q.finish()?;
+        }
         out.files_after += w.files_written.len();
         for f in &files {
             rt.block_on(lake.delete(&f.location))?;
@@ -254,7 +317,7 @@ mod tests {
             Field::new("seq", DataType::Int64, true),
             Field::new("reason", DataType::Utf8, true),
         ]));
-        let fitted = fit(&batch, &now).unwrap();
+        let fitted = fit(&batch, &now, &mut Vec::new()).unwrap();
         assert_eq!(fitted.schema(), now);
         assert_eq!(fitted.column(2).null_count(), 2);
         assert_eq!(
@@ -294,7 +357,7 @@ mod tests {
             Field::new("reasons", str_list_type(), true),
             Field::new("resources", lake::resources::resource_list_type(), true),
         ]));
-        let fitted = fit(&batch, &now).unwrap();
+        let fitted = fit(&batch, &now, &mut Vec::new()).unwrap();
         let reasons = fitted.column(0).as_list::<i32>();
         assert_eq!(reasons.value(0).as_string::<i32>().value(1), "b");
         assert!(reasons.is_null(1));
@@ -321,7 +384,12 @@ mod tests {
             lake::resources::resource_list_type(),
             true,
         )]));
-        let e = fit(&bad, &now).unwrap_err().to_string();
-        assert!(e.contains("row 0 of `resources`"), "{e}");
+        let mut unconverted = Vec::new();
+        let fitted = fit(&bad, &now, &mut unconverted).unwrap();
+        assert!(fitted.column(0).is_null(0), "the row stays, its value null");
+        assert_eq!(unconverted.len(), 1);
+        assert_eq!(unconverted[0].raw, r#"{"not":"a list"}"#);
+        assert!(unconverted[0].detail.contains("`resources`"));
+        assert_eq!(json_strings(r#""stop""#), vec!["stop".to_string()]);
     }
 }

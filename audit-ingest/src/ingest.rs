@@ -53,8 +53,9 @@ pub struct SourceSummary {
     pub written: u64,
     pub duplicates: u64,
     pub quarantined: BTreeMap<String, u64>,
-    /// Records read by kind, for sources of several (decision segments: `decisions`,
-    /// `outcomes`, `seals`; a seal verifies the chain and is not a row).
+    /// Records that verified, by kind, for sources of several (decision segments: `decisions`,
+    /// `outcomes`, `seals`; a seal closes the chain and is not a row). A record that did not
+    /// verify is counted in `quarantined` instead.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub kinds: BTreeMap<String, u64>,
     /// Why the source was not read (already ingested).

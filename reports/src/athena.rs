@@ -39,7 +39,9 @@ fn athena_type(t: &DataType) -> String {
 }
 
 /// `CREATE EXTERNAL TABLE` statements for every table of the lake at `lake` (`s3://...`).
-pub fn ddl(lake: &str, database: &str) -> Result<String, ReportError> {
+/// With `replace`, each table is dropped first (external tables: the data stays), so the
+/// statements also bring tables of an earlier layout to this one.
+pub fn ddl(lake: &str, database: &str, replace: bool) -> Result<String, ReportError> {
     let (bucket, prefix) = lake::parse_s3(lake).ok_or_else(|| {
         ReportError::Input(format!(
             "`{lake}` is not an s3:// location; Athena reads lakes on S3"
@@ -67,6 +69,9 @@ pub fn ddl(lake: &str, database: &str) -> Result<String, ReportError> {
         } else {
             table.to_string()
         };
+        if replace {
+            out.push_str(&format!("\nDROP TABLE IF EXISTS {database}.{name};"));
+        }
         out.push_str(&format!(
             "\nCREATE EXTERNAL TABLE IF NOT EXISTS {database}.{name} (\n{}\n)\nPARTITIONED BY (`date` date)\nSTORED AS PARQUET\nLOCATION '{base}/{table}/'\nTBLPROPERTIES (\n  'projection.enabled' = 'true',\n  'projection.date.type' = 'date',\n  'projection.date.format' = 'yyyy-MM-dd',\n  'projection.date.range' = '2000-01-01,NOW',\n  'projection.date.interval' = '1',\n  'projection.date.interval.unit' = 'DAYS',\n  'storage.location.template' = '{base}/{table}/date=${{date}}/',\n  'parquet.compression' = 'ZSTD'\n);\n",
             cols.join(",\n")

@@ -46,6 +46,15 @@ fn scans(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.downcast_ref::<DataSourceExec>().is_some() || plan.children().into_iter().any(scans)
 }
 
+/// Whether the plan answers with a row made from statistics (what DataFusion plans for an
+/// aggregate it computed from the files' footers), rather than, say, an empty plan after
+/// every file was pruned.
+fn from_statistics(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<datafusion::physical_plan::placeholder_row::PlaceholderRowExec>()
+        .is_some()
+        || plan.children().into_iter().any(from_statistics)
+}
+
 fn visit(plan: &Arc<dyn ExecutionPlan>, stats: &mut ScanStats) {
     if let Some(ds) = plan.downcast_ref::<DataSourceExec>() {
         if let Some(fsc) = ds.data_source().downcast_ref::<FileScanConfig>() {
@@ -96,7 +105,7 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryOutput, ReportE
         .await
         .map_err(|e| sql_error(sql, &e))?;
     let mut stats = ScanStats {
-        from_metadata: reads_tables && !scans(&plan),
+        from_metadata: reads_tables && !scans(&plan) && from_statistics(&plan),
         ..ScanStats::default()
     };
     visit(&plan, &mut stats);

@@ -346,13 +346,13 @@ fn evidence_context(run: &ReportRun, format: Format) -> Result<Value, ReportErro
     let (decisions, outcomes, failed) = (
         figure("decisions_verified"),
         figure("outcomes_verified"),
-        figure("records_failed"),
+        figure("records_quarantined_ever"),
     );
     let (status, verdict) = if failed > 0 {
         (
             "failed",
             format!(
-                "{failed} decision record(s) failed verification on ingest and are in _quarantine; {decisions} decisions and {outcomes} outcomes of this period verified"
+                "has gaps: {failed} record(s) of the gateway's segments were quarantined on ingest (altered, out of their chain, unreadable or cut short; see _quarantine), at any time; {decisions} decisions and {outcomes} outcomes of this period verified"
             ),
         )
     } else if decisions == 0 {
@@ -464,6 +464,23 @@ pub fn render(
         "Audit reports".to_string()
     };
     let names: Vec<&str> = runs.iter().map(|r| r.spec.name.as_str()).collect();
+    // Every row some section names, so that a value links only where its target is shown.
+    let mut anchors = std::collections::BTreeMap::new();
+    for run in runs.iter().chain(evidence) {
+        for s in &run.sections {
+            let Some(col) = s.spec.anchor.as_deref() else {
+                continue;
+            };
+            let (Ok(i), Some(prefix)) = (s.output.schema.index_of(col), link_prefix(col)) else {
+                continue;
+            };
+            for r in display_rows(&s.output)?.iter().take(MAX_ROWS) {
+                if let Some(v) = r.get(i) {
+                    anchors.insert(format!("{prefix}{v}"), true);
+                }
+            }
+        }
+    }
     let evidence = match evidence {
         Some(e) => Some(evidence_context(e, format)?),
         None => None,
@@ -479,6 +496,7 @@ pub fn render(
             to => to,
             generated_at => generated_at,
             evidence => evidence,
+            anchors => anchors,
         })
         .map_err(|e| ReportError::Template {
             name: template.name().to_string(),

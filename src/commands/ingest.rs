@@ -166,9 +166,12 @@ pub fn run(cmd: IngestCommand) -> CliResult {
                     })
                     .map_err(|e| CliError::input(miette::miette!("compaction failed: {e}")))??;
                 if format == OutputFormat::Human {
-                    let migrated = match s.migrated {
-                        0 => String::new(),
-                        n => format!(" ({n} of an earlier layout rewritten)"),
+                    let migrated = match (s.migrated, s.quarantined) {
+                        (0, _) => String::new(),
+                        (n, 0) => format!(" ({n} of an earlier layout rewritten)"),
+                        (n, q) => format!(
+                            " ({n} of an earlier layout rewritten; {q} value(s) that did not convert kept in _quarantine, their rows null there)"
+                        ),
                     };
                     outln!(
                         "{t}: {} partition(s) compacted, {} file(s) -> {}, {} rows{migrated}",
@@ -231,7 +234,7 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
                     format!("{n} {}", if n == 1 { one } else { k })
                 };
                 format!(
-                    " ({}, {}, {})",
+                    " (verified: {}, {}, {})",
                     n("decisions", "decision"),
                     n("outcomes", "outcome"),
                     n("seals", "seal")

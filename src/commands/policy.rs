@@ -127,7 +127,8 @@ fn validate(args: &ValidateArgs) -> CliResult {
                         .filter(|p| p.file_name().unwrap_or("(policies)") == name)
                         .map(findings::Finding::from)
                         .collect(),
-                    file: Some(name.clone()),
+                    // Problems of no file are a case of their own, with no file to name.
+                    file: (name != "(policies)").then(|| name.clone()),
                     name,
                     line: None,
                     detail: None,
@@ -178,9 +179,12 @@ fn fmt(args: &FmtArgs) -> CliResult {
             .enumerate()
             .find(|(_, (a, b))| a != b)
             .map_or_else(
+                // The lines agree as far as both go: the difference is in the lines one has
+                // beyond the other, or in line endings; name the last line the file has.
                 || {
                     let n = c.file.text.lines().count().min(c.formatted.lines().count());
-                    (n + 1, "")
+                    let last = c.file.text.lines().count().max(1).min(n + 1);
+                    (last, c.file.text.lines().nth(last - 1).unwrap_or(""))
                 },
                 |(i, (a, _))| (i + 1, a),
             );
@@ -699,7 +703,11 @@ fn verify(args: &VerifyArgs) -> CliResult {
         ),
         _ => None,
     };
+    // A key or file that cannot be read is an input error, reported on stderr: no report that
+    // a CI could take for a clean one.
+    let checked = result.is_ok() || failure.is_some();
     match args.format {
+        _ if !checked => {}
         CheckFormat::Github => out!("{}", findings::github(failure.as_slice())),
         CheckFormat::Sarif => outln!("{}", findings::sarif(failure.as_slice())),
         CheckFormat::Junit => out!(

@@ -213,8 +213,12 @@ pub fn report(args: &ReportArgs) -> CliResult {
 
 pub fn athena(cmd: AthenaCommand) -> CliResult {
     match cmd {
-        AthenaCommand::Ddl { lake, database } => {
-            out!("{}", reports::athena::ddl(&lake, &database)?);
+        AthenaCommand::Ddl {
+            lake,
+            database,
+            replace,
+        } => {
+            out!("{}", reports::athena::ddl(&lake, &database, replace)?);
             Ok(Outcome::Success)
         }
     }

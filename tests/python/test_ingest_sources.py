@@ -49,7 +49,7 @@ def test_decision_records_are_verified_into_the_lake(workdir):
     assert sum(kinds.values()) == sum(x["read"] for x in s["sources"]), "every record read is of one kind"
     human = run(["ingest", "decisions", "records", "--pubkey", "keys/signing.pub", "--lake", "lake2"], cwd=workdir).stdout
     seals = "1 seal" if kinds["seals"] == 1 else f"{kinds['seals']} seals"
-    assert f"records read ({kinds['decisions']} decisions, {kinds['outcomes']} outcomes, {seals})" in human, human
+    assert f"records read (verified: {kinds['decisions']} decisions, {kinds['outcomes']} outcomes, {seals})" in human, human
     rows = dict(q(workdir / "lake", "select id, status from decisions"))
     assert set(rows) == {i for i, _ in sent}
     allowed = {i for i, st in sent if st == 200}

@@ -389,6 +389,10 @@ def test_html_report_is_self_contained_and_explorable_in_headless_chromium(lake)
         record.locator("dd a", has_text=digest).click()
         assert page.evaluate("location.hash") == "#bundle-" + digest
         assert page.evaluate("document.querySelector(':target').closest('section').id") == "evidence"
+        # Every link inside the page has its target in the page.
+        dead = page.evaluate("""[...document.querySelectorAll('a[href^="#"]')]
+            .filter(a => !document.getElementById(decodeURIComponent(a.hash.slice(1)))).map(a => a.hash)""")
+        assert dead == [], dead
         pdf = page.pdf()
         browser.close()
     assert errors == []
@@ -471,9 +475,28 @@ def as_layout_1(lake_dir):
 
 
 def test_a_layout_1_lake_is_refused_then_migrated_by_compact(lake, tmp_path):
+    import duckdb
     shutil.copytree(lake / "lake", tmp_path / "lake")
     before = report(lake, "denials")
+    count = lambda d, t: duckdb.sql(  # noqa: E731
+        f"select count(*) from read_parquet('{d}/{t}/*/*.parquet')").fetchall()[0][0]
+    rows_before = {t: count(lake / "lake", t) for t in ["decisions", "cloudtrail"]}
+    # A migration stopped after writing a partition's new file, before deleting the old one:
+    # the new (current layout) file stands beside the old file holding the same rows.
+    migrated = sorted((tmp_path / "lake" / "decisions").glob("date=*/*.parquet"))[0]
+    kept = migrated.read_bytes()
     as_layout_1(tmp_path / "lake")
+    (migrated.parent / "part-ffffffffffffffffffffffffffffffff.parquet").write_bytes(kept)
+    # And one CloudTrail `resources` value of a shape layout 2 cannot hold.
+    import pyarrow as pa
+    ct_file = next(f for f in sorted((tmp_path / "lake" / "cloudtrail").glob("date=*/*.parquet"))
+                   if any(v is not None for v in pq.read_table(f).column("resources").to_pylist()))
+    t = pq.read_table(ct_file)
+    values = t.column("resources").to_pylist()
+    odd = next(i for i, v in enumerate(values) if v is not None)
+    values[odd] = '{"not": "a list"}'
+    pq.write_table(t.set_column(t.schema.get_field_index("resources"), "resources", pa.array(values, pa.string())),
+                   ct_file)
     refused = run(["query", "--lake", "lake", "select count(*) from decisions"], cwd=tmp_path, check=False)
     assert refused.returncode != 0
     assert "is of layout version 1" in flat(refused.stderr) and "cairn ingest compact --lake lake" in flat(refused.stderr)
@@ -483,7 +506,12 @@ def test_a_layout_1_lake_is_refused_then_migrated_by_compact(lake, tmp_path):
 
     out = run(["ingest", "compact", "--lake", "lake"], cwd=tmp_path).stdout
     assert "of an earlier layout rewritten" in out and "the lake is now of layout version 2" in out, out
+    assert "1 value(s) that did not convert kept in _quarantine" in out, out
     assert report(tmp_path, "denials") == before
+    assert {t: count(tmp_path / "lake", t) for t in rows_before} == rows_before, "no row lost, none twice"
+    q = json.loads(run(["query", "--lake", "lake", "--format", "json",
+                        "select reason, raw from _quarantine where target_table = 'cloudtrail'"], cwd=tmp_path).stdout)
+    assert q == [{"reason": "wrong_shape", "raw": '{"not": "a list"}'}]
     again = run(["ingest", "compact", "--lake", "lake", "--format", "json"], cwd=tmp_path).stdout
     summary = json.loads(again)
     assert summary["layout_current"] and not summary["migrated"]
@@ -507,8 +535,18 @@ def test_athena_ddl_parses_as_hive_and_trino(tmp_path):
     cols = {c.name: c.args["kind"].sql() for c in tables["cloudtrail"].find_all(sqlglot.exp.ColumnDef)}
     assert cols["event_time"] == "TIMESTAMP" and cols["read_only"] == "BOOLEAN" and cols["ingest_record"] == "BIGINT"
     assert cols["date"] == "DATE"
+    lists = {c.name: c.args["kind"].sql(dialect="athena") for c in tables["decisions"].find_all(sqlglot.exp.ColumnDef)}
+    # (sqlglot writes Athena's array<string> in its Trino spelling.)
+    assert all(lists[c].upper() in ("ARRAY<STRING>", "ARRAY(VARCHAR)") for c in ["reasons", "principal_parents", "errors"]), lists
+    resources = next(c for c in tables["cloudtrail"].find_all(sqlglot.exp.ColumnDef) if c.name == "resources")
+    assert resources.args["kind"].sql(dialect="athena") == "ARRAY(ROW(arn VARCHAR, account_id VARCHAR, type VARCHAR))"
     # And through Hive's dialect too.
     assert all(s is not None for s in sqlglot.parse(ddl, read="hive"))
+    # --replace drops each (external) table first, to bring it to the current layout.
+    replaced = run(["athena", "ddl", "--lake", "s3://audit-bucket/lake", "--database", "cairn", "--replace"],
+                   cwd=tmp_path).stdout
+    parsed = [s for s in sqlglot.parse(replaced, read="athena") if s is not None]
+    assert len(parsed) == 11 and sum(isinstance(x, sqlglot.exp.Drop) for x in parsed) == 5
     bad = run(["athena", "ddl", "--lake", "/local/dir"], cwd=tmp_path, check=False)
     assert bad.returncode == 2
 

@@ -130,14 +130,14 @@ pub fn xml(s: &str) -> String {
 }
 
 /// Escapes the message part of a workflow command.
-pub(crate) fn gh_data(s: &str) -> String {
+pub fn gh_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
 /// Escapes a property value of a workflow command.
-pub(crate) fn gh_property(s: &str) -> String {
+pub fn gh_property(s: &str) -> String {
     gh_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
