@@ -401,6 +401,8 @@ def test_html_report_is_self_contained_and_explorable_in_headless_chromium(lake)
     md = run(["report", "denials", "--lake", "lake", "--format", "md", *PERIOD], cwd=lake).stdout
     assert "| policy | denials | principals |" in md and "| principal-cleared-for-data | 3 | 1 |" in md
     assert "Decision chain verified on ingest" in md and digest in md
+    # The signed records' fields are the HTML's and JSON's; a PR comment gets the denials only.
+    assert "Decision records of these denials" not in md and "Most recent denials" in md
     js = json.loads(run(["report", "denials", "--lake", "lake", "--format", "json", *PERIOD], cwd=lake).stdout)
     assert js["evidence"]["sections"]["bundles"]["rows"][0]["bundle"] == digest
 
