@@ -171,7 +171,7 @@ fn fit(
     RecordBatch::try_new(schema.clone(), columns)
 }
 
-pub fn compact(
+fn compact(
     lake: &Lake,
     table: Table,
     rt: &tokio::runtime::Handle,
@@ -182,16 +182,6 @@ pub fn compact(
     };
     let schema = table.schema();
     let name = table.name();
-    if let Layout::Other(v) = rt.block_on(layout::detect(lake))?
-        && v > LAYOUT_VERSION
-    {
-        return Err(lake::LakeError::OldLayout {
-            lake: lake.display.clone(),
-            found: v,
-            current: LAYOUT_VERSION,
-        }
-        .into());
-    }
     for date in rt.block_on(lake.partitions(name))? {
         let mut files = Vec::new();
         let mut outdated = 0;
@@ -267,25 +257,76 @@ pub fn compact(
     Ok(out)
 }
 
-/// Marks the lake current when no file of an earlier layout is left in any table (a migration
-/// interrupted, or run for one table, leaves the mark off and the next compaction goes on).
-/// Returns whether the lake is now current.
-pub fn finish_migration(lake: &Lake, rt: &tokio::runtime::Handle) -> Result<bool, IngestError> {
-    match rt.block_on(layout::detect(lake))? {
-        Layout::Current => return Ok(true),
-        Layout::Empty => return Ok(false),
-        Layout::Other(_) => {}
+/// What `cairn ingest compact` did to each table, and to the lake's layout.
+#[derive(Debug, Serialize)]
+pub struct Compaction {
+    pub tables: Vec<CompactSummary>,
+    /// Every file is of the current layout (and the lake is marked so).
+    pub layout_current: bool,
+    /// This run brought the lake from an earlier layout to the current one.
+    pub migrated: bool,
+}
+
+/// Compacts `tables` (and migrates their files of an earlier layout); once no such file is
+/// left in any table, marks the lake current. A lake of a later layout is refused.
+pub fn compact_all(
+    lake: &Lake,
+    tables: &[Table],
+    rt: &tokio::runtime::Handle,
+) -> Result<Compaction, IngestError> {
+    let was = rt.block_on(layout::detect(lake))?;
+    if let Layout::Other(v) = was
+        && v > LAYOUT_VERSION
+    {
+        return Err(lake::LakeError::OldLayout {
+            lake: lake.display.clone(),
+            found: v,
+            current: LAYOUT_VERSION,
+        }
+        .into());
     }
-    for table in Table::ALL {
+    let summaries = tables
+        .iter()
+        .map(|t| compact(lake, *t, rt))
+        .collect::<Result<Vec<_>, _>>()?;
+    let layout_current = match was {
+        Layout::Current => true,
+        Layout::Empty => false,
+        // Every table rewritten here has no old file left; others must be looked at.
+        Layout::Other(_) => {
+            let rest: Vec<Table> = Table::ALL
+                .into_iter()
+                .filter(|t| !tables.contains(t))
+                .collect();
+            let done = !any_outdated(lake, &rest, rt)?;
+            if done {
+                rt.block_on(layout::mark_current(lake))?;
+            }
+            done
+        }
+    };
+    Ok(Compaction {
+        tables: summaries,
+        layout_current,
+        migrated: layout_current && matches!(was, Layout::Other(_)),
+    })
+}
+
+/// Whether any file of `tables` is of an earlier layout (read from the footers).
+fn any_outdated(
+    lake: &Lake,
+    tables: &[Table],
+    rt: &tokio::runtime::Handle,
+) -> Result<bool, IngestError> {
+    for table in tables.iter().copied() {
         let schema = table.schema();
         for f in rt.block_on(lake.data_files(table.name(), None))? {
             if rt.block_on(footer(lake, &f, &schema))?.outdated {
-                return Ok(false);
+                return Ok(true);
             }
         }
     }
-    rt.block_on(layout::mark_current(lake))?;
-    Ok(true)
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -26,9 +26,10 @@ struct Marker {
     version: u32,
 }
 
+/// Whether any table holds a data file, stopping at the first one found.
 async fn has_data(lake: &Lake) -> Result<bool, LakeError> {
     for t in Table::ALL {
-        if !lake.data_files(t.name(), None).await?.is_empty() {
+        if lake.has_data_file(t.name()).await? {
             return Ok(true);
         }
     }

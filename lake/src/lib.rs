@@ -36,6 +36,12 @@ fn store_error(what: &str, source: datafusion::object_store::Error) -> LakeError
     }
 }
 
+/// A table's Parquet file (not a staging, hidden or underscore file).
+fn is_data_file(m: &ObjectMeta) -> bool {
+    let name = m.location.filename().unwrap_or("");
+    name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.')
+}
+
 #[derive(Clone, Debug)]
 pub struct Lake {
     pub store: Arc<dyn ObjectStore>,
@@ -167,11 +173,24 @@ impl Lake {
             None => self.path(table),
         };
         let mut files = self.list(&prefix).await?;
-        files.retain(|m| {
-            let name = m.location.filename().unwrap_or("");
-            name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.')
-        });
+        files.retain(is_data_file);
         Ok(files)
+    }
+
+    /// Whether a table has any data file, listing only until the first.
+    pub async fn has_data_file(&self, table: &str) -> Result<bool, LakeError> {
+        let prefix = self.path(table);
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(m) = listing
+            .try_next()
+            .await
+            .map_err(|e| store_error(&format!("list {prefix}"), e))?
+        {
+            if is_data_file(&m) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), LakeError> {

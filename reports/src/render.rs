@@ -273,7 +273,15 @@ fn environment(templates: Option<&Path>) -> Environment<'static> {
     env
 }
 
-fn sections_context(run: &ReportRun, format: Format) -> Result<Vec<Value>, ReportError> {
+/// Every row some section names (its `anchor`), gathered while the sections are built, so a
+/// value links only where its target is shown.
+type Anchors = std::collections::BTreeMap<String, bool>;
+
+fn sections_context(
+    run: &ReportRun,
+    format: Format,
+    shown: &mut Anchors,
+) -> Result<Vec<Value>, ReportError> {
     let mut sections = Vec::new();
     for s in &run.sections {
         let all = display_rows(&s.output)?;
@@ -306,6 +314,7 @@ fn sections_context(run: &ReportRun, format: Format) -> Result<Vec<Value>, Repor
             }
             None => Vec::new(),
         };
+        shown.extend(anchors.iter().map(|a| (a.clone(), true)));
         sections.push(context! {
             name => format!("{}-{}", run.spec.name, s.spec.name),
             title => s.spec.title,
@@ -326,21 +335,21 @@ fn sections_context(run: &ReportRun, format: Format) -> Result<Vec<Value>, Repor
 }
 
 /// The evidence for the header: its sections, and a one-line verdict on the chain.
-fn evidence_context(run: &ReportRun, format: Format) -> Result<Value, ReportError> {
-    let sections = sections_context(run, format)?;
+fn evidence_context(
+    run: &ReportRun,
+    format: Format,
+    shown: &mut Anchors,
+) -> Result<Value, ReportError> {
+    let sections = sections_context(run, format, shown)?;
     let chain = run.sections.iter().find(|s| s.spec.name == "chain");
+    let row = match chain {
+        Some(s) => display_rows(&s.output)?.into_iter().next(),
+        None => None,
+    };
     let figure = |name: &str| -> i64 {
-        let Some(s) = chain else { return 0 };
-        let Ok(i) = s.output.schema.index_of(name) else {
-            return 0;
-        };
-        display_rows(&s.output)
-            .ok()
-            .and_then(|rows| {
-                rows.first()
-                    .and_then(|r| r.get(i))
-                    .and_then(|v| v.parse().ok())
-            })
+        chain
+            .and_then(|s| s.output.schema.index_of(name).ok())
+            .and_then(|i| row.as_ref()?.get(i)?.parse().ok())
             .unwrap_or(0)
     };
     let (decisions, outcomes, failed) = (
@@ -434,13 +443,14 @@ pub fn render(
         });
         return serde_json::to_string_pretty(&v).map_err(|e| ReportError::Execution(e.to_string()));
     }
+    let mut anchors = Anchors::new();
     let mut reports = Vec::new();
     for run in runs {
         reports.push(context! {
             name => run.spec.name,
             title => run.spec.title,
             description => run.spec.description,
-            sections => sections_context(run, format)?,
+            sections => sections_context(run, format, &mut anchors)?,
         });
     }
     let env = environment(templates);
@@ -464,25 +474,8 @@ pub fn render(
         "Audit reports".to_string()
     };
     let names: Vec<&str> = runs.iter().map(|r| r.spec.name.as_str()).collect();
-    // Every row some section names, so that a value links only where its target is shown.
-    let mut anchors = std::collections::BTreeMap::new();
-    for run in runs.iter().chain(evidence) {
-        for s in &run.sections {
-            let Some(col) = s.spec.anchor.as_deref() else {
-                continue;
-            };
-            let (Ok(i), Some(prefix)) = (s.output.schema.index_of(col), link_prefix(col)) else {
-                continue;
-            };
-            for r in display_rows(&s.output)?.iter().take(MAX_ROWS) {
-                if let Some(v) = r.get(i) {
-                    anchors.insert(format!("{prefix}{v}"), true);
-                }
-            }
-        }
-    }
     let evidence = match evidence {
-        Some(e) => Some(evidence_context(e, format)?),
+        Some(e) => Some(evidence_context(e, format, &mut anchors)?),
         None => None,
     };
     template

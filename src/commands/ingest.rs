@@ -152,60 +152,40 @@ pub fn run(cmd: IngestCommand) -> CliResult {
                 })?],
                 None => Table::ALL.to_vec(),
             };
-            let mut all = Vec::new();
-            for t in tables {
-                let lake = lake.clone();
-                let h = handle.clone();
-                let t2 = t;
-                let s = rt
-                    .block_on(async {
-                        tokio::task::spawn_blocking(move || {
-                            audit_ingest::compact::compact(&lake, t2, &h)
-                        })
-                        .await
-                    })
-                    .map_err(|e| CliError::input(miette::miette!("compaction failed: {e}")))??;
-                if format == OutputFormat::Human {
-                    let migrated = match (s.migrated, s.quarantined) {
-                        (0, _) => String::new(),
-                        (n, 0) => format!(" ({n} of an earlier layout rewritten)"),
-                        (n, q) => format!(
-                            " ({n} of an earlier layout rewritten; {q} value(s) that did not convert kept in _quarantine, their rows null there)"
-                        ),
-                    };
-                    outln!(
-                        "{t}: {} partition(s) compacted, {} file(s) -> {}, {} rows{migrated}",
-                        s.partitions,
-                        s.files_before,
-                        s.files_after,
-                        s.rows
-                    );
-                }
-                all.push(s);
-            }
-            let was = rt.block_on(audit_ingest::lake::layout::detect(&lake))?;
-            let current = {
-                let (lake, h) = (lake.clone(), handle.clone());
-                rt.block_on(async {
+            let (lake2, h) = (lake.clone(), handle.clone());
+            let done = rt
+                .block_on(async {
                     tokio::task::spawn_blocking(move || {
-                        audit_ingest::compact::finish_migration(&lake, &h)
+                        audit_ingest::compact::compact_all(&lake2, &tables, &h)
                     })
                     .await
                 })
-                .map_err(|e| CliError::input(miette::miette!("compaction failed: {e}")))??
-            };
-            let migrated_now =
-                current && matches!(was, audit_ingest::lake::layout::Layout::Other(_));
-            if format == OutputFormat::Human && migrated_now {
+                .map_err(|e| CliError::input(miette::miette!("compaction failed: {e}")))??;
+            if format == OutputFormat::Json {
+                outln!("{}", serde_json::json!(done));
+                return Ok(Outcome::Success);
+            }
+            for s in &done.tables {
+                let migrated = match (s.migrated, s.quarantined) {
+                    (0, _) => String::new(),
+                    (n, 0) => format!(" ({n} of an earlier layout rewritten)"),
+                    (n, q) => format!(
+                        " ({n} of an earlier layout rewritten; {q} value(s) that did not convert kept in _quarantine, their rows null there)"
+                    ),
+                };
+                outln!(
+                    "{}: {} partition(s) compacted, {} file(s) -> {}, {} rows{migrated}",
+                    s.table,
+                    s.partitions,
+                    s.files_before,
+                    s.files_after,
+                    s.rows
+                );
+            }
+            if done.migrated {
                 outln!(
                     "the lake is now of layout version {}",
                     audit_ingest::lake::schema::LAYOUT_VERSION
-                );
-            }
-            if format == OutputFormat::Json {
-                outln!(
-                    "{}",
-                    serde_json::json!({ "tables": all, "layout_current": current, "migrated": migrated_now })
                 );
             }
             Ok(Outcome::Success)

@@ -12,24 +12,28 @@ def flat(text):
     return re.sub(r"\s*\n\s*│?\s*", " ", text)
 
 
-def test_every_problem_in_one_run_located_with_suggestions(workdir):
+def config_with(workdir, server_lines, second_model):
+    """The harness's config with lines added to `[server]` and a second model of the catalogue
+    after a good one; the file, and where in it a line starting with a key is."""
     make_signed_bundle(workdir)
-    text = base_config(workdir).replace("shutdown_grace_ms = 3000", "shutdown_grace_ms = 3000\nmax_body_byte = 10\nlisten_addr = 1") + """
+    text = base_config(workdir).replace("shutdown_grace_ms = 3000", "shutdown_grace_ms = 3000\n" + server_lines) + f"""
 [[models]]
 id = "fast"
 provider = "mock"
 
 [[models]]
 id = "second"
-base_url = "http://example.invalid/v1"
-
-[guardrails]
-enabled = "yes"
+{second_model}
 """
     cfg = workdir / "c.toml"
     cfg.write_text(text)
     lines = text.splitlines()
-    where = lambda key: next(i + 1 for i, line in enumerate(lines) if line.startswith(key))  # noqa: E731
+    return cfg, lambda key: next(i + 1 for i, line in enumerate(lines) if line.startswith(key))
+
+
+def test_every_problem_in_one_run_located_with_suggestions(workdir):
+    cfg, where = config_with(workdir, "max_body_byte = 10\nlisten_addr = 1",
+                             'base_url = "http://example.invalid/v1"\n\n[guardrails]\nenabled = "yes"')
     r = run(["gateway", "serve", "--config", str(cfg)], cwd=workdir, check=False)
     assert r.returncode == 2, r.stdout + r.stderr
     err = flat(r.stderr)
@@ -45,20 +49,7 @@ enabled = "yes"
 
 def test_value_problems_are_located_too(workdir):
     """The second phase (values the types accept but the gateway cannot use) names the line."""
-    make_signed_bundle(workdir)
-    text = base_config(workdir).replace("shutdown_grace_ms = 3000", "shutdown_grace_ms = 3000\nmax_body_bytes = 0") + """
-[[models]]
-id = "fast"
-provider = "mock"
-
-[[models]]
-id = "second"
-provider = "nosuch"
-"""
-    cfg = workdir / "c.toml"
-    cfg.write_text(text)
-    lines = text.splitlines()
-    where = lambda key: next(i + 1 for i, line in enumerate(lines) if line.startswith(key))  # noqa: E731
+    cfg, where = config_with(workdir, "max_body_bytes = 0", 'provider = "nosuch"')
     nosuch = where('provider = "nosuch"')
     for command in ["serve", "check"]:
         r = run(["gateway", command, "--config", str(cfg)], cwd=workdir, check=False)
