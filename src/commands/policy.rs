@@ -368,11 +368,16 @@ fn test(args: &TestArgs) -> CliResult {
 
 /// A failed case at its line in the suite; an uncovered policy, as a note at the policy.
 fn test_findings(run: &TestRun) -> Vec<findings::Finding> {
-    let line_text = |file: &str, line: usize| {
-        std::fs::read_to_string(file)
-            .ok()
-            .and_then(|t| t.lines().nth(line.saturating_sub(1)).map(str::to_string))
+    // Each file read once, however many findings it has.
+    let mut texts: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut line_text = |file: &str, line: usize| {
+        let text = texts
+            .entry(file.to_string())
+            .or_insert_with(|| std::fs::read_to_string(file).unwrap_or_default());
+        text.lines()
+            .nth(line.saturating_sub(1))
             .unwrap_or_default()
+            .to_string()
     };
     let mut out: Vec<findings::Finding> = run
         .outcomes
@@ -388,10 +393,7 @@ fn test_findings(run: &TestRun) -> Vec<findings::Finding> {
         })
         .collect();
     for (id, at) in &run.coverage.uncovered {
-        let mut parts = at.rsplitn(3, ':');
-        let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
-        let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(1);
-        let file = parts.next().unwrap_or(at);
+        let (file, line, col) = policy_tests::report::file_line_col(at);
         let text = line_text(file, line);
         let end = text.chars().count() + 1;
         out.push(

@@ -105,11 +105,17 @@ pub fn github(run: &TestRun) -> String {
 }
 
 pub(crate) fn split_position(at: &str) -> (&str, usize) {
+    let (file, line, _) = file_line_col(at);
+    (file, line)
+}
+
+/// A `file:line:col` position split (line and column 1 when absent or not numbers).
+pub fn file_line_col(at: &str) -> (&str, usize, usize) {
     let mut parts = at.rsplitn(3, ':');
-    let _col = parts.next();
+    let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
     let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(1);
     let file = parts.next().unwrap_or(at);
-    (file, line)
+    (file, line, col)
 }
 
 /// Text escaped for XML content and attributes (control characters other than whitespace dropped).
