@@ -55,7 +55,7 @@ pub enum Command {
     Ingest(IngestCommand),
     /// Run SQL over the lake (DataFusion locally, or Amazon Athena).
     #[command(
-        after_help = "Examples:\n  cairn query \"SELECT event_name, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC\"\n  cairn query --format csv --out denials.csv \"SELECT * FROM decisions WHERE decision = 'deny'\"\n  cairn query --stats \"SELECT count(*) FROM cloudtrail WHERE \\\"date\\\" = DATE '2026-11-25'\"\n  cairn query --engine athena --workgroup primary --output s3://results/ \"SELECT count(*) FROM cloudtrail\"\n\nTables: cloudtrail, genai_spans, decisions, outcomes, _quarantine; each has a `date` (DATE) partition column.\nList columns (reasons, errors, principal_parents, resources, ...): unnest(reasons), array_has(reasons, 'x'), cardinality(reasons).\nJSON helpers under Trino's names: json_extract_scalar, json_extract, json_array_length, json_array_contains, json_size."
+        after_help = "Examples:\n  cairn query \"SELECT event_name, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC\"\n  cairn query --format csv --out denials.csv \"SELECT * FROM decisions WHERE decision = 'deny'\"\n  cairn query --stats \"SELECT count(*) FROM cloudtrail WHERE \\\"date\\\" = DATE '2026-11-25'\"\n  cairn query --engine athena --workgroup primary --output s3://results/ \"SELECT count(*) FROM cloudtrail\"\n\nTables: cloudtrail, genai_spans, decisions, outcomes, bundles, policies, cloudtrail_files, _quarantine; each has a `date` (DATE) partition column.\nList columns (reasons, errors, principal_parents, resources, ...): unnest(reasons), array_has(reasons, 'x'), cardinality(reasons).\nJSON helpers under Trino's names: json_extract_scalar, json_extract, json_array_length, json_array_contains, json_size."
     )]
     Query(QueryArgs),
     /// Render an audit report (access, denials, spend, reconcile, detections, or all).
@@ -291,6 +291,10 @@ pub struct BundleArgs {
     /// newest input file's modification time, so the same inputs give the same bytes.
     #[arg(long, value_name = "TIME")]
     pub created: Option<String>,
+    /// The policies' repository recorded in the manifest (a URL); defaults to the git remote
+    /// `origin`, with any credentials in it removed.
+    #[arg(long, value_name = "URL")]
+    pub source_repository: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutputFormat,
@@ -418,7 +422,7 @@ pub enum AuditCommand {
     /// Check every record segment: hashes, signatures, the chain and the seals. Exits 1 naming
     /// the first record that was altered, removed, reordered, inserted or truncated.
     #[command(
-        after_help = "Example:\n  cairn audit verify .cairn/records --pubkey .cairn/keys/signing.pub"
+        after_help = "Examples:\n  cairn audit verify .cairn/records --pubkey .cairn/keys/signing.pub\n  cairn audit verify .cairn/records --pubkey .cairn/keys/signing.pub --checkpoints /mnt/worm/cairn-checkpoints"
     )]
     Verify(AuditVerifyArgs),
 }
@@ -433,6 +437,11 @@ pub struct AuditVerifyArgs {
     /// Fail when the last segment is not sealed (the gateway is still running or crashed).
     #[arg(long)]
     pub require_sealed: bool,
+    /// The gateway's checkpoint store (`records.checkpoint_dir`, or the checkpoint file itself):
+    /// fail, naming the missing range, when the records end before the newest checkpoint or
+    /// differ from it. Without it, records removed from the end go unnoticed.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub checkpoints: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: OutputFormat,
@@ -471,7 +480,7 @@ pub enum IngestCommand {
     /// CloudTrail events: a file, a directory, `-`, s3://bucket/prefix in the delivery layout
     /// (AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/*.json.gz), or --lookup.
     #[command(
-        after_help = "Examples:\n  cairn ingest cloudtrail trail/ --lake lake\n  cairn ingest cloudtrail s3://trail-bucket/AWSLogs/ --lake s3://audit/lake --since 2026-11-01\n  cairn ingest cloudtrail --lookup --since 2026-11-24 --lake lake"
+        after_help = "Examples:\n  cairn ingest cloudtrail trail/ --lake lake\n  cairn ingest cloudtrail s3://trail-bucket/AWSLogs/ --lake s3://audit/lake --since 2026-11-01\n  cairn ingest cloudtrail --lookup --since 2026-11-24 --lake lake\n  cairn ingest cloudtrail trail-copy/ --verify-integrity --public-keys keys.json --lake lake"
     )]
     Cloudtrail {
         /// Where the events are.
@@ -480,6 +489,15 @@ pub enum IngestCommand {
         /// Read events from the CloudTrail LookupEvents API instead (AWS credentials from the environment).
         #[arg(long, conflicts_with = "src")]
         lookup: bool,
+        /// Check CloudTrail's digest files first (AWSLogs/<account>/CloudTrail-Digest/...):
+        /// each digest's signature, each log file's SHA-256 and the chain of digests; every row
+        /// carries its file's integrity and every file's verdict goes to `cloudtrail_files`.
+        #[arg(long, requires = "public_keys", conflicts_with = "lookup")]
+        verify_integrity: bool,
+        /// CloudTrail's public keys for --verify-integrity: the JSON `aws cloudtrail
+        /// list-public-keys --start-time ... --end-time ...` prints.
+        #[arg(long, value_name = "FILE")]
+        public_keys: Option<PathBuf>,
         #[command(flatten)]
         common: IngestCommon,
     },
@@ -499,6 +517,21 @@ pub enum IngestCommand {
         /// The gateway's record directory (segment-*.jsonl), or s3://bucket/prefix.
         src: String,
         /// Public key(s) the records may be signed with.
+        #[arg(long, value_name = "FILE", required = true)]
+        pubkey: Vec<PathBuf>,
+        #[command(flatten)]
+        common: IngestCommon,
+    },
+    /// Signed policy bundles, verified on the way in: their digest, commit, repository and
+    /// signer to `bundles`, each policy's id, effect, file, line and text to `policies`. A
+    /// bundle that does not verify goes to `_quarantine` with why.
+    #[command(
+        after_help = "Examples:\n  cairn ingest bundles .cairn/bundles/ --pubkey .cairn/keys/signing.pub --lake lake\n  cairn ingest bundles bundle.tar --pubkey old.pub --pubkey new.pub --lake s3://audit/lake"
+    )]
+    Bundles {
+        /// A bundle file, a directory of them (*.tar), or s3://bucket/prefix.
+        src: String,
+        /// Public key(s) the bundles may be signed with.
         #[arg(long, value_name = "FILE", required = true)]
         pubkey: Vec<PathBuf>,
         #[command(flatten)]

@@ -235,7 +235,15 @@ fn session_tags(session: &SessionContext<'_>, e: &Event<'_>) -> Option<String> {
 }
 
 /// Appends one checked event as a row.
-pub fn append(cols: &mut CloudTrailColumns, c: &Checked<'_>, source: &str, number: u64) {
+/// Appends one event's row; `integrity` is its file's state against CloudTrail's digests, when
+/// they were checked (`cairn ingest cloudtrail --verify-integrity`).
+pub fn append(
+    cols: &mut CloudTrailColumns,
+    c: &Checked<'_>,
+    source: &str,
+    number: u64,
+    integrity: Option<&str>,
+) {
     let e = &c.event;
     cols.event_time.append_value(c.time_ms);
     opt_str(&mut cols.event_version, text(e.event_version));
@@ -336,6 +344,7 @@ pub fn append(cols: &mut CloudTrailColumns, c: &Checked<'_>, source: &str, numbe
     cols.resources.append_option(c.resources.as_deref());
     cols.ingest_source.append_value(source);
     cols.ingest_record.append_value(number as i64);
+    cols.integrity.append_option(integrity);
     cols.row_done();
 }
 
@@ -354,7 +363,7 @@ mod tests {
             "requestParameters":{"modelId":"m"},"responseElements":null}"#;
         let c = parse(rec).unwrap();
         let mut cols = CloudTrailColumns::new(4);
-        append(&mut cols, &c, "s3://b/k", 7);
+        append(&mut cols, &c, "s3://b/k", 7, None);
         let batch = cols.finish().unwrap();
         let col = |n: &str| batch.column_by_name(n).unwrap().clone();
         assert_eq!(

@@ -31,7 +31,7 @@ pub fn cloudtrail(data: &[u8]) {
         if let Ok(c) = cloudtrail::parse(&element.bytes) {
             let _ = date_of(c.time_ms);
             let _ = c.event_id();
-            cloudtrail::append(&mut cols, &c, "fuzz", element.number);
+            cloudtrail::append(&mut cols, &c, "fuzz", element.number, None);
         }
     }
     let rows = cols.len();

@@ -86,6 +86,9 @@ pub struct IngestSummary {
     pub files_written: Vec<String>,
     pub bytes_read: u64,
     pub elapsed_s: f64,
+    /// With `--verify-integrity`: CloudTrail files by kind and state (`logs verified`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub integrity: BTreeMap<String, u64>,
 }
 
 impl IngestSummary {
@@ -143,7 +146,14 @@ pub(crate) trait Kind: Send + Sync + 'static {
     fn len(c: &Self::Cols) -> usize;
     fn finish(c: &mut Self::Cols) -> Result<RecordBatch, ArrowError>;
     /// Parses one record, appending rows to the builder of their day; returns what it rejected.
-    fn add(bytes: &[u8], days: &mut Days<Self::Cols>, source: &str, number: u64) -> Vec<Reject>;
+    /// `tag` is what the run knows of the record's source (a CloudTrail file's integrity).
+    fn add(
+        bytes: &[u8],
+        days: &mut Days<Self::Cols>,
+        source: &str,
+        number: u64,
+        tag: Option<&str>,
+    ) -> Vec<Reject>;
 }
 
 /// Column builders by day (days since the epoch).
@@ -176,10 +186,16 @@ impl Kind for CloudTrail {
     fn finish(c: &mut Self::Cols) -> Result<RecordBatch, ArrowError> {
         c.finish()
     }
-    fn add(bytes: &[u8], days: &mut Days<Self::Cols>, source: &str, number: u64) -> Vec<Reject> {
+    fn add(
+        bytes: &[u8],
+        days: &mut Days<Self::Cols>,
+        source: &str,
+        number: u64,
+        tag: Option<&str>,
+    ) -> Vec<Reject> {
         match cloudtrail::parse(bytes) {
             Ok(c) => {
-                cloudtrail::append(days.get(c.time_ms), &c, source, number);
+                cloudtrail::append(days.get(c.time_ms), &c, source, number, tag);
                 Vec::new()
             }
             Err(r) => vec![r],
@@ -201,7 +217,13 @@ impl Kind for Otel {
     fn finish(c: &mut Self::Cols) -> Result<RecordBatch, ArrowError> {
         c.finish()
     }
-    fn add(bytes: &[u8], days: &mut Days<Self::Cols>, source: &str, number: u64) -> Vec<Reject> {
+    fn add(
+        bytes: &[u8],
+        days: &mut Days<Self::Cols>,
+        source: &str,
+        number: u64,
+        _tag: Option<&str>,
+    ) -> Vec<Reject> {
         match otel::parse(bytes) {
             Ok(spans) => {
                 let mut rejects = Vec::new();
@@ -300,6 +322,7 @@ impl QuarantineSink {
 fn work<K: Kind>(
     index: usize,
     obj: &SourceObject,
+    tag: Option<&str>,
     tx: &mpsc::SyncSender<Msg>,
     rt: &tokio::runtime::Handle,
     progress: &dyn Progress,
@@ -354,7 +377,7 @@ fn work<K: Kind>(
         read += 1;
         match item {
             Ok(el) => {
-                for r in K::add(&el.bytes, &mut days, &obj.uri, el.number) {
+                for r in K::add(&el.bytes, &mut days, &obj.uri, el.number, tag) {
                     q.add(&obj.uri, el.number, r.reason, &r.detail, &el.bytes);
                 }
             }
@@ -412,16 +435,40 @@ fn work<K: Kind>(
     });
 }
 
-/// Ingests every object of `spec` into the kind's table.
+/// Ingests every object of `spec` into the kind's table; with `keys`, CloudTrail's digests are
+/// checked first and each row carries its file's integrity.
 pub(crate) fn run<K: Kind>(
     spec: &str,
     opts: &Options,
+    keys: Option<&crate::integrity::PublicKeys>,
     rt: &tokio::runtime::Handle,
 ) -> Result<IngestSummary, IngestError> {
     let listing = rt.block_on(source::list(spec, &opts.filter))?;
     let objects = listing.objects;
-    let mut job = Job::open(&[K::TABLE], Sources::Objects, opts, rt)?;
+    let tables: &[Table] = if keys.is_some() {
+        &[K::TABLE, Table::CloudTrailFiles]
+    } else {
+        &[K::TABLE]
+    };
+    let mut job = Job::open(tables, Sources::Objects, opts, rt)?;
     job.summary.skipped = listing.skipped;
+    let mut tags: Vec<Option<&'static str>> = vec![None; objects.len()];
+    if let Some(keys) = keys {
+        let report = crate::integrity::check(spec, &objects, keys, rt)?;
+        for (tag, o) in tags.iter_mut().zip(&objects) {
+            let state = crate::integrity::delivery_key(&o.uri)
+                .and_then(|k| report.logs.get(k).copied())
+                .unwrap_or(crate::integrity::State::NoDigest);
+            *tag = Some(state.as_str());
+        }
+        let mut rows = crate::integrity::rows(&report, spec);
+        if !rows.is_empty() {
+            let batch = rows.finish().map_err(IngestError::arrow)?;
+            let today = job.sink().date();
+            job.add(Table::CloudTrailFiles, &today, batch)?;
+        }
+        job.summary.integrity = report.counts();
+    }
     job.summary.sources = objects
         .iter()
         .map(|o| SourceSummary {
@@ -435,9 +482,9 @@ pub(crate) fn run<K: Kind>(
             job.summary.sources[i].skipped = Some(ALREADY_INGESTED.into());
             continue;
         }
-        todo.push_back((i, o.clone()));
+        todo.push_back((i, o.clone(), tags[i]));
     }
-    let total_bytes: Option<u64> = todo.iter().map(|(_, o)| o.size).sum();
+    let total_bytes: Option<u64> = todo.iter().map(|(_, o, _)| o.size).sum();
     opts.progress.start(todo.len(), total_bytes);
 
     let jobs = if opts.jobs == 0 {
@@ -459,8 +506,8 @@ pub(crate) fn run<K: Kind>(
             scope.spawn(move || {
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                    let Some((i, obj)) = next else { break };
-                    work::<K>(i, &obj, &tx, &rt, progress.as_ref());
+                    let Some((i, obj, tag)) = next else { break };
+                    work::<K>(i, &obj, tag, &tx, &rt, progress.as_ref());
                 }
             });
         }
@@ -519,7 +566,18 @@ pub fn cloudtrail(
     opts: &Options,
     rt: &tokio::runtime::Handle,
 ) -> Result<IngestSummary, IngestError> {
-    run::<CloudTrail>(spec, opts, rt)
+    run::<CloudTrail>(spec, opts, None, rt)
+}
+
+/// [`cloudtrail`], checking CloudTrail's digest files first (see [`crate::integrity`]): every
+/// row carries its file's integrity, and each file's verdict goes to `cloudtrail_files`.
+pub fn cloudtrail_verified(
+    spec: &str,
+    keys: &crate::integrity::PublicKeys,
+    opts: &Options,
+    rt: &tokio::runtime::Handle,
+) -> Result<IngestSummary, IngestError> {
+    run::<CloudTrail>(spec, opts, Some(keys), rt)
 }
 
 pub fn otel(
@@ -527,5 +585,5 @@ pub fn otel(
     opts: &Options,
     rt: &tokio::runtime::Handle,
 ) -> Result<IngestSummary, IngestError> {
-    run::<Otel>(spec, opts, rt)
+    run::<Otel>(spec, opts, None, rt)
 }

@@ -1,10 +1,12 @@
 //! Ingest into the audit lake: CloudTrail logs, OpenTelemetry exports and the gateway's decision
 //! records become Hive-partitioned zstd Parquet, locally or on S3.
 //!
-//! - [`ingest::cloudtrail`], [`ingest::otel`], [`decisions::run`], [`lookup::run`]: the three
-//!   sources (and CloudTrail's LookupEvents API), each giving an [`ingest::IngestSummary`].
+//! - [`ingest::cloudtrail`], [`ingest::otel`], [`decisions::run`], [`bundles::run`],
+//!   [`lookup::run`]: the sources (and CloudTrail's LookupEvents API), each giving an
+//!   [`ingest::IngestSummary`].
 //! - [`lake::Lake`]: the store, layout, manifest and partition writer.
-//! - [`schema`]: the tables (`cloudtrail`, `genai_spans`, `decisions`, `outcomes`, `_quarantine`).
+//! - [`schema`]: the tables (`cloudtrail`, `genai_spans`, `decisions`, `outcomes`,
+//!   `bundles`, `policies`, `_quarantine`).
 //! - [`compact::compact`]: merges small files.
 //!
 //! Bad input never stops a run and is never dropped: it goes to `_quarantine` with its source,
@@ -13,6 +15,7 @@
 //! Architecture invariant: the lake is only ever added to through [`lake::writer::TableWriter`];
 //! audit-ingest never changes a row once written.
 
+pub mod bundles;
 pub mod cloudtrail;
 pub mod compact;
 pub mod decisions;
@@ -20,6 +23,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingest;
+pub mod integrity;
 mod job;
 pub mod json;
 pub mod lookup;

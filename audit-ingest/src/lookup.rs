@@ -79,7 +79,7 @@ pub fn run(
                     let cols = days
                         .entry(day)
                         .or_insert_with(|| CloudTrailColumns::new(64));
-                    crate::cloudtrail::append(cols, &c, &uri, number);
+                    crate::cloudtrail::append(cols, &c, &uri, number, None);
                 }
                 Err(r) => q.add(&uri, number, r.reason, &r.detail, raw.as_bytes()),
             }

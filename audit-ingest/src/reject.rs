@@ -22,6 +22,8 @@ pub enum Reason {
     RecordAltered,
     /// A decision record out of its chain (removed, reordered, inserted, bad seal).
     ChainBroken,
+    /// A policy bundle that does not verify (signature, key, digests or layout).
+    BundleRejected,
 }
 
 impl Reason {
@@ -37,6 +39,7 @@ impl Reason {
             Self::InvalidRecord => "invalid_record",
             Self::RecordAltered => "record_altered",
             Self::ChainBroken => "chain_broken",
+            Self::BundleRejected => "bundle_rejected",
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct SourceObject {
 pub struct Filter {
     pub since: Option<NaiveDate>,
     pub until: Option<NaiveDate>,
+    /// Keep policy bundles (`.tar`) instead of record files.
+    pub bundles: bool,
+    /// Keep CloudTrail digest files (and their `.sig` sidecars) instead of record files.
+    pub digests: bool,
 }
 
 impl Filter {
@@ -55,10 +59,19 @@ impl Filter {
         if name.starts_with('.') {
             return Some("a hidden file");
         }
-        if key.contains("CloudTrail-Digest/") {
+        let lower = name.to_ascii_lowercase();
+        if self.bundles {
+            return (!lower.ends_with(".tar")).then_some(NOT_BUNDLES);
+        }
+        let in_digests = key.contains("CloudTrail-Digest/");
+        if self.digests {
+            let digest =
+                in_digests && (lower.ends_with(".json.gz") || lower.ends_with(".json.gz.sig"));
+            return (!digest).then_some("not a CloudTrail digest file");
+        }
+        if in_digests {
             return Some("a CloudTrail digest file, not events");
         }
-        let lower = name.to_ascii_lowercase();
         let record_like = [
             ".json",
             ".json.gz",
@@ -88,6 +101,9 @@ impl Filter {
 /// Why a file is not read as records: its name says it holds something else.
 pub const NOT_RECORDS: &str =
     "not a record file (read: .json, .jsonl, .ndjson, optionally .gz; or name the file itself)";
+
+/// Why a file is not read as a policy bundle.
+pub const NOT_BUNDLES: &str = "not a policy bundle (read: .tar; or name the file itself)";
 
 /// An object of a listing that is not read, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -293,6 +309,28 @@ impl Read for ChannelReader {
     }
 }
 
+/// Reads a whole object (decompressed, like [`open`]), refusing one over `limit` bytes; with
+/// the SHA-256 and size of what was read as stored. The error says what was wrong for people.
+pub fn read_bounded(
+    obj: &SourceObject,
+    limit: u64,
+    rt: &tokio::runtime::Handle,
+) -> Result<(Vec<u8>, (String, u64)), String> {
+    if let Some(size) = obj.size.filter(|s| *s > limit) {
+        return Err(format!("{size} bytes, over the {limit}-byte limit"));
+    }
+    let (reader, sum) = open(obj, rt).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("over the {limit}-byte limit"));
+    }
+    Ok((bytes, sum.finish()))
+}
+
 /// Opens an object for reading, decompressing gzip (including multi-member files).
 pub fn open(
     obj: &SourceObject,
@@ -367,7 +405,7 @@ mod tests {
         assert_eq!(layout_date(key), NaiveDate::from_ymd_opt(2024, 10, 17));
         let f = Filter {
             since: NaiveDate::from_ymd_opt(2024, 10, 18),
-            until: None,
+            ..Default::default()
         };
         assert!(!f.keep(key));
         assert!(Filter::default().keep(key));

@@ -209,6 +209,8 @@ pub struct VerifyReport {
     /// The last segment is not sealed: the gateway is running, or crashed and was not restarted.
     pub open_tail: Option<PathBuf>,
     pub last_seq: Option<u64>,
+    /// The hash of each record asked for by `seq` (see [`verify_dir_anchored`]) that verified.
+    pub anchored: std::collections::BTreeMap<u64, String>,
 }
 
 impl VerifyReport {
@@ -219,6 +221,16 @@ impl VerifyReport {
 
 /// Checks every segment in `dir`.
 pub fn verify_dir(dir: &Path, keys: Vec<(String, VerifyingKey)>) -> std::io::Result<VerifyReport> {
+    verify_dir_anchored(dir, keys, &[])
+}
+
+/// [`verify_dir`], also keeping the hashes of the records at `anchors` (by `seq`), so they
+/// can be compared with a checkpoint's.
+pub fn verify_dir_anchored(
+    dir: &Path,
+    keys: Vec<(String, VerifyingKey)>,
+    anchors: &[u64],
+) -> std::io::Result<VerifyReport> {
     let segments = list_segments(dir)?;
     let mut report = VerifyReport {
         segments: segments.len(),
@@ -248,9 +260,12 @@ pub fn verify_dir(dir: &Path, keys: Vec<(String, VerifyingKey)>) -> std::io::Res
                 continue;
             }
             match checker.check(line) {
-                Ok((record, _)) => {
+                Ok((record, hash)) => {
                     report.records += 1;
                     report.last_seq = Some(record.seq);
+                    if anchors.contains(&record.seq) {
+                        report.anchored.insert(record.seq, hash);
+                    }
                     match record.kind() {
                         RecordKind::Decision => report.decisions += 1,
                         RecordKind::Outcome => report.outcomes += 1,
@@ -306,5 +321,47 @@ fn reclassify_reorders(errors: &mut [ChainError]) {
                 errors[i].fault = ChainFault::Reordered { expected, found };
             }
         }
+    }
+}
+
+/// How a record directory stands against a checkpoint kept outside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgainstCheckpoint {
+    /// The records reach the checkpoint and the record it names has its hash.
+    Covered,
+    /// The records end before the checkpoint: `first..=last` are missing from the end.
+    Shortened { first: u64, last: u64 },
+    /// The record at the checkpoint's `seq` has another hash: the log was rewritten from there
+    /// (or the checkpoint is of another log).
+    Diverged { seq: u64, found: String },
+}
+
+/// Compares a verified directory with a checkpoint; `report` must come from
+/// [`verify_dir_anchored`] with the checkpoint's size among its anchors.
+pub fn against_checkpoint(
+    report: &VerifyReport,
+    cp: &crate::checkpoint::Checkpoint,
+) -> AgainstCheckpoint {
+    let last = report.last_seq.unwrap_or(0);
+    if cp.size == 0 {
+        return AgainstCheckpoint::Covered;
+    }
+    if last < cp.size {
+        return AgainstCheckpoint::Shortened {
+            first: last + 1,
+            last: cp.size,
+        };
+    }
+    match report.anchored.get(&cp.size) {
+        Some(h) if *h == cp.hash => AgainstCheckpoint::Covered,
+        Some(h) => AgainstCheckpoint::Diverged {
+            seq: cp.size,
+            found: h.clone(),
+        },
+        // The record at the checkpoint's seq did not verify: the chain errors already say so.
+        None => AgainstCheckpoint::Diverged {
+            seq: cp.size,
+            found: "(no verified record)".into(),
+        },
     }
 }

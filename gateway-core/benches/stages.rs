@@ -31,6 +31,7 @@ fn engine() -> PolicyEngine {
     let meta = BundleMeta {
         version: "bench".into(),
         source_commit: "bench".into(),
+        source_repository: None,
         created: Utc::now(),
     };
     let bytes = bundle::create(&loaded, None, &meta, &key).expect("default policies bundle");

@@ -23,7 +23,7 @@ use crate::cache::ResponseCache;
 use crate::catalogue::Catalogue;
 use crate::config::GatewayConfig;
 use crate::connections;
-use crate::decision_log::{DecisionLog, LogSettings};
+use crate::decision_log::{CheckpointSettings, DecisionLog, LogSettings};
 use crate::error::{BundleError, StartError};
 use crate::guardrails::Guardrails;
 use crate::limits::Limiter;
@@ -284,12 +284,13 @@ async fn prepare(config: &GatewayConfig) -> Result<Prepared, StartError> {
         principal_type: config.raw.auth.oidc.claims.principal_type.clone(),
         principals: api_keys.principals(),
     };
-    let policy = Arc::new(PolicyState::new(
-        config.bundle.clone(),
-        public_key,
-        probes,
-        metrics.clone(),
-    ));
+    let deposit = Some(&config.raw.policy.deposit_dir)
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from);
+    let policy = Arc::new(
+        PolicyState::new(config.bundle.clone(), public_key, probes, metrics.clone())
+            .with_deposit(deposit),
+    );
     let bundle_error = policy.reload().err();
 
     let oidc = if config.raw.auth.oidc.issuer.is_empty() {
@@ -373,6 +374,12 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         segment_max_bytes: config.raw.records.segment_max_bytes,
         segment_max_age: Duration::from_secs(config.raw.records.segment_max_age_s),
         max_batch: config.raw.records.max_batch.max(1),
+        checkpoints: Some(&config.raw.records.checkpoint_dir)
+            .filter(|d| !d.is_empty())
+            .map(|d| CheckpointSettings {
+                dir: std::path::PathBuf::from(d),
+                interval: Duration::from_secs(config.raw.records.checkpoint_interval_s.max(1)),
+            }),
     };
     let guardrails = Arc::new(Guardrails::new(config.raw.guardrails.clone()));
     let cache = ResponseCache::new(config.raw.cache.clone());

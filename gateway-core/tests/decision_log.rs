@@ -33,6 +33,7 @@ fn settings(dir: &Path, max_bytes: u64) -> LogSettings {
         segment_max_bytes: max_bytes,
         segment_max_age: Duration::from_secs(3600),
         max_batch: 64,
+        checkpoints: None,
     }
 }
 

@@ -228,6 +228,24 @@ table!(
     resources: Resources,
     ingest_source: Str,
     ingest_record: I64,
+    integrity: Str,
+});
+
+table!(
+    /// One CloudTrail log or digest file as checked against CloudTrail's signed digests
+    /// (`cairn ingest cloudtrail --verify-integrity`): a row per file and state found, so a file
+    /// that changes state later adds a row.
+    CloudTrailFileColumns, "cloudtrail_files", key = ["kind", "file", "integrity", "detail"], time = "checked_at", {
+    checked_at: Ts,
+    kind: Str,
+    file: Str,
+    integrity: Str,
+    detail: Str,
+    digest: Str,
+    digest_end: Ts,
+    account_id: Str,
+    region: Str,
+    ingest_source: Str,
 });
 
 table!(
@@ -371,6 +389,41 @@ table!(
 });
 
 table!(
+    /// One signed policy bundle, verified on the way in. `digest` is what decisions name in
+    /// their `bundle` column.
+    BundleColumns, "bundles", key = ["digest"], time = "created", {
+    created: Ts,
+    digest: Str,
+    version: Str,
+    source_commit: Str,
+    source_repository: Str,
+    key_id: Str,
+    policy_count: I64,
+    schema_sha256: Str,
+    test_cases: I64,
+    tests_passed: I64,
+    coverage_percent: I64,
+    manifest: Str,
+    ingest_source: Str,
+    ingest_record: I64,
+});
+
+table!(
+    /// One policy of a bundle, as written in its file. Partitioned by its bundle's creation.
+    PolicyColumns, "policies", key = ["bundle", "policy_id"], time = "bundle_created", {
+    bundle_created: Ts,
+    bundle: Str,
+    policy_id: Str,
+    effect: Str,
+    file: Str,
+    line: I64,
+    text_sha256: Str,
+    text: Str,
+    ingest_source: Str,
+    ingest_record: I64,
+});
+
+table!(
     /// A record that could not be ingested, kept with why and where it came from.
     QuarantineColumns, "_quarantine", key = ["quarantine_key"], time = "ingested_at", {
     ingested_at: Ts,
@@ -390,15 +443,21 @@ pub enum Table {
     GenaiSpans,
     Decisions,
     Outcomes,
+    Bundles,
+    Policies,
+    CloudTrailFiles,
     Quarantine,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 8] = [
         Table::CloudTrail,
         Table::GenaiSpans,
         Table::Decisions,
         Table::Outcomes,
+        Table::Bundles,
+        Table::Policies,
+        Table::CloudTrailFiles,
         Table::Quarantine,
     ];
 
@@ -409,6 +468,9 @@ impl Table {
             Self::GenaiSpans => SpanColumns::TABLE,
             Self::Decisions => DecisionColumns::TABLE,
             Self::Outcomes => OutcomeColumns::TABLE,
+            Self::Bundles => BundleColumns::TABLE,
+            Self::Policies => PolicyColumns::TABLE,
+            Self::CloudTrailFiles => CloudTrailFileColumns::TABLE,
             Self::Quarantine => QuarantineColumns::TABLE,
         }
     }
@@ -423,6 +485,9 @@ impl Table {
             Self::GenaiSpans => SpanColumns::schema(),
             Self::Decisions => DecisionColumns::schema(),
             Self::Outcomes => OutcomeColumns::schema(),
+            Self::Bundles => BundleColumns::schema(),
+            Self::Policies => PolicyColumns::schema(),
+            Self::CloudTrailFiles => CloudTrailFileColumns::schema(),
             Self::Quarantine => QuarantineColumns::schema(),
         }
     }
@@ -434,6 +499,9 @@ impl Table {
             Self::GenaiSpans => (SpanColumns::KEY, SpanColumns::TIME),
             Self::Decisions => (DecisionColumns::KEY, DecisionColumns::TIME),
             Self::Outcomes => (OutcomeColumns::KEY, OutcomeColumns::TIME),
+            Self::Bundles => (BundleColumns::KEY, BundleColumns::TIME),
+            Self::Policies => (PolicyColumns::KEY, PolicyColumns::TIME),
+            Self::CloudTrailFiles => (CloudTrailFileColumns::KEY, CloudTrailFileColumns::TIME),
             Self::Quarantine => (QuarantineColumns::KEY, QuarantineColumns::TIME),
         }
     }

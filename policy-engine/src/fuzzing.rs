@@ -133,6 +133,7 @@ fn manifest_for(members: &[(String, Vec<u8>)]) -> Vec<u8> {
         format: bundle::FORMAT.into(),
         version: "fuzz".into(),
         source_commit: "0".repeat(40),
+        source_repository: None,
         created: "1970-01-01T00:00:00Z".into(),
         files: members
             .iter()

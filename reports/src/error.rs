@@ -122,7 +122,10 @@ pub fn sql_error(sql: &str, e: &datafusion::error::DataFusionError) -> ReportErr
     }
     message = plain_parser_message(&message);
     if help.is_none() && message.contains("table") && message.contains("not found") {
-        help = Some("tables: cloudtrail, genai_spans, decisions, outcomes, _quarantine".into());
+        help = Some(
+            "tables: cloudtrail, genai_spans, decisions, outcomes, bundles, policies, cloudtrail_files, _quarantine"
+                .into(),
+        );
     }
     ReportError::Sql(Box::new(SqlError {
         message,

@@ -1,6 +1,9 @@
 //! `cairn audit verify`.
 
-use decision_record::verify::verify_dir;
+use std::path::{Path, PathBuf};
+
+use decision_record::checkpoint::{CHECKPOINT_FILE, Checkpoint, MAX_CHECKPOINT_BYTES};
+use decision_record::verify::{AgainstCheckpoint, against_checkpoint, verify_dir_anchored};
 use policy_engine::bundle::keys;
 
 use crate::cli::{AuditCommand, AuditVerifyArgs, OutputFormat};
@@ -18,14 +21,49 @@ fn verify(args: &AuditVerifyArgs) -> CliResult {
         let k = keys::load_verifying_key(p)?;
         ks.push((keys::key_id(&k), k));
     }
-    let report = verify_dir(&args.dir, ks).map_err(|source| {
+    let checkpoint = match &args.checkpoints {
+        Some(at) => {
+            let verifying: Vec<_> = ks.iter().map(|(_, k)| *k).collect();
+            Some(read_checkpoint(at, &verifying)?)
+        }
+        None => None,
+    };
+    let anchors: Vec<u64> = checkpoint.iter().map(|(_, c)| c.size).collect();
+    let report = verify_dir_anchored(&args.dir, ks, &anchors).map_err(|source| {
         CliError::input(policy_engine::PolicyError::Read {
             path: args.dir.clone(),
             source,
         })
     })?;
+    let against = checkpoint
+        .as_ref()
+        .map(|(path, c)| (path, c, against_checkpoint(&report, c)));
+    let checkpoint_fails = against
+        .as_ref()
+        .is_some_and(|(_, _, a)| *a != AgainstCheckpoint::Covered);
     let open_fails = args.require_sealed && report.open_tail.is_some();
-    let ok = report.ok() && !open_fails && report.segments > 0;
+    let ok = report.ok() && !open_fails && !checkpoint_fails && report.segments > 0;
+    let checkpoint_problem = against.as_ref().and_then(|(path, c, a)| {
+        let when = if c.time.is_empty() {
+            String::new()
+        } else {
+            format!(" of {}", c.time)
+        };
+        match a {
+            AgainstCheckpoint::Covered => None,
+            AgainstCheckpoint::Shortened { first, last } => Some(format!(
+                "records removed from the end: the checkpoint{when} in {} vouches for {} records, the directory ends at seq {}; seq {first}..={last} are missing",
+                path.display(),
+                c.size,
+                first - 1
+            )),
+            AgainstCheckpoint::Diverged { seq, found } => Some(format!(
+                "the record at seq {seq} hashes to {found}, the checkpoint{when} in {} says {}: the log was rewritten from there, or the checkpoint is of another log",
+                path.display(),
+                c.hash
+            )),
+        }
+    });
     match args.format {
         OutputFormat::Json => outln!(
             "{}",
@@ -37,6 +75,14 @@ fn verify(args: &AuditVerifyArgs) -> CliResult {
                 "outcomes": report.outcomes,
                 "last_seq": report.last_seq,
                 "open_segment": report.open_tail.as_ref().map(|p| p.display().to_string()),
+                "checkpoint": against.as_ref().map(|(path, c, _)| serde_json::json!({
+                    "file": path.display().to_string(),
+                    "size": c.size,
+                    "hash": c.hash,
+                    "time": c.time,
+                    "covered": checkpoint_problem.is_none(),
+                    "problem": checkpoint_problem,
+                })),
                 "errors": report.errors.iter().map(|e| serde_json::json!({
                     "segment": e.at.segment.display().to_string(),
                     "line": e.at.line,
@@ -55,6 +101,9 @@ fn verify(args: &AuditVerifyArgs) -> CliResult {
                     eprintln!("  also: {e}");
                 }
             }
+            if let Some(problem) = &checkpoint_problem {
+                eprintln!("error: {problem}");
+            }
             if let Some(open) = &report.open_tail {
                 eprintln!(
                     "{}: the last segment {} is not sealed: the gateway is running, or stopped without a clean shutdown and has not restarted since",
@@ -71,6 +120,14 @@ fn verify(args: &AuditVerifyArgs) -> CliResult {
                     report.segments,
                     report.last_seq.unwrap_or(0)
                 );
+                if let Some((path, c, _)) = &against {
+                    outln!(
+                        "ok: the checkpoint in {} ({} records, {}) is covered: nothing was removed from the end before it",
+                        path.display(),
+                        c.size,
+                        c.time
+                    );
+                }
             }
         }
     }
@@ -79,4 +136,41 @@ fn verify(args: &AuditVerifyArgs) -> CliResult {
     } else {
         Outcome::CheckFailed
     })
+}
+
+/// Reads and verifies the newest checkpoint at `at` (a checkpoint store directory or the file).
+fn read_checkpoint(
+    at: &Path,
+    keys: &[ed25519_dalek::VerifyingKey],
+) -> Result<(PathBuf, Checkpoint), CliError> {
+    let file = if at.is_dir() {
+        at.join(CHECKPOINT_FILE)
+    } else {
+        at.to_path_buf()
+    };
+    let read_error = |source| {
+        CliError::input(policy_engine::PolicyError::Read {
+            path: file.clone(),
+            source,
+        })
+    };
+    let meta = std::fs::metadata(&file).map_err(read_error)?;
+    if meta.len() > MAX_CHECKPOINT_BYTES as u64 {
+        return Err(CliError::input(miette::miette!(
+            "`{}` is {} bytes: not a checkpoint (at most {MAX_CHECKPOINT_BYTES})",
+            file.display(),
+            meta.len()
+        )));
+    }
+    let text = std::fs::read_to_string(&file).map_err(read_error)?;
+    // A checkpoint that does not verify is a failed check (exit 1), not a usage error: someone
+    // may have replaced it.
+    let cp = Checkpoint::open(&text, keys).map_err(|e| {
+        CliError::failed(miette::miette!(
+            help = "pass the public key of the gateway's records signing key with --pubkey",
+            "the checkpoint `{}` cannot be trusted: {e}",
+            file.display()
+        ))
+    })?;
+    Ok((file, cp))
 }

@@ -106,12 +106,17 @@ pub fn run(args: &DemoArgs) -> CliResult {
         policies: policies.clone(),
         schema: None,
     };
-    let verified =
-        match super::policy::build_bundle(&paths, None, &private, &bundle_path, None, None, false)?
-        {
-            Ok(v) => v,
-            Err(o) => return Ok(o),
-        };
+    let verified = match super::policy::build_bundle(
+        &paths,
+        None,
+        &private,
+        &bundle_path,
+        Default::default(),
+        false,
+    )? {
+        Ok(v) => v,
+        Err(o) => return Ok(o),
+    };
     if let Some(t) = &verified.manifest.tests {
         outln!(
             "    {}/{} test cases passed; {}% of policies determined a decision in some test",
@@ -160,16 +165,36 @@ pub fn run(args: &DemoArgs) -> CliResult {
         5,
         "verifying the decision records: hashes, signatures, chain and seals",
     );
-    let report = decision_record::verify::verify_dir(&records, vec![(keys::key_id(&vk), vk)])
-        .map_err(|source| {
-            CliError::input(policy_engine::PolicyError::Read {
-                path: records.clone(),
-                source,
-            })
+    let checkpoint_file = checkpoints_dir(dir).join(decision_record::checkpoint::CHECKPOINT_FILE);
+    let checkpoint = std::fs::read_to_string(&checkpoint_file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| {
+            decision_record::checkpoint::Checkpoint::open(&t, &[vk]).map_err(|e| e.to_string())
+        })
+        .map_err(|e| {
+            CliError::failed(miette::miette!(
+                "the gateway's checkpoint `{}` cannot be read: {e}",
+                checkpoint_file.display()
+            ))
         })?;
-    if !report.ok() {
+    let report = decision_record::verify::verify_dir_anchored(
+        &records,
+        vec![(keys::key_id(&vk), vk)],
+        &[checkpoint.size],
+    )
+    .map_err(|source| {
+        CliError::input(policy_engine::PolicyError::Read {
+            path: records.clone(),
+            source,
+        })
+    })?;
+    let against = decision_record::verify::against_checkpoint(&report, &checkpoint);
+    if !report.ok() || against != decision_record::verify::AgainstCheckpoint::Covered {
         for e in &report.errors {
             eprintln!("    {e}");
+        }
+        if against != decision_record::verify::AgainstCheckpoint::Covered {
+            eprintln!("    the records do not reach the gateway's checkpoint: {against:?}");
         }
         return Ok(Outcome::CheckFailed);
     }
@@ -182,14 +207,20 @@ pub fn run(args: &DemoArgs) -> CliResult {
         records.display()
     );
     outln!(
-        "    check them yourself: cairn audit verify {} --pubkey {}",
+        "    the signed checkpoint in {} vouches for {} records: none was removed from the end",
+        checkpoint_file.display(),
+        checkpoint.size
+    );
+    outln!(
+        "    check them yourself: cairn audit verify {} --pubkey {} --checkpoints {}",
         records.display(),
-        public.display()
+        public.display(),
+        checkpoints_dir(dir).display()
     );
 
     step(
         6,
-        "building the audit lake: decision records (verified on the way in), the gateway's own spans, sample CloudTrail and OpenTelemetry data",
+        "building the audit lake: decision records and the bundles that decided them (verified on the way in), the gateway's own spans, sample CloudTrail and OpenTelemetry data",
     );
     let lake_dir = dir.join("lake");
     ingest_into_lake(dir, &lake_dir, &records, vk)?;
@@ -270,6 +301,7 @@ fn ingest_into_lake(
     };
     let keys = vec![(keys::key_id(&vk), vk)];
     let records_src = records.display().to_string();
+    let bundles_src = bundles_dir(dir).display().to_string();
     let ct_src = samples.join("cloudtrail").display().to_string();
     let otel_src = samples.join("otlp").display().to_string();
     let own_spans = spans_file(dir);
@@ -278,7 +310,8 @@ fn ingest_into_lake(
         .block_on(async move {
             tokio::task::spawn_blocking(move || -> Result<Vec<_>, audit_ingest::IngestError> {
                 let mut out = vec![
-                    audit_ingest::decisions::run(&records_src, keys, &opts, &handle)?,
+                    audit_ingest::decisions::run(&records_src, keys.clone(), &opts, &handle)?,
+                    audit_ingest::bundles::run(&bundles_src, keys, &opts, &handle)?,
                     audit_ingest::ingest::cloudtrail(&ct_src, &opts, &handle)?,
                 ];
                 // The gateway's own spans, then the sample export.
@@ -315,6 +348,16 @@ fn ingest_into_lake(
     Ok(())
 }
 
+/// Where the demo gateway keeps its log's checkpoints.
+fn checkpoints_dir(dir: &Path) -> PathBuf {
+    dir.join("checkpoints")
+}
+
+/// Where the demo gateway keeps the bundles it loaded.
+fn bundles_dir(dir: &Path) -> PathBuf {
+    dir.join("bundles")
+}
+
 /// Where the demo gateway appends its spans.
 fn spans_file(dir: &Path) -> PathBuf {
     dir.join("spans").join("gateway-spans.jsonl")
@@ -331,6 +374,12 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<(Vec<Exchange>, Vec<Too
     let mut raw = gateway_core::config::load(None, std::iter::empty())?;
     raw.server.listen = "127.0.0.1:0".into();
     let dev = super::gateway::dev_setup(&mut raw, dir)?;
+    // Every bundle the gateway loads is kept, so the lake can name the policies behind each
+    // decision (`cairn ingest bundles`).
+    raw.policy.deposit_dir = bundles_dir(dir).display().to_string();
+    // A signed checkpoint of the log outside the record directory, so that records removed
+    // from the end are detected (`cairn audit verify --checkpoints`).
+    raw.records.checkpoint_dir = checkpoints_dir(dir).display().to_string();
     for u in users {
         raw.auth.api_keys.push(ApiKeyConfig {
             id: format!("demo-{}", u.name),

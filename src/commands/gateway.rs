@@ -91,7 +91,7 @@ pub fn dev_setup(raw: &mut RawConfig, base: &Path) -> Result<DevSetup, CliError>
         policies: policies.clone(),
         schema: None,
     };
-    match super::policy::build_bundle(&paths, None, &private, &bundle, None, None, false)? {
+    match super::policy::build_bundle(&paths, None, &private, &bundle, Default::default(), false)? {
         Ok(_) => {}
         Err(_) => {
             return Err(CliError::failed(miette::miette!(

@@ -1,5 +1,6 @@
 //! `cairn ingest cloudtrail | otel | decisions | compact`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use audit_ingest::ingest::{IngestSummary, Options, Progress};
@@ -72,6 +73,8 @@ fn options(common: &IngestCommon) -> Result<Options, CliError> {
         filter: Filter {
             since: date("since", &common.since)?,
             until: date("until", &common.until)?,
+            bundles: false,
+            digests: false,
         },
         jobs: common.jobs,
         flush_rows: common.flush_rows,
@@ -86,8 +89,14 @@ pub fn run(cmd: IngestCommand) -> CliResult {
         IngestCommand::Cloudtrail {
             src,
             lookup,
+            verify_integrity,
+            public_keys,
             common,
         } => {
+            let keys = match public_keys.filter(|_| verify_integrity) {
+                Some(path) => Some(cloudtrail_keys(&path)?),
+                None => None,
+            };
             let opts = options(&common)?;
             let summary = if lookup {
                 let to_time = |d: Option<NaiveDate>, end: bool| {
@@ -111,7 +120,12 @@ pub fn run(cmd: IngestCommand) -> CliResult {
                 rt.block_on(async { tokio::task::spawn_blocking(run).await })
             } else {
                 let src = src.unwrap_or_default();
-                let run = move || audit_ingest::ingest::cloudtrail(&src, &opts, &handle);
+                let run = move || match &keys {
+                    Some(keys) => {
+                        audit_ingest::ingest::cloudtrail_verified(&src, keys, &opts, &handle)
+                    }
+                    None => audit_ingest::ingest::cloudtrail(&src, &opts, &handle),
+                };
                 rt.block_on(async { tokio::task::spawn_blocking(run).await })
             };
             report(flatten(summary)?, &common)
@@ -126,17 +140,12 @@ pub fn run(cmd: IngestCommand) -> CliResult {
             src,
             pubkey,
             common,
-        } => {
-            let mut ks = Vec::new();
-            for p in &pubkey {
-                let k = keys::load_verifying_key(p)?;
-                ks.push((keys::key_id(&k), k));
-            }
-            let opts = options(&common)?;
-            let run = move || audit_ingest::decisions::run(&src, ks, &opts, &handle);
-            let summary = rt.block_on(async { tokio::task::spawn_blocking(run).await });
-            report(flatten(summary)?, &common)
-        }
+        } => signed(&rt, &src, &pubkey, &common, audit_ingest::decisions::run),
+        IngestCommand::Bundles {
+            src,
+            pubkey,
+            common,
+        } => signed(&rt, &src, &pubkey, &common, audit_ingest::bundles::run),
         IngestCommand::Compact {
             lake,
             table,
@@ -193,6 +202,61 @@ pub fn run(cmd: IngestCommand) -> CliResult {
     }
 }
 
+/// `decisions::run` and `bundles::run`: sources checked against Ed25519 keys on the way in.
+type SignedIngest = fn(
+    &str,
+    Vec<(String, ed25519_dalek::VerifyingKey)>,
+    &Options,
+    &tokio::runtime::Handle,
+) -> Result<IngestSummary, audit_ingest::IngestError>;
+
+/// An ingest of signed sources (decision records, bundles), checked with the `--pubkey` keys.
+fn signed(
+    rt: &tokio::runtime::Runtime,
+    src: &str,
+    pubkey: &[PathBuf],
+    common: &IngestCommon,
+    ingest: SignedIngest,
+) -> CliResult {
+    let ks = verifying_keys(pubkey)?;
+    let opts = options(common)?;
+    let (src, handle) = (src.to_string(), rt.handle().clone());
+    let run = move || ingest(&src, ks, &opts, &handle);
+    let summary = rt.block_on(async { tokio::task::spawn_blocking(run).await });
+    report(flatten(summary)?, common)
+}
+
+/// CloudTrail's digest signing keys from the JSON of `aws cloudtrail list-public-keys`.
+fn cloudtrail_keys(
+    path: &std::path::Path,
+) -> Result<audit_ingest::integrity::PublicKeys, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        CliError::input(policy_engine::PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
+    audit_ingest::integrity::PublicKeys::from_json(&text).map_err(|e| {
+        CliError::input(miette::miette!(
+            help = "save them with: aws cloudtrail list-public-keys --start-time 2026-11-01 --end-time 2026-12-01 > keys.json",
+            "`{}`: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The public keys given with `--pubkey`, each with its key id.
+fn verifying_keys(
+    paths: &[PathBuf],
+) -> Result<Vec<(String, ed25519_dalek::VerifyingKey)>, CliError> {
+    let mut ks = Vec::new();
+    for p in paths {
+        let k = keys::load_verifying_key(p)?;
+        ks.push((keys::key_id(&k), k));
+    }
+    Ok(ks)
+}
+
 fn flatten(
     r: Result<Result<IngestSummary, audit_ingest::IngestError>, tokio::task::JoinError>,
 ) -> Result<IngestSummary, CliError> {
@@ -209,15 +273,22 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
             let by_kind = if kinds.is_empty() {
                 String::new()
             } else {
-                let n = |k: &str, one: &str| {
-                    let n = kinds.get(k).copied().unwrap_or(0);
+                let n = |(k, one): &(&str, &str)| {
+                    let n = kinds.get(*k).copied().unwrap_or(0);
                     format!("{n} {}", if n == 1 { one } else { k })
                 };
+                let named: &[(&str, &str)] = if s.table == "bundles" {
+                    &[("bundles", "bundle"), ("policies", "policy")]
+                } else {
+                    &[
+                        ("decisions", "decision"),
+                        ("outcomes", "outcome"),
+                        ("seals", "seal"),
+                    ]
+                };
                 format!(
-                    " (verified: {}, {}, {})",
-                    n("decisions", "decision"),
-                    n("outcomes", "outcome"),
-                    n("seals", "seal")
+                    " (verified: {})",
+                    named.iter().map(n).collect::<Vec<_>>().join(", ")
                 )
             };
             outln!(
@@ -305,6 +376,16 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
                         .map(|(r, n)| format!("{n} {r}"))
                         .collect::<Vec<_>>()
                         .join("; ")
+                );
+            }
+            if !s.integrity.is_empty() {
+                outln!(
+                    "  integrity (see the `cloudtrail_files` table): {}",
+                    s.integrity
+                        .iter()
+                        .map(|(k, n)| format!("{n} {k}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             let by_reason = s.quarantined_by_reason();

@@ -603,16 +603,28 @@ fn cedar_policy_authorizer() -> policy_engine::cedar_policy::Authorizer {
     policy_engine::cedar_policy::Authorizer::new()
 }
 
+/// What the manifest says of where a bundle came from, where the caller knows better than git.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Provenance<'a> {
+    pub version: Option<&'a str>,
+    pub created: Option<&'a str>,
+    pub source_repository: Option<&'a str>,
+}
+
 /// Builds a bundle file from a policy directory: validate, test, sign, write, re-verify.
 pub fn build_bundle(
     paths: &crate::cli::PolicyPaths,
     tests: Option<&Path>,
     key_path: &Path,
     out: &Path,
-    version: Option<&str>,
-    created: Option<&str>,
+    provenance: Provenance<'_>,
     explain_time: bool,
 ) -> Result<Result<bundle::VerifiedBundle, Outcome>, CliError> {
+    let Provenance {
+        version,
+        created,
+        source_repository,
+    } = provenance;
     let (loaded, run, sources) = match run_tests(paths, tests, Gate::Validate)? {
         Ok(r) => r,
         Err(o) => return Ok(Err(o)),
@@ -636,7 +648,10 @@ pub fn build_bundle(
     let key = keys::load_signing_key(key_path)?;
     let mut inputs: Vec<PathBuf> = sources.policies.clone();
     inputs.extend(sources.schema.clone());
-    let meta = source_meta(&sources.root, version, created, &inputs, explain_time)?;
+    let mut meta = source_meta(&sources.root, version, created, &inputs, explain_time)?;
+    if let Some(url) = source_repository {
+        meta.source_repository = Some(without_credentials(url));
+    }
     let bytes = bundle::create(&loaded, Some(&run), &meta, &key).map_err(CliError::failed)?;
     write_atomically(out, &bytes)?;
     let verified = bundle::verify(&bytes, &key.verifying_key()).map_err(CliError::failed)?;
@@ -649,8 +664,11 @@ fn bundle_cmd(args: &BundleArgs) -> CliResult {
         args.tests.as_deref(),
         &args.key,
         &args.out,
-        args.bundle_version.as_deref(),
-        args.created.as_deref(),
+        Provenance {
+            version: args.bundle_version.as_deref(),
+            created: args.created.as_deref(),
+            source_repository: args.source_repository.as_deref(),
+        },
         true,
     )? {
         Ok(v) => v,
@@ -677,6 +695,9 @@ fn bundle_cmd(args: &BundleArgs) -> CliResult {
         m.source_commit,
         m.created
     );
+    if let Some(repo) = &m.source_repository {
+        outln!("  from:     {repo}");
+    }
     outln!(
         "  contents: {} policies in {} file(s) and the schema",
         m.policies.len(),
@@ -851,9 +872,55 @@ fn source_meta(
             }
             None => "dev".into(),
         });
+    let source_repository = git(root, &["remote", "get-url", "origin"])
+        .filter(|u| !u.is_empty())
+        .map(|u| without_credentials(&u));
     Ok(BundleMeta {
         version,
         source_commit,
+        source_repository,
         created,
     })
+}
+
+/// A repository URL without the user name or token a clone URL may carry
+/// (`https://user:token@host/repo` becomes `https://host/repo`): the manifest is public.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if path.is_empty() && !rest.contains('/') {
+                format!("{scheme}://{host}")
+            } else {
+                format!("{scheme}://{host}/{path}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn repository_urls_lose_their_credentials() {
+        assert_eq!(
+            without_credentials("https://x-access-token:ghs_abc@github.com/acme/policies.git"),
+            "https://github.com/acme/policies.git"
+        );
+        assert_eq!(
+            without_credentials("https://github.com/acme/policies"),
+            "https://github.com/acme/policies"
+        );
+        assert_eq!(
+            without_credentials("git@github.com:acme/policies.git"),
+            "git@github.com:acme/policies.git"
+        );
+        assert_eq!(
+            without_credentials("file:///srv/git/p"),
+            "file:///srv/git/p"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 """`cairn audit verify` on records a real gateway wrote, then tampered with by hand."""
 
+import json
 import re
 import shutil
 
@@ -68,3 +69,76 @@ def test_wrong_key_fails(recorded, tmp_path):
     r = run(["audit", "verify", str(recorded / "records"), "--pubkey", "other/signing.pub"], cwd=tmp_path, check=False)
     assert r.returncode == 1
     assert "not among the given keys" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory):
+    """Records of a gateway that kept a checkpoint of its log outside the record directory."""
+    from conftest import REPO
+    d = tmp_path_factory.mktemp("checkpointed")
+    shutil.copytree(REPO / "policies", d / "policies")
+    make_signed_bundle(d)
+    gw = Gateway(d, base_config(d), env={"CAIRN_RECORDS__CHECKPOINT_DIR": str(d / "checkpoints")}).start()
+    for _ in range(4):
+        httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(),
+                   headers={"authorization": f"Bearer {ALICE_KEY}"})
+    gw.stop()
+    return d
+
+
+def verify_against(d, records="records", checkpoints="checkpoints", extra=()):
+    args = ["audit", "verify", records, "--pubkey", "keys/signing.pub", *extra]
+    if checkpoints:
+        args += ["--checkpoints", checkpoints]
+    return run(args, cwd=d, check=False)
+
+
+def test_the_checkpoint_covers_untouched_records(checkpointed):
+    note = (checkpointed / "checkpoints" / "checkpoint").read_text()
+    lines = note.splitlines()
+    # A C2SP checkpoint: origin, size, base64 hash, an extension line, a blank line, a signature.
+    assert lines[0].startswith("cairn.decision-log/ed25519:") and lines[1] == "9", note
+    assert lines[4] == "" and lines[5].startswith("\u2014 " + lines[0] + " "), note
+    r = verify_against(checkpointed, extra=["--require-sealed"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "(9 records, " in r.stdout and "nothing was removed from the end" in r.stdout, r.stdout
+
+
+def test_records_removed_from_the_end_are_caught_only_against_a_checkpoint(checkpointed, tmp_path):
+    shutil.copytree(checkpointed / "records", tmp_path / "records")
+    shutil.copytree(checkpointed / "keys", tmp_path / "keys")
+    shutil.copytree(checkpointed / "checkpoints", tmp_path / "checkpoints")
+    seg = sorted((tmp_path / "records").glob("segment-*.jsonl"))[-1]
+    lines = seg.read_text().splitlines(keepends=True)
+    # The last decision, its outcome and the seal: what is left is a valid, shorter chain.
+    seg.write_text("".join(lines[:-3]))
+    alone = verify_against(tmp_path, checkpoints=None)
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    caught = verify_against(tmp_path)
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert "records removed from the end" in caught.stderr and "seq 7..=9 are missing" in caught.stderr, caught.stderr
+    as_json = json.loads(verify_against(tmp_path, extra=["--format", "json"]).stdout)
+    assert as_json["ok"] is False and as_json["checkpoint"]["size"] == 9
+    assert "seq 7..=9 are missing" in as_json["checkpoint"]["problem"]
+
+
+def test_an_altered_or_foreign_checkpoint_is_not_trusted(checkpointed, tmp_path):
+    shutil.copytree(checkpointed / "keys", tmp_path / "keys")
+    note = (checkpointed / "checkpoints" / "checkpoint").read_text()
+    (tmp_path / "bigger").write_text(note.replace("\n9\n", "\n12\n", 1))
+    r = verify_against(tmp_path, records=str(checkpointed / "records"), checkpoints="bigger")
+    assert r.returncode == 1 and "cannot be trusted" in r.stderr and "altered" in r.stderr, r.stderr
+    run(["keys", "generate", "--out", "other"], cwd=tmp_path)
+    r = run(["audit", "verify", str(checkpointed / "records"), "--pubkey", "other/signing.pub",
+             "--checkpoints", str(checkpointed / "checkpoints")], cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "no signature by a given key" in r.stderr, r.stderr
+
+
+def test_a_checkpoint_directory_inside_the_records_is_refused(tmp_path):
+    from conftest import REPO
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
+    make_signed_bundle(tmp_path)
+    gw = Gateway(tmp_path, base_config(tmp_path), env={"CAIRN_RECORDS__CHECKPOINT_DIR": str(tmp_path / "records" / "cp")})
+    with pytest.raises(AssertionError) as e:
+        gw.start()
+    assert "is inside `records.dir`" in str(e.value)

@@ -525,7 +525,7 @@ def test_athena_ddl_parses_as_hive_and_trino(tmp_path):
     import sqlglot
     ddl = run(["athena", "ddl", "--lake", "s3://audit-bucket/lake", "--database", "cairn"], cwd=tmp_path).stdout
     statements = [s for s in sqlglot.parse(ddl, read="athena") if s is not None]
-    assert len(statements) == 6  # the database and five tables
+    assert len(statements) == 9  # the database and eight tables
     tables = {}
     for st in statements[1:]:
         t = st.find(sqlglot.exp.Table)
@@ -533,7 +533,8 @@ def test_athena_ddl_parses_as_hive_and_trino(tmp_path):
         text = st.sql(dialect="athena")
         assert "projection.date.type" in text and "ZSTD" in text
         assert f"s3://audit-bucket/lake/{t.name}/date=${{date}}/" in text
-    assert set(tables) == {"cloudtrail", "genai_spans", "decisions", "outcomes", "_quarantine"}
+    assert set(tables) == {"cloudtrail", "genai_spans", "decisions", "outcomes", "bundles", "policies",
+                           "cloudtrail_files", "_quarantine"}
     cols = {c.name: c.args["kind"].sql() for c in tables["cloudtrail"].find_all(sqlglot.exp.ColumnDef)}
     assert cols["event_time"] == "TIMESTAMP" and cols["read_only"] == "BOOLEAN" and cols["ingest_record"] == "BIGINT"
     assert cols["date"] == "DATE"
@@ -548,7 +549,7 @@ def test_athena_ddl_parses_as_hive_and_trino(tmp_path):
     replaced = run(["athena", "ddl", "--lake", "s3://audit-bucket/lake", "--database", "cairn", "--replace"],
                    cwd=tmp_path).stdout
     parsed = [s for s in sqlglot.parse(replaced, read="athena") if s is not None]
-    assert len(parsed) == 11 and sum(isinstance(x, sqlglot.exp.Drop) for x in parsed) == 5
+    assert len(parsed) == 17 and sum(isinstance(x, sqlglot.exp.Drop) for x in parsed) == 8
     bad = run(["athena", "ddl", "--lake", "/local/dir"], cwd=tmp_path, check=False)
     assert bad.returncode == 2
 

@@ -189,6 +189,7 @@ pub(crate) mod fixtures {
         let meta = BundleMeta {
             version: "test".into(),
             source_commit: "test".into(),
+            source_repository: None,
             created: chrono::Utc::now(),
         };
         let bytes = bundle::create(&loaded, None, &meta, &key).expect("bundle");

@@ -21,6 +21,8 @@ pub struct PolicyState {
     probes: Probes,
     metrics: Arc<Metrics>,
     reload_lock: std::sync::Mutex<()>,
+    /// Where each loaded bundle is kept for the audit lake.
+    deposit: Option<PathBuf>,
 }
 
 /// The requests a new bundle must fit before it decides anything.
@@ -43,7 +45,14 @@ impl PolicyState {
             probes,
             metrics,
             reload_lock: std::sync::Mutex::new(()),
+            deposit: None,
         }
+    }
+
+    /// Keeps a copy of every bundle loaded in `dir` (see `policy.deposit_dir`).
+    pub fn with_deposit(mut self, dir: Option<PathBuf>) -> Self {
+        self.deposit = dir;
+        self
     }
 
     pub fn current(&self) -> Option<Arc<PolicyEngine>> {
@@ -82,8 +91,10 @@ impl PolicyState {
     }
 
     fn candidate(&self) -> Result<PolicyEngine, String> {
-        let verified = policy_engine::bundle::verify_file(&self.bundle, &self.key)
-            .map_err(|e| e.to_string())?;
+        // Read once: what is verified is what is deposited, whatever the file becomes later.
+        let bytes = read_bounded(&self.bundle)?;
+        let verified = policy_engine::bundle::verify(&bytes, &self.key)
+            .map_err(|e| format!("`{}`: {e}", self.bundle.display()))?;
         let engine = PolicyEngine::from_bundle(verified).map_err(|problems| {
             format!(
                 "the bundle's policies do not validate: {}",
@@ -95,6 +106,9 @@ impl PolicyState {
             )
         })?;
         self.probe(&engine)?;
+        if let Some(dir) = &self.deposit {
+            deposit(dir, engine.digest(), &bytes)?;
+        }
         Ok(engine)
     }
 
@@ -134,4 +148,48 @@ impl PolicyState {
         }
         Ok(())
     }
+}
+
+/// Reads the bundle file, refusing one over the size a bundle may have before reading it.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let max = policy_engine::bundle::MAX_BUNDLE_BYTES;
+    let file = std::fs::File::open(path).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("`{}`: {e}", path.display()))?;
+    if bytes.len() as u64 > max {
+        return Err(format!(
+            "`{}`: the bundle is over the {max}-byte limit",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Keeps `bytes` as `dir/<hex digest>.tar`, written whole (a temporary file renamed into place)
+/// so a reader never sees part of a bundle. A bundle that cannot be kept is not loaded: the
+/// lake must be able to name every bundle that decided something.
+fn deposit(dir: &Path, digest: &str, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let name = format!("{}.tar", digest.trim_start_matches("sha256:"));
+    let target = dir.join(&name);
+    if std::fs::metadata(&target).is_ok_and(|m| m.len() == bytes.len() as u64) {
+        return Ok(());
+    }
+    let fail = |e: std::io::Error| {
+        format!(
+            "the bundle cannot be kept in the deposit directory `{}` (policy.deposit_dir): {e}",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(fail)?;
+    std::fs::rename(&tmp, &target).map_err(fail)?;
+    Ok(())
 }

@@ -282,6 +282,14 @@ impl GatewayConfig {
                 ));
             }
         }
+        let (records, checkpoints) = (&raw.records.dir, &raw.records.checkpoint_dir);
+        if !checkpoints.is_empty()
+            && std::path::Path::new(checkpoints).starts_with(std::path::Path::new(records))
+        {
+            problems.push(format!(
+                "`records.checkpoint_dir` `{checkpoints}` is inside `records.dir` `{records}`: a checkpoint must be kept where whoever can remove records cannot remove it too"
+            ));
+        }
         if raw.routing.max_attempts == 0 {
             problems.push("`routing.max_attempts` must be at least 1".into());
         }

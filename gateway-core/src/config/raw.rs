@@ -72,6 +72,10 @@ pub struct PolicyConfig {
     pub public_key: String,
     /// Reload when the bundle file changes (SIGHUP always reloads).
     pub watch: bool,
+    /// A directory each bundle the gateway loads is copied into, as `<sha256 of the
+    /// manifest>.tar`, before it decides anything, so the audit lake (`cairn ingest bundles`)
+    /// holds every bundle that decided something. Empty: not kept.
+    pub deposit_dir: String,
 }
 
 impl Default for PolicyConfig {
@@ -80,6 +84,7 @@ impl Default for PolicyConfig {
             bundle: ".cairn/bundle.tar".into(),
             public_key: ".cairn/keys/signing.pub".into(),
             watch: true,
+            deposit_dir: String::new(),
         }
     }
 }
@@ -251,6 +256,12 @@ pub struct RecordsConfig {
     pub segment_max_bytes: u64,
     pub segment_max_age_s: u64,
     pub max_batch: usize,
+    /// A directory outside `dir` where a signed checkpoint of the log (its record count and
+    /// newest hash) is kept, so `cairn audit verify --checkpoints` detects records removed from
+    /// the end. Empty: no checkpoints.
+    pub checkpoint_dir: String,
+    /// Seconds between checkpoints while records arrive; every seal writes one too.
+    pub checkpoint_interval_s: u64,
 }
 
 impl Default for RecordsConfig {
@@ -261,6 +272,8 @@ impl Default for RecordsConfig {
             segment_max_bytes: 64 * 1024 * 1024,
             segment_max_age_s: 3600,
             max_batch: 1024,
+            checkpoint_dir: String::new(),
+            checkpoint_interval_s: 60,
         }
     }
 }

@@ -11,4 +11,4 @@ mod writer;
 pub use decision_record::{
     Body, Decision, Outcome, Record, RecordKind, Seal, Usage, record, segment, verify,
 };
-pub use writer::{DecisionLog, LogObserver, LogSettings, Receipt};
+pub use writer::{CheckpointSettings, DecisionLog, LogObserver, LogSettings, Receipt};

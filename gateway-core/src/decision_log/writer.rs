@@ -26,6 +26,17 @@ pub struct LogSettings {
     pub segment_max_age: Duration,
     /// The most records in one group commit.
     pub max_batch: usize,
+    /// Where signed checkpoints go, if anywhere.
+    pub checkpoints: Option<CheckpointSettings>,
+}
+
+/// Signed checkpoints of the log, kept outside the record directory.
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    pub dir: PathBuf,
+    /// The longest a durable record waits before a checkpoint covers it (seals write one at
+    /// once).
+    pub interval: Duration,
 }
 
 /// Proof that a record is durable.
@@ -87,6 +98,8 @@ impl DecisionLog {
             healthy: healthy.clone(),
             pending: pending.clone(),
             observer,
+            checkpointed: 0,
+            checkpoint_at: Instant::now(),
         };
         writer.try_open();
         spawn_ticker(tx.downgrade());
@@ -204,6 +217,9 @@ struct Writer {
     healthy: Arc<AtomicBool>,
     pending: Arc<AtomicU64>,
     observer: Arc<dyn LogObserver>,
+    /// The record count the newest checkpoint vouches for.
+    checkpointed: u64,
+    checkpoint_at: Instant,
 }
 
 impl Writer {
@@ -236,13 +252,50 @@ impl Writer {
             }
             if let Some(done) = close {
                 self.seal("shutdown");
+                self.checkpoint(true);
                 let _ = done.send(());
                 self.healthy.store(false, Ordering::Relaxed);
                 return;
             }
             self.maybe_rotate();
+            self.checkpoint(false);
         }
         self.seal("shutdown");
+        self.checkpoint(true);
+    }
+
+    /// Writes a signed checkpoint of the durable chain head when records were added since the
+    /// last one and its interval has passed (`now`: whatever the interval, as at a seal). A
+    /// checkpoint that cannot be written is logged and tried again; records are not refused
+    /// for it, since they are durable and verifiable without it.
+    fn checkpoint(&mut self, now: bool) {
+        let Some(cp) = &self.settings.checkpoints else {
+            return;
+        };
+        let size = self.next_seq.saturating_sub(1);
+        if size <= self.checkpointed || (!now && self.checkpoint_at.elapsed() < cp.interval) {
+            return;
+        }
+        let checkpoint = decision_record::checkpoint::Checkpoint {
+            origin: decision_record::checkpoint::origin_of(&self.key.verifying_key()),
+            size,
+            hash: self.prev.clone(),
+            time: crate::clock::now_rfc3339(),
+        };
+        let note = checkpoint.sign(&self.key);
+        self.checkpoint_at = Instant::now();
+        match write_whole(
+            &cp.dir,
+            decision_record::checkpoint::CHECKPOINT_FILE,
+            note.as_bytes(),
+        ) {
+            Ok(()) => self.checkpointed = size,
+            Err(e) => tracing::error!(
+                dir = %cp.dir.display(),
+                error = %e,
+                "cannot write the record checkpoint; retrying at the next interval"
+            ),
+        }
     }
 
     /// The log cannot write: say so, refuse appends, and reopen in about a second.
@@ -510,4 +563,16 @@ impl Writer {
             }
         }
     }
+}
+
+/// Replaces `dir/name` with `bytes` whole: a synced temporary file renamed over it, then the
+/// directory synced, so a reader sees the old checkpoint or the new one, never part of one.
+fn write_whole(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
 }

@@ -40,6 +40,10 @@ pub struct Manifest {
     pub format: String,
     pub version: String,
     pub source_commit: String,
+    /// Where the policies' repository is (a URL without credentials), when it is known.
+    /// Optional and omitted when absent, so bundles made before it still verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_repository: Option<String>,
     /// RFC 3339, UTC, whole seconds.
     pub created: String,
     /// Every other member of the bundle, sorted by path.
@@ -90,6 +94,7 @@ pub struct TestEvidence {
 pub struct BundleMeta {
     pub version: String,
     pub source_commit: String,
+    pub source_repository: Option<String>,
     pub created: DateTime<Utc>,
 }
 
@@ -242,6 +247,7 @@ pub fn create(
         format: FORMAT.into(),
         version: meta.version.clone(),
         source_commit: meta.source_commit.clone(),
+        source_repository: meta.source_repository.clone(),
         created: meta.created.to_rfc3339_opts(SecondsFormat::Secs, true),
         files,
         policies,
@@ -669,6 +675,7 @@ permit (principal, action == Action::"read", resource);
         let meta = BundleMeta {
             version: "v1".into(),
             source_commit: "unknown".into(),
+            source_repository: None,
             created: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
         };
         (create(&loaded, None, &meta, &key).unwrap(), key)
