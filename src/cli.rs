@@ -291,8 +291,8 @@ pub struct BundleArgs {
     /// newest input file's modification time, so the same inputs give the same bytes.
     #[arg(long, value_name = "TIME")]
     pub created: Option<String>,
-    /// The policies' repository recorded in the manifest (a URL); defaults to the git remote
-    /// `origin`, with any credentials in it removed.
+    /// The policies' repository recorded in the manifest (a URL, credentials removed), e.g.
+    /// \"$GITHUB_SERVER_URL/$GITHUB_REPOSITORY\" in CI; not recorded when not given.
     #[arg(long, value_name = "URL")]
     pub source_repository: Option<String>,
     /// Output format.
@@ -458,7 +458,8 @@ pub struct IngestCommon {
     /// Only objects whose delivery path is on or before this date.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub until: Option<String>,
-    /// Exit 1 when anything was quarantined.
+    /// Exit 1 when anything was quarantined, or (with --verify-integrity) a CloudTrail file did
+    /// not verify (`no_digest` aside).
     #[arg(long)]
     pub strict: bool,
     /// Worker threads that parse [default: one per core] (0 means the same).
@@ -496,7 +497,7 @@ pub enum IngestCommand {
         verify_integrity: bool,
         /// CloudTrail's public keys for --verify-integrity: the JSON `aws cloudtrail
         /// list-public-keys --start-time ... --end-time ...` prints.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", requires = "verify_integrity")]
         public_keys: Option<PathBuf>,
         #[command(flatten)]
         common: IngestCommon,

@@ -184,6 +184,8 @@ pub fn append_outcome(
     );
     cols.extra.append_option(json(&r.extra));
     cols.trace_id.append_option(r.trace_id.as_ref());
+    cols.upstream_request_id
+        .append_option(str_field(&r.extra, "upstream_request_id"));
     chain_columns!(cols, envelope, hash, source, line);
 }
 

@@ -454,7 +454,7 @@ pub(crate) fn run<K: Kind>(
     job.summary.skipped = listing.skipped;
     let mut tags: Vec<Option<&'static str>> = vec![None; objects.len()];
     if let Some(keys) = keys {
-        let report = crate::integrity::check(spec, &objects, keys, rt)?;
+        let report = crate::integrity::check(spec, &objects, keys, &opts.filter, rt)?;
         for (tag, o) in tags.iter_mut().zip(&objects) {
             let state = crate::integrity::delivery_key(&o.uri)
                 .and_then(|k| report.logs.get(k).copied())

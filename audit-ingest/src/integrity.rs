@@ -150,6 +150,7 @@ struct DigestFile {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LogFileEntry {
+    s3_bucket: String,
     s3_object: String,
     hash_value: String,
 }
@@ -158,7 +159,11 @@ struct LogFileEntry {
 /// directory the copy is in.
 pub fn delivery_key(path: &str) -> Option<&str> {
     let path = path.strip_prefix("s3://").unwrap_or(path);
-    path.find("AWSLogs/").map(|i| &path[i..])
+    if path.starts_with("AWSLogs/") {
+        return Some(path);
+    }
+    // The last `/AWSLogs/` component: a copy's own directory may contain the word too.
+    path.rfind("/AWSLogs/").map(|i| &path[i + 1..])
 }
 
 /// The region in a delivery key (`AWSLogs/[o-id/]<account>/CloudTrail[-Digest]/<region>/...`).
@@ -194,6 +199,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// Files that failed a check (`no_digest` is not a failure: validation may be off).
+    pub fn failures(counts: &BTreeMap<String, u64>) -> u64 {
+        counts
+            .iter()
+            .filter(|(k, _)| !(k.ends_with(" verified") || k.ends_with(" no_digest")))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     pub fn counts(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for f in &self.files {
@@ -252,13 +266,27 @@ async fn metadata_signature(obj: &SourceObject) -> Option<String> {
 /// hex SHA-256 of its uncompressed content, and the previous digest's signature (`null` for the
 /// first digest of a chain, as AWS's Java and Python validators spell it).
 fn string_to_sign(d: &DigestFile, sha256: &str) -> String {
-    format!(
-        "{}\n{}/{}\n{}\n{}",
-        d.digest_end_time,
-        d.digest_s3_bucket,
-        d.digest_s3_object,
+    signing_string(
+        &d.digest_end_time,
+        &d.digest_s3_bucket,
+        &d.digest_s3_object,
         sha256,
-        d.previous_digest_signature.as_deref().unwrap_or("null")
+        d.previous_digest_signature.as_deref(),
+    )
+}
+
+/// The data signing string from its parts (public for whoever writes digests, the demo's
+/// simulated trail among them).
+pub fn signing_string(
+    end_time: &str,
+    bucket: &str,
+    object: &str,
+    sha256_hex: &str,
+    previous_signature: Option<&str>,
+) -> String {
+    format!(
+        "{end_time}\n{bucket}/{object}\n{sha256_hex}\n{}",
+        previous_signature.unwrap_or("null")
     )
 }
 
@@ -290,21 +318,39 @@ fn verify_signature(
         })
 }
 
-/// Checks every digest under `spec` and every log file of `logs` (the ingest's listing).
+/// Whether a delivery key's `YYYY/MM/DD` is inside the run's window (every key is, without one).
+fn in_window(key: &str, filter: &Filter) -> bool {
+    match crate::source::layout_date(key) {
+        Some(d) => filter.since.is_none_or(|s| d >= s) && filter.until.is_none_or(|u| d <= u),
+        None => true,
+    }
+}
+
+/// Checks every digest under `spec` and every log file of `logs` (the ingest's listing, made
+/// with `filter`): within `--since`/`--until` only, digests of a day either side read too so a
+/// chain is followed across the window's edge.
 pub fn check(
     spec: &str,
     logs: &[SourceObject],
     keys: &PublicKeys,
+    filter: &Filter,
     rt: &tokio::runtime::Handle,
 ) -> Result<Report, IngestError> {
-    let filter = Filter {
+    let day = chrono::Duration::days(1);
+    let listing_filter = Filter {
         digests: true,
+        since: filter.since.map(|d| d - day),
+        until: filter.until.map(|d| d + day),
         ..Default::default()
     };
-    let listing = rt.block_on(crate::source::list(spec, &filter))?;
+    let listing = rt.block_on(crate::source::list(spec, &listing_filter))?;
     let mut sidecars: HashMap<String, SourceObject> = HashMap::new();
     let mut digest_objs = Vec::new();
     for o in listing.objects {
+        // A file named on the command line is listed whatever it is: only digests count here.
+        if !o.uri.contains("CloudTrail-Digest/") {
+            continue;
+        }
         match o.uri.strip_suffix(SIGNATURE_SUFFIX) {
             Some(of) => {
                 sidecars.insert(of.to_string(), o);
@@ -353,99 +399,134 @@ pub fn check(
         }
     }
     let by_key: HashMap<&str, &Loaded> = digests.iter().map(|d| (d.key.as_str(), d)).collect();
-    let present: HashMap<String, &SourceObject> = logs
-        .iter()
-        .filter_map(|o| delivery_key(&o.uri).map(|k| (k.to_string(), o)))
-        .collect();
+    // Every copy of a delivery key: two copies of one file must both match its digest.
+    let mut present: HashMap<String, Vec<&SourceObject>> = HashMap::new();
+    for o in logs {
+        if let Some(k) = delivery_key(&o.uri) {
+            present.entry(k.to_string()).or_default().push(o);
+        }
+    }
 
     let mut report = Report::default();
+    let mut log_checks: HashMap<String, FileCheck> = HashMap::new();
     for d in &digests {
         let (state, detail) = digest_state(d, &by_key, &named_by_next, keys);
         let parsed = d.parsed.as_ref().ok();
         let end = parsed.map(|p| p.digest_end_time.clone());
         let account = parsed.and_then(|p| p.aws_account_id.clone());
-        report.files.push(FileCheck {
-            kind: "digest",
-            file: d.obj.uri.clone(),
-            key: d.key.clone(),
-            state,
-            detail: detail.clone(),
-            digest: Some(d.key.clone()),
-            digest_end: end.clone(),
-            account_id: account.clone(),
-        });
+        if in_window(&d.key, filter) {
+            report.files.push(FileCheck {
+                kind: "digest",
+                file: d.obj.uri.clone(),
+                key: d.key.clone(),
+                state,
+                detail: detail.clone(),
+                digest: Some(d.key.clone()),
+                digest_end: end.clone(),
+                account_id: account.clone(),
+            });
+        }
         let Some(p) = parsed else { continue };
         for log in &p.log_files {
             let Some(lkey) = delivery_key(&log.s3_object).map(str::to_string) else {
                 continue;
             };
-            let (lstate, ldetail, file) = match (state, present.get(&lkey)) {
-                (State::BadSignature | State::NoSignature, found) => (
+            if !in_window(&lkey, filter) {
+                continue;
+            }
+            let copies = present.get(&lkey).map(Vec::as_slice).unwrap_or_default();
+            let named = |o: Option<&&SourceObject>| {
+                o.map_or_else(
+                    || format!("s3://{}/{}", log.s3_bucket, log.s3_object),
+                    |o| o.uri.clone(),
+                )
+            };
+            let (lstate, ldetail, file) = match state {
+                State::BadSignature | State::NoSignature => (
                     state,
                     format!("its digest {} cannot be trusted: {detail}", d.key),
-                    found.map_or_else(|| log.s3_object.clone(), |o| o.uri.clone()),
+                    named(copies.first()),
                 ),
-                (_, None) => (
+                _ if copies.is_empty() => (
                     State::Missing,
                     format!(
                         "the digest {} lists it and the copy does not have it",
                         d.key
                     ),
-                    format!("s3://{}/{}", p.digest_s3_bucket, log.s3_object),
+                    named(None),
                 ),
-                (_, Some(o)) => match inflated_sha256(o, rt) {
-                    Err(e) => (State::HashMismatch, format!("the file {e}"), o.uri.clone()),
-                    Ok(h) if h != log.hash_value.to_ascii_lowercase() => (
-                        State::HashMismatch,
-                        format!(
-                            "SHA-256 of the uncompressed file is {h}, the digest {} records {}: the file was changed",
-                            d.key, log.hash_value
-                        ),
-                        o.uri.clone(),
-                    ),
-                    Ok(_) if state == State::ChainGap => (
-                        State::ChainGap,
-                        format!("its hash matches, and its digest's chain is broken: {detail}"),
-                        o.uri.clone(),
-                    ),
-                    Ok(_) => (State::Verified, String::new(), o.uri.clone()),
-                },
+                _ => {
+                    let mut verdict = None;
+                    for o in copies {
+                        let bad = match inflated_sha256(o, rt) {
+                            Err(e) => Some(format!("the file {e}")),
+                            Ok(h) if !h.eq_ignore_ascii_case(&log.hash_value) => Some(format!(
+                                "SHA-256 of the uncompressed file is {h}, the digest {} records {}: the file was changed",
+                                d.key, log.hash_value
+                            )),
+                            Ok(_) => None,
+                        };
+                        if let Some(why) = bad {
+                            verdict = Some((State::HashMismatch, why, o.uri.clone()));
+                            break;
+                        }
+                    }
+                    verdict.unwrap_or_else(|| {
+                        if state == State::ChainGap {
+                            (
+                                State::ChainGap,
+                                format!(
+                                    "its hash matches, and its digest's chain is broken: {detail}"
+                                ),
+                                named(copies.first()),
+                            )
+                        } else {
+                            (State::Verified, String::new(), named(copies.first()))
+                        }
+                    })
+                }
             };
             // A file listed by several digests (a backfill) keeps its best verdict.
-            let better = report
-                .logs
+            let better = log_checks
                 .get(&lkey)
-                .is_none_or(|s| lstate == State::Verified && *s != State::Verified);
+                .is_none_or(|f| lstate == State::Verified && f.state != State::Verified);
             if better {
-                report.logs.insert(lkey.clone(), lstate);
-                report.files.retain(|f| !(f.kind == "log" && f.key == lkey));
-                report.files.push(FileCheck {
-                    kind: "log",
-                    file,
-                    key: lkey,
-                    state: lstate,
-                    detail: ldetail,
-                    digest: Some(d.key.clone()),
-                    digest_end: end.clone(),
-                    account_id: account.clone(),
-                });
+                log_checks.insert(
+                    lkey.clone(),
+                    FileCheck {
+                        kind: "log",
+                        file,
+                        key: lkey,
+                        state: lstate,
+                        detail: ldetail,
+                        digest: Some(d.key.clone()),
+                        digest_end: end.clone(),
+                        account_id: account.clone(),
+                    },
+                );
             }
         }
     }
-    for (lkey, o) in &present {
-        if !report.logs.contains_key(lkey) {
-            report.logs.insert(lkey.clone(), State::NoDigest);
-            report.files.push(FileCheck {
-                kind: "log",
-                file: o.uri.clone(),
-                key: lkey.clone(),
-                state: State::NoDigest,
-                detail: "no digest of the copy lists it: log file validation was off, or its digest was removed".into(),
-                digest: None,
-                digest_end: None,
-                account_id: None,
-            });
+    for (lkey, copies) in &present {
+        if !log_checks.contains_key(lkey) {
+            log_checks.insert(
+                lkey.clone(),
+                FileCheck {
+                    kind: "log",
+                    file: copies.first().map(|o| o.uri.clone()).unwrap_or_default(),
+                    key: lkey.clone(),
+                    state: State::NoDigest,
+                    detail: "no digest of the copy lists it: log file validation was off, or its digest was removed".into(),
+                    digest: None,
+                    digest_end: None,
+                    account_id: None,
+                },
+            );
         }
+    }
+    for (k, f) in log_checks {
+        report.logs.insert(k, f.state);
+        report.files.push(f);
     }
     report
         .files
@@ -548,6 +629,7 @@ pub fn rows(report: &Report, spec: &str) -> lake::schema::CloudTrailFileColumns 
         c.checked_at.append_value(now);
         c.kind.append_value(f.kind);
         c.file.append_value(&f.file);
+        c.key.append_value(&f.key);
         c.integrity.append_value(f.state.as_str());
         c.detail.append_value(&f.detail);
         c.digest.append_option(f.digest.as_deref());

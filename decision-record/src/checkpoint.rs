@@ -20,8 +20,14 @@ const ALG_ED25519: u8 = 0x01;
 const SIG_PREFIX: &str = "\u{2014} ";
 /// Notes larger than this are refused before they are parsed.
 pub const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
-/// The file a checkpoint store holds the newest checkpoint in.
-pub const CHECKPOINT_FILE: &str = "checkpoint";
+/// Checkpoint files are `checkpoint-<size, 20 digits>`: each is written once and never replaced
+/// (a WORM store allows that), and the newest is the one of the largest size.
+pub const FILE_PREFIX: &str = "checkpoint-";
+
+/// The file name of the checkpoint of a log of `size` records.
+pub fn file_name(size: u64) -> String {
+    format!("{FILE_PREFIX}{size:020}")
+}
 
 /// What a checkpoint vouches for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +52,12 @@ pub enum CheckpointError {
     UnknownKey { found: String, given: String },
     #[error("the signature by `{0}` does not verify: the checkpoint was altered")]
     BadSignature(String),
+    #[error(
+        "the checkpoint's origin `{origin}` is not the name of the key that signed it (`{signer}`)"
+    )]
+    WrongOrigin { origin: String, signer: String },
+    #[error("`{0}` cannot be read: {1}")]
+    Read(String, String),
 }
 
 /// The note key name (and checkpoint origin) of a record signing key.
@@ -133,9 +145,10 @@ fn open_note<'a>(
 }
 
 impl Checkpoint {
-    /// The signed note, ready to store.
-    pub fn sign(&self, key: &SigningKey) -> String {
-        let root = hex::decode(&self.hash).unwrap_or_default();
+    /// The signed note, ready to store; `None` when `hash` is not a hex SHA-256 (never the case
+    /// for a record's hash).
+    pub fn sign(&self, key: &SigningKey) -> Option<String> {
+        let root = hex::decode(&self.hash).ok().filter(|r| r.len() == 32)?;
         let text = format!(
             "{}\n{}\n{}\ntime {}\n",
             self.origin,
@@ -143,7 +156,7 @@ impl Checkpoint {
             STANDARD.encode(root),
             self.time
         );
-        sign_note(&text, &self.origin, key)
+        Some(sign_note(&text, &self.origin, key))
     }
 
     /// Reads a checkpoint signed by one of `keys`.
@@ -154,6 +167,13 @@ impl Checkpoint {
         let origin = lines
             .next()
             .ok_or_else(|| malformed("no origin line".into()))?;
+        // The note verified under a key's name; the checkpoint must be of that key's log.
+        if !keys.iter().any(|k| origin_of(k) == origin) {
+            return Err(CheckpointError::WrongOrigin {
+                origin: origin.to_string(),
+                signer: keys.iter().map(origin_of).collect::<Vec<_>>().join(", "),
+            });
+        }
         let size = lines
             .next()
             .and_then(|l| l.parse::<u64>().ok())
@@ -174,6 +194,51 @@ impl Checkpoint {
             time,
         })
     }
+}
+
+/// The newest checkpoint in a checkpoint store directory (the largest `checkpoint-<size>`),
+/// verified with `keys`; `None` when there is none. A newest file that does not verify is an
+/// error, not skipped: someone may have replaced it to hide a shortened log.
+pub fn newest(
+    dir: &std::path::Path,
+    keys: &[VerifyingKey],
+) -> Result<Option<(std::path::PathBuf, Checkpoint)>, CheckpointError> {
+    let read_err = |p: &std::path::Path, e: std::io::Error| {
+        CheckpointError::Read(p.display().to_string(), e.to_string())
+    };
+    let mut names: Vec<String> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| read_err(dir, e))? {
+        let e = e.map_err(|e| read_err(dir, e))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if name
+            .strip_prefix(FILE_PREFIX)
+            .is_some_and(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            names.push(name);
+        }
+    }
+    let Some(name) = names.into_iter().max() else {
+        return Ok(None);
+    };
+    let path = dir.join(name);
+    Ok(Some((path.clone(), read_file(&path, keys)?)))
+}
+
+/// Reads and verifies one checkpoint file (bounded by [`MAX_CHECKPOINT_BYTES`]).
+pub fn read_file(
+    path: &std::path::Path,
+    keys: &[VerifyingKey],
+) -> Result<Checkpoint, CheckpointError> {
+    use std::io::Read;
+    let read_err =
+        |e: std::io::Error| CheckpointError::Read(path.display().to_string(), e.to_string());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(read_err)?
+        .take(MAX_CHECKPOINT_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    Checkpoint::open(&text, keys)
 }
 
 #[cfg(test)]
@@ -222,7 +287,7 @@ mod tests {
     #[test]
     fn a_checkpoint_round_trips_and_any_change_is_refused() {
         let cp = checkpoint();
-        let note = cp.sign(&key());
+        let note = cp.sign(&key()).unwrap();
         assert!(note.starts_with("cairn.decision-log/ed25519:"));
         assert_eq!(Checkpoint::open(&note, &[key().verifying_key()]), Ok(cp));
         let shorter = note.replacen("\n42\n", "\n41\n", 1);

@@ -58,7 +58,8 @@ async fn chat(State(mock): State<Arc<MockProvider>>, body: Bytes) -> Response {
                             Ok(
                                 StreamEvent::Usage(_)
                                 | StreamEvent::ToolCall { .. }
-                                | StreamEvent::Guardrail(_),
+                                | StreamEvent::Guardrail(_)
+                                | StreamEvent::UpstreamRequestId(_),
                             ) => None,
                             Err(e) => Some(openai::sse_event(&openai::error_json(
                                 &e.to_string(),

@@ -300,7 +300,12 @@ async fn prepare(config: &GatewayConfig) -> Result<Prepared, StartError> {
     };
     let authn = Authenticator::new(api_keys, oidc, config.raw.auth.oidc.max_token_bytes);
 
-    let providers = Providers::build(&config.raw, &catalogue).await?;
+    let providers = Providers::build(
+        &config.raw,
+        &catalogue,
+        config.aws_base_credentials.as_ref(),
+    )
+    .await?;
     let limiter = Arc::new(Limiter::new(config.raw.limits.clone()).map_err(StartError::Limits)?);
     Ok(Prepared {
         metrics,

@@ -233,12 +233,13 @@ table!(
 
 table!(
     /// One CloudTrail log or digest file as checked against CloudTrail's signed digests
-    /// (`cairn ingest cloudtrail --verify-integrity`): a row per file and state found, so a file
-    /// that changes state later adds a row.
-    CloudTrailFileColumns, "cloudtrail_files", key = ["kind", "file", "integrity", "detail"], time = "checked_at", {
+    /// (`cairn ingest cloudtrail --verify-integrity`): a row per file and check, so a file that
+    /// changes state later adds a row. `key` names the file from `AWSLogs/` on, wherever the copy.
+    CloudTrailFileColumns, "cloudtrail_files", key = ["kind", "key", "file", "checked_at"], time = "checked_at", {
     checked_at: Ts,
     kind: Str,
     file: Str,
+    key: Str,
     integrity: Str,
     detail: Str,
     digest: Str,
@@ -386,6 +387,7 @@ table!(
     prev: Str,
     ingest_source: Str,
     ingest_record: I64,
+    upstream_request_id: Str,
 });
 
 table!(

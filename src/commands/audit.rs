@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use decision_record::checkpoint::{CHECKPOINT_FILE, Checkpoint, MAX_CHECKPOINT_BYTES};
+use decision_record::checkpoint::Checkpoint;
 use decision_record::verify::{AgainstCheckpoint, against_checkpoint, verify_dir_anchored};
 use policy_engine::bundle::keys;
 
@@ -138,39 +138,37 @@ fn verify(args: &AuditVerifyArgs) -> CliResult {
     })
 }
 
-/// Reads and verifies the newest checkpoint at `at` (a checkpoint store directory or the file).
+/// Reads and verifies the newest checkpoint at `at` (a checkpoint store directory: its largest
+/// `checkpoint-<size>`; or one checkpoint file).
 fn read_checkpoint(
     at: &Path,
     keys: &[ed25519_dalek::VerifyingKey],
 ) -> Result<(PathBuf, Checkpoint), CliError> {
-    let file = if at.is_dir() {
-        at.join(CHECKPOINT_FILE)
-    } else {
-        at.to_path_buf()
-    };
-    let read_error = |source| {
-        CliError::input(policy_engine::PolicyError::Read {
-            path: file.clone(),
-            source,
-        })
-    };
-    let meta = std::fs::metadata(&file).map_err(read_error)?;
-    if meta.len() > MAX_CHECKPOINT_BYTES as u64 {
-        return Err(CliError::input(miette::miette!(
-            "`{}` is {} bytes: not a checkpoint (at most {MAX_CHECKPOINT_BYTES})",
-            file.display(),
-            meta.len()
-        )));
-    }
-    let text = std::fs::read_to_string(&file).map_err(read_error)?;
     // A checkpoint that does not verify is a failed check (exit 1), not a usage error: someone
     // may have replaced it.
-    let cp = Checkpoint::open(&text, keys).map_err(|e| {
+    let untrusted = |e: decision_record::checkpoint::CheckpointError| {
         CliError::failed(miette::miette!(
             help = "pass the public key of the gateway's records signing key with --pubkey",
-            "the checkpoint `{}` cannot be trusted: {e}",
-            file.display()
+            "the checkpoint in `{}` cannot be trusted: {e}",
+            at.display()
         ))
-    })?;
-    Ok((file, cp))
+    };
+    if at.is_dir() {
+        return match decision_record::checkpoint::newest(at, keys).map_err(untrusted)? {
+            Some(found) => Ok(found),
+            None => Err(CliError::input(miette::miette!(
+                help = "point --checkpoints at the gateway's `records.checkpoint_dir`",
+                "no checkpoint (checkpoint-<size>) in `{}`",
+                at.display()
+            ))),
+        };
+    }
+    if !at.exists() {
+        return Err(CliError::input(miette::miette!(
+            "`{}` does not exist",
+            at.display()
+        )));
+    }
+    let cp = decision_record::checkpoint::read_file(at, keys).map_err(untrusted)?;
+    Ok((at.to_path_buf(), cp))
 }

@@ -135,7 +135,7 @@ pub fn run(args: &DemoArgs) -> CliResult {
     );
     let records = dir.join("records");
     let users = demo_users();
-    let (exchanges, agent) = run_gateway(dir, &users)?;
+    let (exchanges, agent, stand_in) = run_gateway(dir, &users)?;
     outln!(
         "    {:<8} {:<14} {:<13} {:<7} {:<6} what the gateway said",
         "who",
@@ -156,6 +156,24 @@ pub fn run(args: &DemoArgs) -> CliResult {
         );
     }
 
+    let trail = stand_in
+        .write_trail(&dir.join("cloudtrail-simulated"))
+        .map_err(|e| {
+            CliError::input(miette::miette!(
+                "cannot write the simulated CloudTrail under {}: {e}",
+                dir.display()
+            ))
+        })?;
+    outln!(
+        "\n    claude-sonnet-us-west-2 went through the Bedrock provider as each user's own role session (STS session tags, source identity): {} call(s) to the simulated Bedrock",
+        stand_in.bedrock_calls()
+    );
+    outln!(
+        "    SIMULATED CloudTrail for those calls, as AWS would deliver it: {} log file(s) and {} signed digest(s) under {}",
+        trail.log_files,
+        trail.digests,
+        trail.root.display()
+    );
     outln!("\n    an agent (alice) through /mcp, in front of the demo's notes server:");
     for t in &agent {
         outln!("    {:<30} {}", t.what, t.outcome);
@@ -165,18 +183,16 @@ pub fn run(args: &DemoArgs) -> CliResult {
         5,
         "verifying the decision records: hashes, signatures, chain and seals",
     );
-    let checkpoint_file = checkpoints_dir(dir).join(decision_record::checkpoint::CHECKPOINT_FILE);
-    let checkpoint = std::fs::read_to_string(&checkpoint_file)
+    let newest = decision_record::checkpoint::newest(&checkpoints_dir(dir), &[vk])
         .map_err(|e| e.to_string())
-        .and_then(|t| {
-            decision_record::checkpoint::Checkpoint::open(&t, &[vk]).map_err(|e| e.to_string())
-        })
+        .and_then(|found| found.ok_or_else(|| "the gateway wrote none".to_string()))
         .map_err(|e| {
             CliError::failed(miette::miette!(
-                "the gateway's checkpoint `{}` cannot be read: {e}",
-                checkpoint_file.display()
+                "the gateway's checkpoint in `{}` cannot be read: {e}",
+                checkpoints_dir(dir).display()
             ))
         })?;
+    let (checkpoint_file, checkpoint) = newest;
     let report = decision_record::verify::verify_dir_anchored(
         &records,
         vec![(keys::key_id(&vk), vk)],
@@ -223,7 +239,7 @@ pub fn run(args: &DemoArgs) -> CliResult {
         "building the audit lake: decision records and the bundles that decided them (verified on the way in), the gateway's own spans, sample CloudTrail and OpenTelemetry data",
     );
     let lake_dir = dir.join("lake");
-    ingest_into_lake(dir, &lake_dir, &records, vk)?;
+    ingest_into_lake(dir, &lake_dir, &records, vk, &trail)?;
 
     step(
         7,
@@ -268,6 +284,22 @@ fn write_reports(lake_dir: &Path, out: &Path) -> Result<String, CliError> {
         .filter(|s| s.output.rows() > 0)
         .map(|s| format!("{} ({})", s.spec.title, s.output.rows()))
         .collect();
+    // The reconcile's summary: CloudTrail's Bedrock calls, matched to decisions or not.
+    let reconciled = runs
+        .iter()
+        .filter(|r| r.spec.name == "reconcile")
+        .flat_map(|r| &r.sections)
+        .find(|s| s.spec.name == "summary")
+        .and_then(|s| reports::output::to_json_rows(&s.output.batches).ok())
+        .and_then(|rows| rows.into_iter().next());
+    if let Some(r) = reconciled {
+        outln!(
+            "    reconcile: {} Bedrock call(s) in CloudTrail, {} matched to the gateway's decisions (the simulated trail), {} bypassed the gateway (the sample data); see the reconcile's provenance section for each call's policies and bundle",
+            r["bedrock_calls"],
+            r["through_gateway"],
+            r["bypassed"]
+        );
+    }
     Ok(if hits.is_empty() {
         "detections: no hits".to_string()
     } else {
@@ -281,7 +313,18 @@ fn ingest_into_lake(
     lake_dir: &Path,
     records: &Path,
     vk: ed25519_dalek::VerifyingKey,
+    trail: &super::demo_aws::Written,
 ) -> Result<(), CliError> {
+    let trail_keys = std::fs::read_to_string(&trail.public_keys)
+        .map_err(|e| e.to_string())
+        .and_then(|t| audit_ingest::integrity::PublicKeys::from_json(&t))
+        .map_err(|e| {
+            CliError::input(miette::miette!(
+                "the simulated trail's keys `{}`: {e}",
+                trail.public_keys.display()
+            ))
+        })?;
+    let trail_src = trail.root.display().to_string();
     let samples = dir.join("samples");
     crate::embedded::write_sample_data(&samples).map_err(|source| {
         CliError::input(policy_engine::PolicyError::Write {
@@ -312,6 +355,13 @@ fn ingest_into_lake(
                 let mut out = vec![
                     audit_ingest::decisions::run(&records_src, keys.clone(), &opts, &handle)?,
                     audit_ingest::bundles::run(&bundles_src, keys, &opts, &handle)?,
+                    // The simulated trail, its digests checked offline on the way in.
+                    audit_ingest::ingest::cloudtrail_verified(
+                        &trail_src,
+                        &trail_keys,
+                        &opts,
+                        &handle,
+                    )?,
                     audit_ingest::ingest::cloudtrail(&ct_src, &opts, &handle)?,
                 ];
                 // The gateway's own spans, then the sample export.
@@ -325,6 +375,16 @@ fn ingest_into_lake(
         })
         .map_err(|e| CliError::input(miette::miette!("ingest failed: {e}")))??;
     for s in &summaries {
+        if !s.integrity.is_empty() {
+            outln!(
+                "    simulated CloudTrail checked against its signed digests: {}",
+                s.integrity
+                    .iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let skipped = s.sources.iter().filter(|x| x.skipped.is_some()).count();
         outln!(
             "    {:<12} {:>3} source(s){}: {} read, {} written, {} duplicates skipped, {} quarantined",
@@ -370,7 +430,11 @@ struct ToolStep {
     outcome: String,
 }
 
-fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<(Vec<Exchange>, Vec<ToolStep>), CliError> {
+/// What the demo's gateway run gave: the chat exchanges, the agent's MCP steps, and the AWS
+/// stand-in with the CloudTrail records of its Bedrock calls.
+type GatewayRun = (Vec<Exchange>, Vec<ToolStep>, super::demo_aws::StandIn);
+
+fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<GatewayRun, CliError> {
     let mut raw = gateway_core::config::load(None, std::iter::empty())?;
     raw.server.listen = "127.0.0.1:0".into();
     let dev = super::gateway::dev_setup(&mut raw, dir)?;
@@ -419,8 +483,23 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<(Vec<Exchange>, Vec<Too
             fail_status: 429,
             ..Default::default()
         });
+        if !throttled {
+            // Served through the Bedrock provider, as the user (STS session tags and source
+            // identity), against the demo's stand-in for Bedrock and STS.
+            m.provider = "bedrock".into();
+            m.upstream_model = Some("anthropic.claude-3-5-sonnet-20240620-v1:0".into());
+        }
         models.push(m);
     }
+    let aws_listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr().map(|a| (l, a)))
+        .map_err(|e| {
+            CliError::input(miette::miette!("cannot start the demo's AWS stand-in: {e}"))
+        })?;
+    let aws_url = format!("http://{}", aws_listener.1);
+    raw.providers.bedrock.endpoint_url = aws_url.clone();
+    raw.providers.bedrock.identity.role_arn = super::demo_aws::role_arn();
+    raw.providers.bedrock.identity.sts_endpoint_url = aws_url;
     if let Some(alias) = models.iter_mut().find(|m| m.id == "claude-sonnet") {
         alias.deployments = vec![
             gateway_core::config::DeploymentConfig {
@@ -489,8 +568,25 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<(Vec<Exchange>, Vec<Too
     // The gateway's own spans, as OTLP/JSON lines, for the lake (step 6).
     raw.telemetry.otlp_file = spans_file(dir).display().to_string();
     raw.telemetry.batch_delay_ms = 50;
-    let config = GatewayConfig::resolve(raw)?;
+    let mut config = GatewayConfig::resolve(raw)?;
+    config.aws_base_credentials = Some(aws_credential_types::Credentials::new(
+        super::demo_aws::GATEWAY_ACCESS_KEY,
+        super::demo_aws::GATEWAY_SECRET,
+        None,
+        None,
+        "cairn-demo",
+    ));
     let rt = super::gateway::runtime()?;
+    let stand_in = {
+        let _in_runtime = rt.enter();
+        super::demo_aws::StandIn::start(aws_listener.0).map_err(|e| {
+            CliError::input(miette::miette!("cannot start the demo's AWS stand-in: {e}"))
+        })?
+    };
+    outln!(
+        "    simulated AWS (STS and Bedrock Runtime, writing CloudTrail) at {}",
+        stand_in.url()
+    );
     rt.block_on(async move {
         let gateway = gateway_core::bind(config).await?;
         let addr = gateway
@@ -596,7 +692,7 @@ fn run_gateway(dir: &Path, users: &[DemoUser]) -> Result<(Vec<Exchange>, Vec<Too
             .await
             .map_err(|e| CliError::input(miette::miette!("gateway task failed: {e}")))??;
         outln!("    gateway stopped; records flushed and sealed");
-        Ok((out, agent))
+        Ok((out, agent, stand_in))
     })
 }
 

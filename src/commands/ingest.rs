@@ -401,9 +401,17 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
             }
         }
     }
-    Ok(if common.strict && s.quarantined() > 0 {
-        Outcome::CheckFailed
-    } else {
-        Outcome::Success
-    })
+    let integrity_failures = audit_ingest::integrity::Report::failures(&s.integrity);
+    if integrity_failures > 0 && common.format == OutputFormat::Human {
+        eprintln!(
+            "error: {integrity_failures} CloudTrail file(s) did not verify against CloudTrail's digests (see the `cloudtrail_files` table)"
+        );
+    }
+    Ok(
+        if common.strict && (s.quarantined() > 0 || integrity_failures > 0) {
+            Outcome::CheckFailed
+        } else {
+            Outcome::Success
+        },
+    )
 }

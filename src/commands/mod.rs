@@ -3,6 +3,7 @@
 mod audit;
 mod completions;
 mod demo;
+mod demo_aws;
 mod gateway;
 mod ingest;
 mod keys;

@@ -872,13 +872,12 @@ fn source_meta(
             }
             None => "dev".into(),
         });
-    let source_repository = git(root, &["remote", "get-url", "origin"])
-        .filter(|u| !u.is_empty())
-        .map(|u| without_credentials(&u));
+    // The repository is recorded only when given (--source-repository): a manifest with it is
+    // refused by verifiers older than the field, and a clone's remote URL varies by clone.
     Ok(BundleMeta {
         version,
         source_commit,
-        source_repository,
+        source_repository: None,
         created,
     })
 }

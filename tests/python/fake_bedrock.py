@@ -15,6 +15,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import uuid
 import zlib
 from background import BackgroundServer, QuietHandler
 
@@ -102,8 +103,10 @@ class FakeBedrock(BackgroundServer):
                 if not m:
                     return self.error(404, "UnknownOperationException", self.path)
                 model, op = urllib.parse.unquote(m[1]), m[2]
+                # Every answer carries its request id, as Bedrock's do (CloudTrail's requestID).
+                self.request_id = str(uuid.uuid4())
                 with fake.lock:
-                    fake.calls.append({"op": op, "model": model, "access_key": akid,
+                    fake.calls.append({"op": op, "model": model, "access_key": akid, "request_id": self.request_id,
                                        "token": self.headers.get("x-amz-security-token"),
                                        "region": sigv4.parse_authorization(self.headers["authorization"])["region"],
                                        "body": req})
@@ -113,7 +116,7 @@ class FakeBedrock(BackgroundServer):
                     status, kind = failure
                     return self.error(status, kind, f"scripted {kind}")
                 if op == "converse":
-                    return self.reply(200, fake.converse(model, req))
+                    return self.reply(200, fake.converse(model, req), {"x-amzn-RequestId": self.request_id})
                 return self.stream(model, req)
 
             def apply_guardrail(self, gid, req, akid):
@@ -133,6 +136,7 @@ class FakeBedrock(BackgroundServer):
                 fake_answer = fake.answer(model, req)
                 self.send_response(200)
                 self.send_header("content-type", "application/vnd.amazon.eventstream")
+                self.send_header("x-amzn-RequestId", self.request_id)
                 self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
 

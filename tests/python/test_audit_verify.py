@@ -93,8 +93,14 @@ def verify_against(d, records="records", checkpoints="checkpoints", extra=()):
     return run(args, cwd=d, check=False)
 
 
+def newest_checkpoint(d):
+    return sorted((d / "checkpoints").glob("checkpoint-*"))[-1]
+
+
 def test_the_checkpoint_covers_untouched_records(checkpointed):
-    note = (checkpointed / "checkpoints" / "checkpoint").read_text()
+    # One file per checkpoint, never replaced (a WORM store allows that), named by its size.
+    assert newest_checkpoint(checkpointed).name == "checkpoint-" + "9".zfill(20)
+    note = newest_checkpoint(checkpointed).read_text()
     lines = note.splitlines()
     # A C2SP checkpoint: origin, size, base64 hash, an extension line, a blank line, a signature.
     assert lines[0].startswith("cairn.decision-log/ed25519:") and lines[1] == "9", note
@@ -124,7 +130,7 @@ def test_records_removed_from_the_end_are_caught_only_against_a_checkpoint(check
 
 def test_an_altered_or_foreign_checkpoint_is_not_trusted(checkpointed, tmp_path):
     shutil.copytree(checkpointed / "keys", tmp_path / "keys")
-    note = (checkpointed / "checkpoints" / "checkpoint").read_text()
+    note = newest_checkpoint(checkpointed).read_text()
     (tmp_path / "bigger").write_text(note.replace("\n9\n", "\n12\n", 1))
     r = verify_against(tmp_path, records=str(checkpointed / "records"), checkpoints="bigger")
     assert r.returncode == 1 and "cannot be trusted" in r.stderr and "altered" in r.stderr, r.stderr
@@ -132,6 +138,26 @@ def test_an_altered_or_foreign_checkpoint_is_not_trusted(checkpointed, tmp_path)
     r = run(["audit", "verify", str(checkpointed / "records"), "--pubkey", "other/signing.pub",
              "--checkpoints", str(checkpointed / "checkpoints")], cwd=tmp_path, check=False)
     assert r.returncode == 1 and "no signature by a given key" in r.stderr, r.stderr
+
+
+def test_a_gateway_restarted_on_a_shortened_log_refuses_to_record(checkpointed, tmp_path):
+    """Restarting on a cut log must not write a smaller checkpoint over the loss: the gateway
+    refuses to record (and so to answer) until the records are restored."""
+    for sub in ["records", "keys", "checkpoints", "policies"]:
+        shutil.copytree(checkpointed / sub, tmp_path / sub)
+    shutil.copy(checkpointed / "bundle.tar", tmp_path / "bundle.tar")
+    seg = sorted((tmp_path / "records").glob("segment-*.jsonl"))[-1]
+    seg.write_text("".join(seg.read_text().splitlines(keepends=True)[:-3]))
+    gw = Gateway(tmp_path, base_config(tmp_path), env={"CAIRN_RECORDS__CHECKPOINT_DIR": str(tmp_path / "checkpoints")})
+    gw.start(ready=False)
+    try:
+        r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(),
+                       headers={"authorization": f"Bearer {ALICE_KEY}"})
+        assert r.status_code == 503, r.text
+    finally:
+        gw.stop()
+    assert "seq 7..=9 were removed" in gw.err.read_text(), gw.err.read_text()
+    assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == [newest_checkpoint(checkpointed).name]
 
 
 def test_a_checkpoint_directory_inside_the_records_is_refused(tmp_path):

@@ -148,6 +148,8 @@ def test_calls_carry_the_users_identity_into_aws(workdir, aws):
         assert d["extra"]["source_identity"] == "alice"
     outs = [r for r in gw.records() if r["kind"] == "outcome"]
     assert all(o["provider"] == "bedrock" and o["status"] == 200 for o in outs)
+    # Each outcome names Bedrock's request id (what CloudTrail records as requestID), streamed or not.
+    assert [o["extra"]["upstream_request_id"] for o in outs] == [c["request_id"] for c in calls]
 
 
 def test_a_signature_with_other_credentials_is_refused(workdir, aws):

@@ -19,6 +19,7 @@ import ct_fixtures as ct
 from conftest import REPO, run
 from gateway_harness import ALICE_KEY, Gateway, base_config, chat_body
 from record_writer import SegmentWriter, decision, outcome
+from servers import s3_client, s3_env, seaweedfs
 
 
 def git(d, *args):
@@ -37,7 +38,8 @@ def repo(tmp_path_factory):
     git(d, "commit", "-q", "-m", "reviewed policies")
     git(d, "remote", "add", "origin", "https://x-access-token:ghs_secret@git.example.com/acme/policies.git")
     run(["keys", "generate", "--out", "keys"], cwd=d)
-    r = run(["policy", "bundle", "--key", "keys/signing.key", "--out", "bundles/reviewed.tar", "--format", "json"], cwd=d)
+    r = run(["policy", "bundle", "--key", "keys/signing.key", "--out", "bundles/reviewed.tar", "--format", "json",
+             "--source-repository", git(d, "remote", "get-url", "origin")], cwd=d)
     made = json.loads(r.stdout)
     made["commit"] = git(d, "rev-parse", "HEAD")
     return d, made
@@ -171,10 +173,13 @@ def test_the_gateway_deposits_every_bundle_it_loads(repo, tmp_path):
     assert kept.read_bytes() == (d / "bundles" / "reviewed.tar").read_bytes()
     run(["ingest", "decisions", "records", "--pubkey", "keys/signing.pub", "--lake", "lake"], cwd=tmp_path)
     run(["ingest", "bundles", "deposit", "--pubkey", "keys/signing.pub", "--lake", "lake"], cwd=tmp_path)
-    # Every decision's bundle is in the lake.
-    missing = run(["query", "--lake", "lake", "--format", "json",
-                   "SELECT count(*) AS n FROM decisions WHERE bundle NOT IN (SELECT digest FROM bundles)"], cwd=tmp_path)
-    assert json.loads(missing.stdout) == [{"n": 0}]
+    # Every decision's bundle is in the lake: the deposited one.
+    counts = run(["query", "--lake", "lake", "--format", "json",
+                  "SELECT count(*) AS decisions, count(DISTINCT d.bundle) AS bundles, count(b.digest) AS in_lake"
+                  " FROM decisions d LEFT JOIN bundles b ON b.digest = d.bundle"],
+                 cwd=tmp_path)
+    [c] = json.loads(counts.stdout)
+    assert c["decisions"] >= 1 and c["bundles"] == 1 and c["in_lake"] == c["decisions"], c
 
 
 def test_a_deposit_directory_that_cannot_be_written_keeps_the_bundle_from_loading(repo, tmp_path):
@@ -188,3 +193,21 @@ def test_a_deposit_directory_that_cannot_be_written_keeps_the_bundle_from_loadin
     finally:
         gw.stop()
     assert "policy.deposit_dir" in gw.err.read_text()
+
+
+def test_bundles_are_ingested_from_s3(repo, tmp_path):
+    d, made = repo
+    with seaweedfs(tmp_path) as endpoint:
+        s3 = s3_client(endpoint)
+        s3.create_bucket(Bucket="bundles")
+        s3.put_object(Bucket="bundles", Key="deposit/reviewed.tar", Body=(d / "bundles" / "reviewed.tar").read_bytes())
+        s3.put_object(Bucket="bundles", Key="deposit/readme.txt", Body=b"not a bundle")
+        r = run(["ingest", "bundles", "s3://bundles/deposit/", "--pubkey", str(d / "keys" / "signing.pub"),
+                 "--lake", "lake", "--format", "json"], cwd=tmp_path, env=s3_env(endpoint))
+        s = json.loads(r.stdout)
+        assert [x["kinds"] for x in s["sources"]] == [{"bundles": 1, "policies": 25}], s
+        assert [k["source"] for k in s["skipped"]] == ["s3://bundles/deposit/readme.txt"]
+    got = duckdb.connect().execute(
+        f"SELECT digest FROM read_parquet('{tmp_path}/lake/bundles/*/*.parquet', hive_partitioning = true)").fetchall()
+    assert got == [(made["digest"],)]
+

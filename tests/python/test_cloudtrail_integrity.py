@@ -210,3 +210,44 @@ def test_on_s3_the_signature_comes_from_the_object_metadata(trail):
                       Metadata={"signature": signatures[digest_key(11)], "signature-algorithm": "SHA256withRSA"})
         ingest(d, src=f"s3://{BUCKET}/AWSLogs/", lake="s3lake2", env=s3_env(endpoint))
         assert verdicts(d, "s3lake2")[("digest", name(digest_key(12)))][0] == "bad_signature"
+
+
+def test_strict_fails_on_a_file_that_does_not_verify(trail):
+    d, root, _, _ = trail
+    rewrite_log(root, log_key(10, 1))
+    r = run(["ingest", "cloudtrail", "copy", "--verify-integrity", "--public-keys", "keys.json", "--lake", "lake",
+             "--strict"], cwd=d, check=False)
+    assert r.returncode == 1 and "1 CloudTrail file(s) did not verify" in r.stderr, r.stdout + r.stderr
+    # A copy with no failure passes --strict (a log no digest lists is not a failure).
+    shutil.rmtree(root)
+    build(root)
+    ok = run(["ingest", "cloudtrail", "copy", "--verify-integrity", "--public-keys", "keys.json", "--lake", "lake2",
+              "--strict"], cwd=d, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_a_date_window_judges_only_the_files_inside_it(trail):
+    d, _, _, _ = trail
+    r = run(["ingest", "cloudtrail", "copy", "--verify-integrity", "--public-keys", "keys.json", "--lake", "lake",
+             "--since", "2026-11-22", "--format", "json"], cwd=d)
+    # Every log of the copy is of the 21st: none is judged, and none is called missing.
+    assert json.loads(r.stdout).get("integrity", {}) == {}, r.stdout
+    inside = run(["ingest", "cloudtrail", "copy", "--verify-integrity", "--public-keys", "keys.json", "--lake", "lake2",
+                  "--since", "2026-11-21", "--until", "2026-11-21", "--format", "json"], cwd=d)
+    assert json.loads(inside.stdout)["integrity"] == {"digests verified": 2, "logs verified": 4, "logs no_digest": 1}
+
+
+def test_a_replaced_previous_digest_breaks_the_chain(trail):
+    d, root, _, _ = trail
+    # The older digest replaced by another validly signed one (same key, other content): the
+    # newer digest's previousDigestHashValue no longer matches it.
+    body = json.loads(gzip.decompress((root / digest_key(11)).read_bytes()))
+    body["logFiles"] = body["logFiles"][:1]
+    raw = json.dumps(body).encode()
+    (root / digest_key(11)).write_bytes(gzip.compress(raw))
+    sha = hashlib.sha256(raw).hexdigest()
+    (root / (digest_key(11) + ".sig")).write_text(
+        sign(f"{body['digestEndTime']}\n{BUCKET}/{digest_key(11)}\n{sha}\nnull"))
+    ingest(d)
+    got = verdicts(d)
+    assert got[("digest", name(digest_key(12)))][0] == "chain_gap", got

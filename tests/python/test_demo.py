@@ -27,3 +27,17 @@ def test_the_demo_runs_the_chain_on_embedded_defaults(tmp_path):
     # The records verify and the reports, tools included, are written.
     assert (tmp_path / "demo" / "records").is_dir()
     assert any("tools" in ln and "report" in ln.lower() for ln in lines), out
+    # The evidence chain: the simulated trail's digests verify, its two Bedrock calls match the
+    # gateway's decisions by request id, the sample's call bypassed it, and each call leads to
+    # its determining policy and the bundle that held it.
+    assert "2 digests verified, 2 logs verified" in line("simulated CloudTrail checked"), out
+    assert "3 Bedrock call(s) in CloudTrail, 2 matched" in line("reconcile:") and "1 bypassed" in line("reconcile:")
+    assert "none was removed from the end" in line("the signed checkpoint")
+    import json
+    rep = json.loads(run(["report", "reconcile", "--lake", "demo/lake", "--format", "json"], cwd=tmp_path).stdout)
+    sections = {k: v["rows"] for k, v in rep["reports"][0]["sections"].items()}
+    assert {r["matched_by"] for r in sections["matched"]} == {"request id"}
+    prov = sections["provenance"]
+    assert len(prov) == 2 and all(r["policy_id"] == "users-invoke-models" and r["policy_text"] for r in prov), prov
+    assert all(r["source_commit"] != "(bundle not in the lake)" for r in prov), prov
+    assert sections["bundles_missing"] == []

@@ -621,3 +621,11 @@ def test_reports_run_on_athena_with_sql_trino_parses(tmp_path):
     # Where the dialects differ, Athena got its own spelling.
     assert any("CROSS JOIN UNNEST" in sql for sql in sent)
     assert not any("json_string_array" in sql for sql in sent)
+
+
+def test_the_reconcile_report_is_what_its_generator_writes():
+    import subprocess
+    import sys
+    from conftest import REPO
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_reconcile.py"), "--check"])
+    assert r.returncode == 0, "reports/src/builtin/reconcile.toml differs: run scripts/gen_reconcile.py"

@@ -119,6 +119,10 @@ pub struct GatewayConfig {
     pub signing_key: PathBuf,
     pub shutdown_grace: Duration,
     pub request_timeout: Duration,
+    /// The gateway's own AWS credentials (which assume the users' roles), for a program that
+    /// embeds the gateway and has them in hand (the demo, against its stand-in); never read
+    /// from a file or the environment. None: AWS's standard credential chain.
+    pub aws_base_credentials: Option<aws_credential_types::Credentials>,
 }
 
 impl GatewayConfig {
@@ -283,9 +287,10 @@ impl GatewayConfig {
             }
         }
         let (records, checkpoints) = (&raw.records.dir, &raw.records.checkpoint_dir);
-        if !checkpoints.is_empty()
-            && std::path::Path::new(checkpoints).starts_with(std::path::Path::new(records))
-        {
+        // Compared as absolute paths, so `./records/cp` and `records/cp` are the same place.
+        let absolute =
+            |p: &str| std::path::absolute(p).unwrap_or_else(|_| std::path::PathBuf::from(p));
+        if !checkpoints.is_empty() && absolute(checkpoints).starts_with(absolute(records)) {
             problems.push(format!(
                 "`records.checkpoint_dir` `{checkpoints}` is inside `records.dir` `{records}`: a checkpoint must be kept where whoever can remove records cannot remove it too"
             ));
@@ -340,6 +345,7 @@ impl GatewayConfig {
             signing_key: PathBuf::from(&raw.records.signing_key),
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
             request_timeout: Duration::from_millis(raw.server.request_timeout_ms),
+            aws_base_credentials: None,
             raw,
         })
     }

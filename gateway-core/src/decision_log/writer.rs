@@ -257,11 +257,53 @@ impl Writer {
                 self.healthy.store(false, Ordering::Relaxed);
                 return;
             }
-            self.maybe_rotate();
-            self.checkpoint(false);
+            // A rotation seals a segment: its checkpoint is written at once.
+            let sealed = self.maybe_rotate();
+            self.checkpoint(sealed);
         }
         self.seal("shutdown");
         self.checkpoint(true);
+    }
+
+    /// Refuses a record directory that ends before the newest checkpoint (records were removed
+    /// from its end) or differs from it there: writing on would seal the loss into the chain.
+    /// The log stays unavailable (503) until the records are restored or the checkpoints moved
+    /// aside by someone who accepts the loss.
+    fn check_against_checkpoint(&mut self) -> std::io::Result<()> {
+        let Some(cp) = &self.settings.checkpoints else {
+            return Ok(());
+        };
+        if !cp.dir.exists() {
+            return Ok(());
+        }
+        let newest = decision_record::checkpoint::newest(&cp.dir, &[self.key.verifying_key()])
+            .map_err(|e| {
+                std::io::Error::other(format!(
+                    "the newest record checkpoint cannot be trusted: {e}"
+                ))
+            })?;
+        let Some((path, newest)) = newest else {
+            return Ok(());
+        };
+        // Never a smaller checkpoint than one already kept, whatever happens below.
+        self.checkpointed = self.checkpointed.max(newest.size);
+        let last = self.next_seq.saturating_sub(1);
+        if last < newest.size {
+            return Err(std::io::Error::other(format!(
+                "the records end at seq {last}, and the checkpoint {} vouches for {}: seq {}..={} were removed; restore them, or move the checkpoints aside to accept the loss",
+                path.display(),
+                newest.size,
+                last + 1,
+                newest.size
+            )));
+        }
+        if last == newest.size && self.prev != newest.hash {
+            return Err(std::io::Error::other(format!(
+                "the record at seq {last} is not the one the checkpoint {} vouches for: the log was rewritten",
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Writes a signed checkpoint of the durable chain head when records were added since the
@@ -282,13 +324,12 @@ impl Writer {
             hash: self.prev.clone(),
             time: crate::clock::now_rfc3339(),
         };
-        let note = checkpoint.sign(&self.key);
         self.checkpoint_at = Instant::now();
-        match write_whole(
-            &cp.dir,
-            decision_record::checkpoint::CHECKPOINT_FILE,
-            note.as_bytes(),
-        ) {
+        let Some(note) = checkpoint.sign(&self.key) else {
+            return;
+        };
+        let name = decision_record::checkpoint::file_name(size);
+        match write_whole(&cp.dir, &name, note.as_bytes()) {
             Ok(()) => self.checkpointed = size,
             Err(e) => tracing::error!(
                 dir = %cp.dir.display(),
@@ -327,6 +368,7 @@ impl Writer {
                 self.next_seq = seq + 1;
                 self.prev = hash.clone();
             }
+            self.check_against_checkpoint()?;
             if let Some(seg) = &tail.segment {
                 if tail.records_in_segment == 0 {
                     std::fs::remove_file(seg)?;
@@ -542,26 +584,31 @@ impl Writer {
         self.file = None;
     }
 
-    fn maybe_rotate(&mut self) {
+    /// Seals and replaces a segment that is too big or too old; true when it sealed one.
+    fn maybe_rotate(&mut self) -> bool {
         if self.file.is_none() {
-            return;
+            return false;
         }
         let too_big = self.segment_bytes >= self.settings.segment_max_bytes;
         let too_old = self.segment_records > 0
             && self.segment_opened.elapsed() >= self.settings.segment_max_age;
-        if too_big || too_old {
-            self.seal(if too_big {
-                "rotated by size"
-            } else {
-                "rotated by age"
-            });
-            if self.segment_path.is_some() {
-                // The seal was not written: no new segment until it is (`open` retries it).
-                self.fail("cannot seal the record segment; retrying".into());
-            } else if let Err(e) = self.new_segment() {
-                self.fail(format!("cannot start a new record segment: {e}"));
-            }
+        if !(too_big || too_old) {
+            return false;
         }
+        self.seal(if too_big {
+            "rotated by size"
+        } else {
+            "rotated by age"
+        });
+        if self.segment_path.is_some() {
+            // The seal was not written: no new segment until it is (`open` retries it).
+            self.fail("cannot seal the record segment; retrying".into());
+            return false;
+        }
+        if let Err(e) = self.new_segment() {
+            self.fail(format!("cannot start a new record segment: {e}"));
+        }
+        true
     }
 }
 

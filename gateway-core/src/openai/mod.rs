@@ -140,6 +140,9 @@ pub struct Completion {
     pub tool_calls: Option<Value>,
     /// A provider-side guardrail's assessment of the output, when it intervened.
     pub guardrail: Option<Value>,
+    /// The provider's id of the call (Bedrock's `x-amzn-RequestId`, which CloudTrail records as
+    /// `requestID`), so the audit lake can join the outcome to the provider's own log exactly.
+    pub upstream_request_id: Option<String>,
 }
 
 pub fn usage_json(u: &Usage) -> Value {

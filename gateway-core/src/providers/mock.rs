@@ -168,6 +168,7 @@ impl MockProvider {
                 usage,
                 tool_calls: Some(serde_json::Value::Array(vec![call])),
                 guardrail: None,
+                upstream_request_id: None,
             });
         }
         Ok(Completion {
@@ -178,6 +179,7 @@ impl MockProvider {
             usage,
             tool_calls: None,
             guardrail: None,
+            upstream_request_id: None,
         })
     }
 

@@ -41,6 +41,8 @@ pub enum StreamEvent {
     Usage(Usage),
     /// A provider-side guardrail's assessment of the output (types and actions, never text).
     Guardrail(Value),
+    /// The provider's id of the call (see `Completion::upstream_request_id`), sent first.
+    UpstreamRequestId(String),
 }
 
 /// Everything a provider call gets: the request, who asks (Bedrock assumes a role as them), the
@@ -186,7 +188,11 @@ pub struct Providers {
 
 impl Providers {
     /// Builds the providers the catalogue's models name from the configuration.
-    pub async fn build(raw: &RawConfig, catalogue: &Catalogue) -> Result<Self, StartError> {
+    pub async fn build(
+        raw: &RawConfig,
+        catalogue: &Catalogue,
+        aws_base_credentials: Option<&aws_credential_types::Credentials>,
+    ) -> Result<Self, StartError> {
         let openai: Option<Provider> = if raw.providers.openai.base_url.is_empty() {
             None
         } else {
@@ -206,7 +212,7 @@ impl Providers {
         };
         let fallback: Provider = Arc::new(mock::MockProvider::new(raw.providers.mock.clone()));
         let bedrock = if catalogue.models().iter().any(|m| m.provider == "bedrock") {
-            Some(bedrock::BedrockProvider::new(&raw.providers.bedrock).await)
+            Some(bedrock::BedrockProvider::new(&raw.providers.bedrock, aws_base_credentials).await)
         } else {
             None
         };

@@ -189,6 +189,7 @@ pub fn parse_completion(v: &Value) -> Result<Completion, ProviderError> {
             .filter(|t| !t.is_null())
             .cloned(),
         guardrail: None,
+        upstream_request_id: None,
     })
 }
 

@@ -234,6 +234,9 @@ fn complete_response(
     if let Some(a) = completion.guardrail.take() {
         extra(&mut rec.extra, "bedrock_guardrail", a);
     }
+    if let Some(id) = completion.upstream_request_id.take() {
+        extra(&mut rec.extra, "upstream_request_id", json!(id));
+    }
     if state.guardrails.checks_output() {
         let stage = allowed.scope.stage(state, "guardrails");
         let mut verdict = state
@@ -410,6 +413,7 @@ pub async fn from_cache(
             usage: cached.usage,
             tool_calls: cached.tool_calls,
             guardrail: None,
+            upstream_request_id: None,
         };
         axum::Json(openai::completion_json(&completion, created)).into_response()
     };

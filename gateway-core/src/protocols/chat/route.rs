@@ -26,13 +26,21 @@ pub type Routed = (Answer, CatalogueModel, StageClock);
 
 /// Waits for a stream's first event: an error there is a failure of the call (worth falling
 /// back); anything else commits to this deployment.
+/// Metadata the provider gives before any content (its request id) is not an answer yet.
 async fn first_event(mut events: EventStream) -> Result<EventStream, ProviderError> {
-    match events.next().await {
-        Some(Err(e)) => Err(e),
-        Some(Ok(first)) => Ok(Box::pin(
-            futures::stream::once(async move { Ok(first) }).chain(events),
-        )),
-        None => Ok(Box::pin(futures::stream::empty())),
+    let mut leading = Vec::new();
+    loop {
+        match events.next().await {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(meta @ crate::providers::StreamEvent::UpstreamRequestId(_))) => {
+                leading.push(Ok(meta));
+            }
+            Some(Ok(first)) => {
+                leading.push(Ok(first));
+                return Ok(Box::pin(futures::stream::iter(leading).chain(events)));
+            }
+            None => return Ok(Box::pin(futures::stream::iter(leading))),
+        }
     }
 }
 

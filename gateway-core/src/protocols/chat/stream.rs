@@ -50,6 +50,7 @@ struct StreamOutcome {
     error: Option<String>,
     /// A provider-side guardrail's assessment of the output.
     provider_guardrail: Option<serde_json::Value>,
+    upstream_request_id: Option<String>,
     /// The client went away before the end: not the provider's failure.
     client_gone: bool,
     done: bool,
@@ -98,6 +99,9 @@ impl StreamOutcome {
         }
         if let Some(a) = self.provider_guardrail.take() {
             extra(&mut rec.extra, "bedrock_guardrail", a);
+        }
+        if let Some(id) = self.upstream_request_id.take() {
+            extra(&mut rec.extra, "upstream_request_id", json!(id));
         }
         rec.usage = Some(usage);
         rec.cost_usd = Some(cost);
@@ -335,6 +339,7 @@ pub fn respond(
         finish: None,
         error: None,
         provider_guardrail: None,
+        upstream_request_id: None,
         client_gone: false,
         done: false,
     };
@@ -441,6 +446,9 @@ pub fn respond(
                     }
                     Some(Ok(StreamEvent::Guardrail(assessment))) => {
                         o.provider_guardrail = Some(assessment);
+                    }
+                    Some(Ok(StreamEvent::UpstreamRequestId(id))) => {
+                        o.upstream_request_id = Some(id);
                     }
                     Some(Ok(StreamEvent::Usage(u))) => {
                         o.usage = Some(u);

@@ -20,6 +20,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_sdk_bedrockruntime::config::{IdentityCache, Region};
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::operation::RequestId;
 use aws_sdk_bedrockruntime::types::{
     ContentBlockDelta, ContentBlockStart, ConverseStreamOutput as Event, GuardrailAction,
     GuardrailConfiguration, GuardrailContentBlock, GuardrailContentSource,
@@ -189,11 +190,18 @@ impl Decoder {
 }
 
 impl BedrockProvider {
-    pub async fn new(config: &BedrockConfig) -> Self {
-        let base = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
-            .load()
-            .await;
+    /// `base_credentials`: the gateway's own, when the embedding program gives them; else AWS's
+    /// standard chain (environment, profile, container or instance role).
+    pub async fn new(
+        config: &BedrockConfig,
+        base_credentials: Option<&aws_credential_types::Credentials>,
+    ) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()));
+        if let Some(c) = base_credentials {
+            loader = loader.credentials_provider(c.clone());
+        }
+        let base = loader.load().await;
         let identity = (!config.identity.role_arn.is_empty()).then(|| {
             let mut b = aws_sdk_sts::config::Builder::from(&base)
                 .region(aws_sdk_sts::config::Region::new(
@@ -356,6 +364,7 @@ impl BedrockProvider {
             usage: convert::usage(out.usage()),
             tool_calls,
             guardrail: guardrail_output,
+            upstream_request_id: out.request_id().map(str::to_string),
         })
     }
 
@@ -444,11 +453,15 @@ impl BedrockProvider {
             None => call.send().await,
         }
         .map_err(sdk_error)?;
+        let mut pending = std::collections::VecDeque::new();
+        if let Some(id) = out.request_id() {
+            pending.push_back(StreamEvent::UpstreamRequestId(id.to_string()));
+        }
         let state = Decoder {
             rx: out.stream,
             tools: HashMap::new(),
             guardrail,
-            pending: std::collections::VecDeque::new(),
+            pending,
             done: false,
         };
         let events = futures::stream::unfold(state, |mut d| async move {
