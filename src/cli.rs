@@ -437,10 +437,11 @@ pub struct AuditVerifyArgs {
     /// Fail when the last segment is not sealed (the gateway is still running or crashed).
     #[arg(long)]
     pub require_sealed: bool,
-    /// The gateway's checkpoint store (`records.checkpoint_dir`, or the checkpoint file itself):
+    /// The gateway's checkpoint store (`records.checkpoint_dir`: a directory, s3://bucket/prefix,
+    /// or one checkpoint file):
     /// fail, naming the missing range, when the records end before the newest checkpoint or
     /// differ from it. Without it, records removed from the end go unnoticed.
-    #[arg(long, value_name = "DIR|FILE")]
+    #[arg(long, value_name = "DIR|S3_URL|FILE")]
     pub checkpoints: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]

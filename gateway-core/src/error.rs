@@ -91,6 +91,20 @@ pub enum StartError {
         provider: &'static str,
         message: String,
     },
+    #[error("the record checkpoint store `records.checkpoint_dir` cannot be opened: {0}")]
+    #[diagnostic(
+        code(cairn::gateway::checkpoints),
+        help(
+            "a directory outside records.dir, or s3://bucket/prefix with AWS credentials in the environment"
+        )
+    )]
+    Checkpoints(String),
+    #[error("the bundle deposit store `policy.deposit_dir` cannot be opened: {0}")]
+    #[diagnostic(
+        code(cairn::gateway::deposit),
+        help("a directory, or s3://bucket/prefix with AWS credentials in the environment")
+    )]
+    Deposit(String),
 }
 
 /// Why no verified bundle is in force: the last load's failure, kept for `/readyz` and startup.

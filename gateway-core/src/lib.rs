@@ -21,6 +21,7 @@ pub mod config;
 pub mod connections;
 pub mod decision_log;
 pub mod error;
+pub mod evidence_store;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guardrails;

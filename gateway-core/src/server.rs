@@ -284,9 +284,10 @@ async fn prepare(config: &GatewayConfig) -> Result<Prepared, StartError> {
         principal_type: config.raw.auth.oidc.claims.principal_type.clone(),
         principals: api_keys.principals(),
     };
-    let deposit = Some(&config.raw.policy.deposit_dir)
-        .filter(|d| !d.is_empty())
-        .map(std::path::PathBuf::from);
+    let deposit = match config.raw.policy.deposit_dir.as_str() {
+        "" => None,
+        at => Some(crate::evidence_store::EvidenceStore::open(at).map_err(StartError::Deposit)?),
+    };
     let policy = Arc::new(
         PolicyState::new(config.bundle.clone(), public_key, probes, metrics.clone())
             .with_deposit(deposit),
@@ -379,12 +380,14 @@ pub async fn bind(config: GatewayConfig) -> Result<BoundGateway, StartError> {
         segment_max_bytes: config.raw.records.segment_max_bytes,
         segment_max_age: Duration::from_secs(config.raw.records.segment_max_age_s),
         max_batch: config.raw.records.max_batch.max(1),
-        checkpoints: Some(&config.raw.records.checkpoint_dir)
-            .filter(|d| !d.is_empty())
-            .map(|d| CheckpointSettings {
-                dir: std::path::PathBuf::from(d),
+        checkpoints: match config.raw.records.checkpoint_dir.as_str() {
+            "" => None,
+            at => Some(CheckpointSettings {
+                store: crate::evidence_store::EvidenceStore::open(at)
+                    .map_err(StartError::Checkpoints)?,
                 interval: Duration::from_secs(config.raw.records.checkpoint_interval_s.max(1)),
             }),
+        },
     };
     let guardrails = Arc::new(Guardrails::new(config.raw.guardrails.clone()));
     let cache = ResponseCache::new(config.raw.cache.clone());

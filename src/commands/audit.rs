@@ -153,6 +153,25 @@ fn read_checkpoint(
             at.display()
         ))
     };
+    let location = at.to_string_lossy();
+    if location.starts_with("s3://") {
+        let rt = super::gateway::runtime()?;
+        let store = {
+            let _in_runtime = rt.enter();
+            gateway_core::evidence_store::EvidenceStore::open(&location)
+                .map_err(|e| CliError::input(miette::miette!("{e}")))?
+        };
+        return match store.newest(keys) {
+            Ok(Some((name, cp))) => Ok((PathBuf::from(name), cp)),
+            Ok(None) => Err(CliError::input(miette::miette!(
+                "no checkpoint (checkpoint-<size>) under `{location}`"
+            ))),
+            Err(e) => Err(CliError::failed(miette::miette!(
+                help = "pass the public key of the gateway's records signing key with --pubkey",
+                "the checkpoint under `{location}` cannot be trusted: {e}"
+            ))),
+        };
+    }
     if at.is_dir() {
         return match decision_record::checkpoint::newest(at, keys).map_err(untrusted)? {
             Some(found) => Ok(found),

@@ -168,3 +168,42 @@ def test_a_checkpoint_directory_inside_the_records_is_refused(tmp_path):
     with pytest.raises(AssertionError) as e:
         gw.start()
     assert "is inside `records.dir`" in str(e.value)
+
+
+def test_checkpoints_kept_on_s3_catch_a_shortened_log(tmp_path):
+    """The checkpoint store on S3 (SeaweedFS here; on AWS a bucket with Object Lock): each
+    checkpoint a new object, never overwritten, read back by `audit verify` and at restart."""
+    from conftest import REPO
+    from servers import s3_client, s3_env, seaweedfs
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
+    make_signed_bundle(tmp_path)
+    with seaweedfs(tmp_path) as endpoint:
+        env = s3_env(endpoint)
+        s3 = s3_client(endpoint)
+        s3.create_bucket(Bucket="worm")
+        gw_env = dict(env, CAIRN_RECORDS__CHECKPOINT_DIR="s3://worm/cairn/checkpoints")
+        gw = Gateway(tmp_path, base_config(tmp_path), env=gw_env).start()
+        for _ in range(2):
+            httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(),
+                       headers={"authorization": f"Bearer {ALICE_KEY}"})
+        gw.stop()
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="worm")["Contents"]]
+        assert keys == ["cairn/checkpoints/checkpoint-" + "5".zfill(20)], keys
+        ok = run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--checkpoints",
+                  "s3://worm/cairn/checkpoints"], cwd=tmp_path, env=env, check=False)
+        assert ok.returncode == 0 and "nothing was removed from the end" in ok.stdout, ok.stdout + ok.stderr
+        seg = sorted((tmp_path / "records").glob("segment-*.jsonl"))[-1]
+        seg.write_text("".join(seg.read_text().splitlines(keepends=True)[:-3]))
+        cut = run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--checkpoints",
+                   "s3://worm/cairn/checkpoints"], cwd=tmp_path, env=env, check=False)
+        assert cut.returncode == 1 and "seq 3..=5 are missing" in cut.stderr, cut.stderr
+        # Restarted on the cut log, the gateway refuses to record rather than checkpoint the loss.
+        again = Gateway(tmp_path, base_config(tmp_path), env=gw_env, name="gw2")
+        again.start(ready=False)
+        try:
+            r = httpx.post(f"{again.base_url}/chat/completions", json=chat_body(),
+                           headers={"authorization": f"Bearer {ALICE_KEY}"})
+            assert r.status_code == 503, r.text
+        finally:
+            again.stop()
+        assert "seq 3..=5 were removed" in again.err.read_text()

@@ -195,12 +195,17 @@ def test_a_deposit_directory_that_cannot_be_written_keeps_the_bundle_from_loadin
     assert "policy.deposit_dir" in gw.err.read_text()
 
 
-def test_bundles_are_ingested_from_s3(repo, tmp_path):
+def test_the_gateway_deposits_to_s3_and_the_lake_ingests_from_there(repo, tmp_path):
     d, made = repo
     with seaweedfs(tmp_path) as endpoint:
         s3 = s3_client(endpoint)
         s3.create_bucket(Bucket="bundles")
-        s3.put_object(Bucket="bundles", Key="deposit/reviewed.tar", Body=(d / "bundles" / "reviewed.tar").read_bytes())
+        gw = depositing_gateway(repo, tmp_path)
+        gw.env = dict(s3_env(endpoint), CAIRN_POLICY__DEPOSIT_DIR="s3://bundles/deposit")
+        gw.start()
+        gw.stop()
+        kept = s3.get_object(Bucket="bundles", Key="deposit/" + made["digest"].removeprefix("sha256:") + ".tar")
+        assert kept["Body"].read() == (d / "bundles" / "reviewed.tar").read_bytes()
         s3.put_object(Bucket="bundles", Key="deposit/readme.txt", Body=b"not a bundle")
         r = run(["ingest", "bundles", "s3://bundles/deposit/", "--pubkey", str(d / "keys" / "signing.pub"),
                  "--lake", "lake", "--format", "json"], cwd=tmp_path, env=s3_env(endpoint))

@@ -22,7 +22,7 @@ pub struct PolicyState {
     metrics: Arc<Metrics>,
     reload_lock: std::sync::Mutex<()>,
     /// Where each loaded bundle is kept for the audit lake.
-    deposit: Option<PathBuf>,
+    deposit: Option<crate::evidence_store::EvidenceStore>,
 }
 
 /// The requests a new bundle must fit before it decides anything.
@@ -49,9 +49,9 @@ impl PolicyState {
         }
     }
 
-    /// Keeps a copy of every bundle loaded in `dir` (see `policy.deposit_dir`).
-    pub fn with_deposit(mut self, dir: Option<PathBuf>) -> Self {
-        self.deposit = dir;
+    /// Keeps a copy of every bundle loaded in `store` (see `policy.deposit_dir`).
+    pub fn with_deposit(mut self, store: Option<crate::evidence_store::EvidenceStore>) -> Self {
+        self.deposit = store;
         self
     }
 
@@ -106,8 +106,8 @@ impl PolicyState {
             )
         })?;
         self.probe(&engine)?;
-        if let Some(dir) = &self.deposit {
-            deposit(dir, engine.digest(), &bytes)?;
+        if let Some(store) = &self.deposit {
+            deposit(store, engine.digest(), &bytes)?;
         }
         Ok(engine)
     }
@@ -168,29 +168,19 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Keeps `bytes` as `dir/<hex digest>.tar`, written whole (a temporary file renamed into place)
-/// so a reader never sees part of a bundle. A bundle that cannot be kept is not loaded: the
-/// lake must be able to name every bundle that decided something.
-fn deposit(dir: &Path, digest: &str, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
+/// Keeps `bytes` in the deposit store as `<hex digest>.tar` (a name already there is kept: it
+/// holds a bundle of the same manifest). A bundle that cannot be kept is not loaded: the lake
+/// must be able to name every bundle that decided something.
+fn deposit(
+    store: &crate::evidence_store::EvidenceStore,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<(), String> {
     let name = format!("{}.tar", digest.trim_start_matches("sha256:"));
-    let target = dir.join(&name);
-    // Kept already, byte for byte (a bundle re-signed with another key has the same name).
-    if read_bounded(&target).is_ok_and(|kept| kept == bytes) {
-        return Ok(());
-    }
-    let fail = |e: std::io::Error| {
+    store.put(&name, bytes).map_err(|e| {
         format!(
-            "the bundle cannot be kept in the deposit directory `{}` (policy.deposit_dir): {e}",
-            dir.display()
+            "the bundle cannot be kept in the deposit store `{}` (policy.deposit_dir): {e}",
+            store.display()
         )
-    };
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(fail)?;
-    std::fs::rename(&tmp, &target).map_err(fail)?;
-    Ok(())
+    })
 }

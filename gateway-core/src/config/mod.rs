@@ -290,7 +290,10 @@ impl GatewayConfig {
         // Compared as absolute paths, so `./records/cp` and `records/cp` are the same place.
         let absolute =
             |p: &str| std::path::absolute(p).unwrap_or_else(|_| std::path::PathBuf::from(p));
-        if !checkpoints.is_empty() && absolute(checkpoints).starts_with(absolute(records)) {
+        if !checkpoints.is_empty()
+            && !checkpoints.starts_with("s3://")
+            && absolute(checkpoints).starts_with(absolute(records))
+        {
             problems.push(format!(
                 "`records.checkpoint_dir` `{checkpoints}` is inside `records.dir` `{records}`: a checkpoint must be kept where whoever can remove records cannot remove it too"
             ));

@@ -33,7 +33,7 @@ pub struct LogSettings {
 /// Signed checkpoints of the log, kept outside the record directory.
 #[derive(Debug, Clone)]
 pub struct CheckpointSettings {
-    pub dir: PathBuf,
+    pub store: crate::evidence_store::EvidenceStore,
     /// The longest a durable record waits before a checkpoint covers it (seals write one at
     /// once).
     pub interval: Duration,
@@ -273,15 +273,11 @@ impl Writer {
         let Some(cp) = &self.settings.checkpoints else {
             return Ok(());
         };
-        if !cp.dir.exists() {
-            return Ok(());
-        }
-        let newest = decision_record::checkpoint::newest(&cp.dir, &[self.key.verifying_key()])
-            .map_err(|e| {
-                std::io::Error::other(format!(
-                    "the newest record checkpoint cannot be trusted: {e}"
-                ))
-            })?;
+        let newest = cp.store.newest(&[self.key.verifying_key()]).map_err(|e| {
+            std::io::Error::other(format!(
+                "the newest record checkpoint cannot be trusted: {e}"
+            ))
+        })?;
         let Some((path, newest)) = newest else {
             return Ok(());
         };
@@ -290,8 +286,7 @@ impl Writer {
         let last = self.next_seq.saturating_sub(1);
         if last < newest.size {
             return Err(std::io::Error::other(format!(
-                "the records end at seq {last}, and the checkpoint {} vouches for {}: seq {}..={} were removed; restore them, or move the checkpoints aside to accept the loss",
-                path.display(),
+                "the records end at seq {last}, and the checkpoint {path} vouches for {}: seq {}..={} were removed; restore them, or move the checkpoints aside to accept the loss",
                 newest.size,
                 last + 1,
                 newest.size
@@ -299,8 +294,7 @@ impl Writer {
         }
         if last == newest.size && self.prev != newest.hash {
             return Err(std::io::Error::other(format!(
-                "the record at seq {last} is not the one the checkpoint {} vouches for: the log was rewritten",
-                path.display()
+                "the record at seq {last} is not the one the checkpoint {path} vouches for: the log was rewritten"
             )));
         }
         Ok(())
@@ -329,10 +323,10 @@ impl Writer {
             return;
         };
         let name = decision_record::checkpoint::file_name(size);
-        match write_whole(&cp.dir, &name, note.as_bytes()) {
+        match cp.store.put(&name, note.as_bytes()) {
             Ok(()) => self.checkpointed = size,
             Err(e) => tracing::error!(
-                dir = %cp.dir.display(),
+                store = %cp.store.display(),
                 error = %e,
                 "cannot write the record checkpoint; retrying at the next interval"
             ),
@@ -610,16 +604,4 @@ impl Writer {
         }
         true
     }
-}
-
-/// Replaces `dir/name` with `bytes` whole: a synced temporary file renamed over it, then the
-/// directory synced, so a reader sees the old checkpoint or the new one, never part of one.
-fn write_whole(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(name))?;
-    sync_dir(dir)
 }
