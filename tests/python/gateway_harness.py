@@ -180,3 +180,17 @@ def chat_body(model="claude-haiku", text="hello from the tests", **kw):
     body = {"model": model, "messages": [{"role": "user", "content": text}]}
     body.update(kw)
     return body
+
+
+def refuses_service(gw) -> str:
+    """Starts a gateway that must come up and refuse to serve: a chat request gets 503. Returns
+    its stderr, which says why."""
+    gw.start(ready=False)
+    try:
+        r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(),
+                       headers={"authorization": f"Bearer {ALICE_KEY}"})
+        assert r.status_code == 503, r.text
+    finally:
+        gw.stop()
+    return gw.err.read_text()
+

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from conftest import run
-from gateway_harness import ALICE_KEY, Gateway, base_config, chat_body, make_signed_bundle
+from gateway_harness import ALICE_KEY, Gateway, base_config, chat_body, make_signed_bundle, refuses_service
 
 
 @pytest.fixture(scope="module")
@@ -148,15 +148,9 @@ def test_a_gateway_restarted_on_a_shortened_log_refuses_to_record(checkpointed, 
     shutil.copy(checkpointed / "bundle.tar", tmp_path / "bundle.tar")
     seg = sorted((tmp_path / "records").glob("segment-*.jsonl"))[-1]
     seg.write_text("".join(seg.read_text().splitlines(keepends=True)[:-3]))
-    gw = Gateway(tmp_path, base_config(tmp_path), env={"CAIRN_RECORDS__CHECKPOINT_DIR": str(tmp_path / "checkpoints")})
-    gw.start(ready=False)
-    try:
-        r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(),
-                       headers={"authorization": f"Bearer {ALICE_KEY}"})
-        assert r.status_code == 503, r.text
-    finally:
-        gw.stop()
-    assert "seq 7..=9 were removed" in gw.err.read_text(), gw.err.read_text()
+    err = refuses_service(
+        Gateway(tmp_path, base_config(tmp_path), env={"CAIRN_RECORDS__CHECKPOINT_DIR": str(tmp_path / "checkpoints")}))
+    assert "seq 7..=9 were removed" in err, err
     assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == [newest_checkpoint(checkpointed).name]
 
 
@@ -198,12 +192,5 @@ def test_checkpoints_kept_on_s3_catch_a_shortened_log(tmp_path):
                    "s3://worm/cairn/checkpoints"], cwd=tmp_path, env=env, check=False)
         assert cut.returncode == 1 and "seq 3..=5 are missing" in cut.stderr, cut.stderr
         # Restarted on the cut log, the gateway refuses to record rather than checkpoint the loss.
-        again = Gateway(tmp_path, base_config(tmp_path), env=gw_env, name="gw2")
-        again.start(ready=False)
-        try:
-            r = httpx.post(f"{again.base_url}/chat/completions", json=chat_body(),
-                           headers={"authorization": f"Bearer {ALICE_KEY}"})
-            assert r.status_code == 503, r.text
-        finally:
-            again.stop()
-        assert "seq 3..=5 were removed" in again.err.read_text()
+        err = refuses_service(Gateway(tmp_path, base_config(tmp_path), env=gw_env, name="gw2"))
+        assert "seq 3..=5 were removed" in err, err

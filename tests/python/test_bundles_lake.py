@@ -17,7 +17,7 @@ import pytest
 
 import ct_fixtures as ct
 from conftest import REPO, run
-from gateway_harness import ALICE_KEY, Gateway, base_config, chat_body
+from gateway_harness import ALICE_KEY, Gateway, base_config, chat_body, refuses_service
 from record_writer import SegmentWriter, decision, outcome
 from servers import s3_client, s3_env, seaweedfs
 
@@ -185,14 +185,7 @@ def test_the_gateway_deposits_every_bundle_it_loads(repo, tmp_path):
 def test_a_deposit_directory_that_cannot_be_written_keeps_the_bundle_from_loading(repo, tmp_path):
     gw = depositing_gateway(repo, tmp_path)
     (tmp_path / "deposit").write_text("a file where the directory should be")
-    gw.start(ready=False)
-    try:
-        r = httpx.post(f"{gw.base_url}/chat/completions", json=chat_body(),
-                       headers={"authorization": f"Bearer {ALICE_KEY}"})
-        assert r.status_code == 503, r.text
-    finally:
-        gw.stop()
-    assert "policy.deposit_dir" in gw.err.read_text()
+    assert "policy.deposit_dir" in refuses_service(gw)
 
 
 def test_the_gateway_deposits_to_s3_and_the_lake_ingests_from_there(repo, tmp_path):
