@@ -34,8 +34,9 @@ def gw(name, cols, extra_where=""):
 def pairs(name, c, g):
     # Exact first: the outcome names the provider's request id, which CloudTrail records.
     # Otherwise the assumed-role session name or the source identity within five minutes, for
-    # calls the exact join did not pair (a retried attempt has no outcome of its own, and is
-    # still the gateway's call). Two equi-joins rather than one join on
+    # calls the exact join did not pair, and only with decisions it did not pair, unless the
+    # decision's call was retried (an earlier attempt has no outcome of its own, and is still
+    # the gateway's call). Two equi-joins rather than one join on
     # `a = b OR c = d`, which engines can only run as a nested loop.
     return f"""{name}_exact AS (
   SELECT {c}.event_id, {g}.id FROM {c}
@@ -55,6 +56,9 @@ def pairs(name, c, g):
   UNION
   SELECT event_id, id FROM {name}_near
   WHERE event_id NOT IN (SELECT event_id FROM {name}_exact)
+    AND (id NOT IN (SELECT id FROM {name}_exact)
+         OR id IN (SELECT decision_id FROM outcomes
+                   WHERE json_array_length(json_extract(extra, '$.routing.attempts')) > 1))
 )"""
 
 CT_KEYS = "event_id, event_time, request_id, user_session_name, user_source_identity"

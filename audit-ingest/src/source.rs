@@ -67,7 +67,10 @@ impl Filter {
         if self.digests {
             let digest =
                 in_digests && (lower.ends_with(".json.gz") || lower.ends_with(".json.gz.sig"));
-            return (!digest).then_some("not a CloudTrail digest file");
+            if !digest {
+                return Some("not a CloudTrail digest file");
+            }
+            return self.outside_window(key);
         }
         if in_digests {
             return Some("a CloudTrail digest file, not events");
@@ -86,6 +89,11 @@ impl Filter {
         if !record_like {
             return Some(NOT_RECORDS);
         }
+        self.outside_window(key)
+    }
+
+    /// Why a key's delivery date (`YYYY/MM/DD`) is not read: outside `--since`/`--until`.
+    fn outside_window(&self, key: &str) -> Option<&'static str> {
         if self.since.is_none() && self.until.is_none() {
             return None;
         }

@@ -20,13 +20,53 @@ const ALG_ED25519: u8 = 0x01;
 const SIG_PREFIX: &str = "\u{2014} ";
 /// Notes larger than this are refused before they are parsed.
 pub const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
-/// Checkpoint files are `checkpoint-<size, 20 digits>`: each is written once and never replaced
-/// (a WORM store allows that), and the newest is the one of the largest size.
+/// Checkpoint files are `checkpoint-<key: 16 hex>-<size: 20 digits>`: each is written once and
+/// never replaced (a WORM store allows that); a log's newest is the largest of its key's. The key
+/// in the name keeps a rotated key's checkpoints, and another gateway's, apart.
 pub const FILE_PREFIX: &str = "checkpoint-";
 
-/// The file name of the checkpoint of a log of `size` records.
-pub fn file_name(size: u64) -> String {
-    format!("{FILE_PREFIX}{size:020}")
+fn key_hex(key: &VerifyingKey) -> String {
+    hex::encode(&Sha256::digest(key.as_bytes())[..8])
+}
+
+/// The file name of the checkpoint of a log of `size` records signed by `key`.
+pub fn file_name(key: &VerifyingKey, size: u64) -> String {
+    format!("{FILE_PREFIX}{}-{size:020}", key_hex(key))
+}
+
+/// The key (16 hex) and size a checkpoint file name says.
+pub fn parse_name(name: &str) -> Option<(&str, u64)> {
+    let rest = name.strip_prefix(FILE_PREFIX)?;
+    let (key, size) = rest.split_once('-')?;
+    let hexy = key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = size.len() == 20 && size.bytes().all(|b| b.is_ascii_digit());
+    (hexy && digits).then(|| size.parse().ok().map(|n| (key, n)))?
+}
+
+/// Of checkpoint file `names`, the one of the largest size signed by one of `keys`.
+pub fn pick_newest<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    keys: &[VerifyingKey],
+) -> Option<&'a str> {
+    let ours: Vec<String> = keys.iter().map(key_hex).collect();
+    names
+        .into_iter()
+        .filter_map(|n| parse_name(n).map(|(k, size)| (n, k, size)))
+        .filter(|(_, k, _)| ours.iter().any(|o| o == k))
+        .max_by_key(|(_, _, size)| *size)
+        .map(|(n, _, _)| n)
+}
+
+/// A checkpoint must say the size its name says: an older note copied under a larger name would
+/// otherwise pass for the newest.
+pub fn check_named(name: &str, cp: &Checkpoint) -> Result<(), CheckpointError> {
+    match parse_name(name) {
+        Some((_, size)) if size == cp.size => Ok(()),
+        _ => Err(CheckpointError::Misnamed {
+            name: name.to_string(),
+            size: cp.size,
+        }),
+    }
 }
 
 /// What a checkpoint vouches for.
@@ -58,6 +98,10 @@ pub enum CheckpointError {
     WrongOrigin { origin: String, signer: String },
     #[error("`{0}` cannot be read: {1}")]
     Read(String, String),
+    #[error(
+        "`{name}` holds the checkpoint of {size} records: a note renamed or copied over another"
+    )]
+    Misnamed { name: String, size: u64 },
 }
 
 /// The note key name (and checkpoint origin) of a record signing key.
@@ -196,32 +240,31 @@ impl Checkpoint {
     }
 }
 
-/// The newest checkpoint in a checkpoint store directory (the largest `checkpoint-<size>`),
-/// verified with `keys`; `None` when there is none. A newest file that does not verify is an
-/// error, not skipped: someone may have replaced it to hide a shortened log.
+/// The newest checkpoint of `keys` in a checkpoint store directory, verified; `None` when there
+/// is none. A newest file that does not verify, or says another size than its name, is an
+/// error, not skipped: someone may have put it there to hide a shortened log.
 pub fn newest(
     dir: &std::path::Path,
     keys: &[VerifyingKey],
 ) -> Result<Option<(std::path::PathBuf, Checkpoint)>, CheckpointError> {
-    let read_err = |p: &std::path::Path, e: std::io::Error| {
-        CheckpointError::Read(p.display().to_string(), e.to_string())
-    };
+    let read_err =
+        |e: std::io::Error| CheckpointError::Read(dir.display().to_string(), e.to_string());
     let mut names: Vec<String> = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| read_err(dir, e))? {
-        let e = e.map_err(|e| read_err(dir, e))?;
-        let name = e.file_name().to_string_lossy().to_string();
-        if name
-            .strip_prefix(FILE_PREFIX)
-            .is_some_and(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            names.push(name);
-        }
+    for e in std::fs::read_dir(dir).map_err(read_err)? {
+        names.push(
+            e.map_err(read_err)?
+                .file_name()
+                .to_string_lossy()
+                .to_string(),
+        );
     }
-    let Some(name) = names.into_iter().max() else {
+    let Some(name) = pick_newest(names.iter().map(String::as_str), keys) else {
         return Ok(None);
     };
     let path = dir.join(name);
-    Ok(Some((path.clone(), read_file(&path, keys)?)))
+    let cp = read_file(&path, keys)?;
+    check_named(name, &cp)?;
+    Ok(Some((path, cp)))
 }
 
 /// Reads and verifies one checkpoint file (bounded by [`MAX_CHECKPOINT_BYTES`]).
@@ -303,6 +346,30 @@ mod tests {
         assert!(matches!(
             Checkpoint::open("nonsense", &[key().verifying_key()]),
             Err(CheckpointError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn the_newest_is_the_largest_of_the_keys_own_and_must_say_its_name() {
+        let (k, other) = (
+            key().verifying_key(),
+            SigningKey::from_bytes(&[6; 32]).verifying_key(),
+        );
+        let names = [
+            file_name(&k, 9),
+            file_name(&k, 10),
+            file_name(&other, 99),
+            "checkpoint-x".into(),
+        ];
+        assert_eq!(
+            pick_newest(names.iter().map(String::as_str), &[k]),
+            Some(names[1].as_str())
+        );
+        let cp = checkpoint();
+        assert!(check_named(&file_name(&k, 42), &cp).is_ok());
+        assert!(matches!(
+            check_named(&file_name(&k, 43), &cp),
+            Err(CheckpointError::Misnamed { .. })
         ));
     }
 }

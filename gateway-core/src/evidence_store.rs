@@ -2,14 +2,13 @@
 //! (`records.checkpoint_dir`) and the bundles it loaded (`policy.deposit_dir`). A local
 //! directory, or an S3 prefix (a bucket with Object Lock keeps every object for its retention
 //! period). What is put there is a new file or object, never replaced: checkpoints are named
-//! `checkpoint-<size>` (the newest is the largest), bundles `<sha256 of the manifest>.tar`.
+//! `checkpoint-<key>-<size>` (the newest is the largest), bundles `<sha256 of the bundle>.tar`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use decision_record::checkpoint::{Checkpoint, FILE_PREFIX, MAX_CHECKPOINT_BYTES};
+use decision_record::checkpoint::{Checkpoint, MAX_CHECKPOINT_BYTES};
 use ed25519_dalek::VerifyingKey;
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 
@@ -39,13 +38,28 @@ pub fn parse_s3(uri: &str) -> Option<(String, String)> {
 }
 
 impl EvidenceStore {
-    /// A local directory, or `s3://bucket/prefix` with credentials, Region and endpoint
-    /// (`AWS_ENDPOINT_URL`) from the environment, as the AWS SDKs read them.
+    /// A local directory, or `s3://bucket/prefix` with credentials, Region and endpoint from the
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+    /// `AWS_REGION`, `AWS_ENDPOINT_URL`; or the container or instance role; not profiles).
     pub fn open(location: &str) -> Result<Self, String> {
         let Some((bucket, prefix)) = parse_s3(location) else {
             return Ok(Self::Local(PathBuf::from(location)));
         };
-        let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        // A SHA-256 checksum on every put, which S3 requires of writes to a bucket with Object
+        // Lock; short timeouts and one retry, since the record writer waits for a checkpoint.
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket)
+            .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+            .with_retry(object_store::RetryConfig {
+                max_retries: 1,
+                retry_timeout: std::time::Duration::from_secs(5),
+                ..Default::default()
+            })
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_connect_timeout(std::time::Duration::from_secs(2))
+                    .with_timeout(std::time::Duration::from_secs(5)),
+            );
         if let Ok(e) =
             std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         {
@@ -83,13 +97,23 @@ impl EvidenceStore {
         }
     }
 
-    /// Stores `bytes` as `name` unless an object of that name exists (then it is kept: S3 with
-    /// Object Lock could not replace it anyway, and the name says what it holds).
+    /// Stores `bytes` as a new `name`. A name already there is never replaced (a WORM store
+    /// could not anyway): holding the same bytes it is what was asked; holding others, an error.
     pub fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let taken = |by_other: bool| {
+            if by_other {
+                Err(std::io::Error::other(format!(
+                    "`{name}` is there already with other contents (names are what they hold: it was altered)"
+                )))
+            } else {
+                Ok(())
+            }
+        };
         match self {
             Self::Local(dir) => {
-                if dir.join(name).exists() {
-                    return Ok(());
+                let target = dir.join(name);
+                if target.exists() {
+                    return taken(std::fs::read(&target)? != bytes);
                 }
                 write_whole(dir, name, bytes)
             }
@@ -102,17 +126,26 @@ impl EvidenceStore {
                     ..Default::default()
                 };
                 let payload = bytes::Bytes::copy_from_slice(bytes).into();
-                match on_own_thread(|| rt.block_on(store.put_opts(&path, payload, opts)))
-                    .map_err(std::io::Error::other)?
-                {
-                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-                    Err(e) => Err(std::io::Error::other(e.to_string())),
-                }
+                let put = on_own_thread(|| {
+                    rt.block_on(async {
+                        match store.put_opts(&path, payload, opts).await {
+                            Ok(_) => Ok(false),
+                            Err(object_store::Error::AlreadyExists { .. }) => {
+                                let kept = store.get(&path).await?.bytes().await?;
+                                Ok(kept.as_ref() != bytes)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    })
+                })
+                .map_err(std::io::Error::other)?;
+                taken(put.map_err(|e| std::io::Error::other(e.to_string()))?)
             }
         }
     }
 
-    /// The newest checkpoint (the largest `checkpoint-<size>`), verified with `keys`.
+    /// The newest checkpoint of `keys` (the largest `checkpoint-<key>-<size>` directly under the
+    /// store), verified, and saying the size its name says.
     pub fn newest(&self, keys: &[VerifyingKey]) -> Result<Option<(String, Checkpoint)>, String> {
         match self {
             Self::Local(dir) => {
@@ -130,22 +163,27 @@ impl EvidenceStore {
                 rt,
             } => on_own_thread(|| {
                 rt.block_on(async {
-                    let listed: Vec<_> = store
-                        .list(Some(&ObjectPath::from(prefix.as_str())))
-                        .try_collect()
+                    // Directly under the prefix: another gateway's checkpoints below it are not
+                    // this log's.
+                    let listed = store
+                        .list_with_delimiter(Some(&ObjectPath::from(prefix.as_str())))
                         .await
                         .map_err(|e| format!("{url}: {e}"))?;
+                    let names: Vec<String> = listed
+                        .objects
+                        .iter()
+                        .filter_map(|m| m.location.filename().map(str::to_string))
+                        .collect();
+                    let Some(name) = decision_record::checkpoint::pick_newest(
+                        names.iter().map(String::as_str),
+                        keys,
+                    ) else {
+                        return Ok(None);
+                    };
                     let Some(meta) = listed
-                        .into_iter()
-                        .filter(|m| {
-                            m.location
-                                .filename()
-                                .and_then(|n| n.strip_prefix(FILE_PREFIX))
-                                .is_some_and(|n| {
-                                    n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit())
-                                })
-                        })
-                        .max_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()))
+                        .objects
+                        .iter()
+                        .find(|m| m.location.filename() == Some(name))
                     else {
                         return Ok(None);
                     };
@@ -162,6 +200,8 @@ impl EvidenceStore {
                         .map_err(|e| format!("{shown}: {e}"))?;
                     let cp = Checkpoint::open(&String::from_utf8_lossy(&bytes), keys)
                         .map_err(|e| format!("{shown}: {e}"))?;
+                    decision_record::checkpoint::check_named(name, &cp)
+                        .map_err(|e| format!("{shown}: {e}"))?;
                     Ok(Some((shown, cp)))
                 })
             })?,
@@ -173,7 +213,10 @@ impl EvidenceStore {
 /// must not happen on one of the runtime's own threads (the gateway calls in from async code).
 fn on_own_thread<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
     std::thread::scope(|s| {
-        s.spawn(f)
+        std::thread::Builder::new()
+            .name("cairn-evidence-store".into())
+            .spawn_scoped(s, f)
+            .map_err(|e| format!("cannot start the evidence store's thread: {e}"))?
             .join()
             .map_err(|_| "the evidence store's request failed".to_string())
     })

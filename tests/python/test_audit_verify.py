@@ -97,9 +97,18 @@ def newest_checkpoint(d):
     return sorted((d / "checkpoints").glob("checkpoint-*"))[-1]
 
 
+def checkpoint_name(d, size):
+    """`checkpoint-<key id>-<size>` of the records key under d/keys."""
+    import base64
+    import hashlib
+    pem = (d / "keys" / "signing.pub").read_text()
+    der = base64.b64decode("".join(l for l in pem.splitlines() if "-----" not in l))
+    return f"checkpoint-{hashlib.sha256(der[-32:]).hexdigest()[:16]}-{size:020d}"
+
+
 def test_the_checkpoint_covers_untouched_records(checkpointed):
-    # One file per checkpoint, never replaced (a WORM store allows that), named by its size.
-    assert newest_checkpoint(checkpointed).name == "checkpoint-" + "9".zfill(20)
+    # One file per checkpoint, never replaced (a WORM store allows that), named by key and size.
+    assert newest_checkpoint(checkpointed).name == checkpoint_name(checkpointed, 9)
     note = newest_checkpoint(checkpointed).read_text()
     lines = note.splitlines()
     # A C2SP checkpoint: origin, size, base64 hash, an extension line, a blank line, a signature.
@@ -136,8 +145,13 @@ def test_an_altered_or_foreign_checkpoint_is_not_trusted(checkpointed, tmp_path)
     assert r.returncode == 1 and "cannot be trusted" in r.stderr and "altered" in r.stderr, r.stderr
     run(["keys", "generate", "--out", "other"], cwd=tmp_path)
     r = run(["audit", "verify", str(checkpointed / "records"), "--pubkey", "other/signing.pub",
-             "--checkpoints", str(checkpointed / "checkpoints")], cwd=tmp_path, check=False)
+             "--checkpoints", str(checkpoints_file := newest_checkpoint(checkpointed))], cwd=tmp_path, check=False)
     assert r.returncode == 1 and "no signature by a given key" in r.stderr, r.stderr
+    # An older note copied under a larger name cannot pass for the newest.
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / checkpoint_name(checkpointed, 99)).write_text(checkpoints_file.read_text())
+    r = verify_against(tmp_path, records=str(checkpointed / "records"), checkpoints="store")
+    assert r.returncode == 1 and "holds the checkpoint of 9 records" in r.stderr, r.stderr
 
 
 def test_a_gateway_restarted_on_a_shortened_log_refuses_to_record(checkpointed, tmp_path):
@@ -182,7 +196,7 @@ def test_checkpoints_kept_on_s3_catch_a_shortened_log(tmp_path):
                        headers={"authorization": f"Bearer {ALICE_KEY}"})
         gw.stop()
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="worm")["Contents"]]
-        assert keys == ["cairn/checkpoints/checkpoint-" + "5".zfill(20)], keys
+        assert keys == ["cairn/checkpoints/" + checkpoint_name(tmp_path, 5)], keys
         ok = run(["audit", "verify", "records", "--pubkey", "keys/signing.pub", "--checkpoints",
                   "s3://worm/cairn/checkpoints"], cwd=tmp_path, env=env, check=False)
         assert ok.returncode == 0 and "nothing was removed from the end" in ok.stdout, ok.stdout + ok.stderr

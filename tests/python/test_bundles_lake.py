@@ -4,6 +4,7 @@ reconcile report joins a Bedrock call in CloudTrail to its decision, the text of
 that determined it and the commit they came from (known answers from a real git repository)."""
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -169,8 +170,9 @@ def test_the_gateway_deposits_every_bundle_it_loads(repo, tmp_path):
         assert r.status_code == 200, r.text
     finally:
         gw.stop()
-    kept = tmp_path / "deposit" / (made["digest"].removeprefix("sha256:") + ".tar")
-    assert kept.read_bytes() == (d / "bundles" / "reviewed.tar").read_bytes()
+    bundle = (d / "bundles" / "reviewed.tar").read_bytes()
+    kept = tmp_path / "deposit" / (hashlib.sha256(bundle).hexdigest() + ".tar")
+    assert kept.read_bytes() == bundle
     run(["ingest", "decisions", "records", "--pubkey", "keys/signing.pub", "--lake", "lake"], cwd=tmp_path)
     run(["ingest", "bundles", "deposit", "--pubkey", "keys/signing.pub", "--lake", "lake"], cwd=tmp_path)
     # Every decision's bundle is in the lake: the deposited one.
@@ -197,8 +199,9 @@ def test_the_gateway_deposits_to_s3_and_the_lake_ingests_from_there(repo, tmp_pa
         gw.env = dict(s3_env(endpoint), CAIRN_POLICY__DEPOSIT_DIR="s3://bundles/deposit")
         gw.start()
         gw.stop()
-        kept = s3.get_object(Bucket="bundles", Key="deposit/" + made["digest"].removeprefix("sha256:") + ".tar")
-        assert kept["Body"].read() == (d / "bundles" / "reviewed.tar").read_bytes()
+        bundle = (d / "bundles" / "reviewed.tar").read_bytes()
+        kept = s3.get_object(Bucket="bundles", Key="deposit/" + hashlib.sha256(bundle).hexdigest() + ".tar")
+        assert kept["Body"].read() == bundle
         s3.put_object(Bucket="bundles", Key="deposit/readme.txt", Body=b"not a bundle")
         r = run(["ingest", "bundles", "s3://bundles/deposit/", "--pubkey", str(d / "keys" / "signing.pub"),
                  "--lake", "lake", "--format", "json"], cwd=tmp_path, env=s3_env(endpoint))
@@ -209,3 +212,12 @@ def test_the_gateway_deposits_to_s3_and_the_lake_ingests_from_there(repo, tmp_pa
         f"SELECT digest FROM read_parquet('{tmp_path}/lake/bundles/*/*.parquet', hive_partitioning = true)").fetchall()
     assert got == [(made["digest"],)]
 
+
+
+def test_a_deposit_name_taken_by_other_bytes_keeps_the_bundle_from_loading(repo, tmp_path):
+    d, _ = repo
+    gw = depositing_gateway(repo, tmp_path)
+    bundle = (d / "bundles" / "reviewed.tar").read_bytes()
+    (tmp_path / "deposit").mkdir()
+    (tmp_path / "deposit" / (hashlib.sha256(bundle).hexdigest() + ".tar")).write_bytes(b"planted")
+    assert "with other contents" in refuses_service(gw)

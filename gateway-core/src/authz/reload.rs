@@ -107,7 +107,7 @@ impl PolicyState {
         })?;
         self.probe(&engine)?;
         if let Some(store) = &self.deposit {
-            deposit(store, engine.digest(), &bytes)?;
+            deposit(store, &bytes)?;
         }
         Ok(engine)
     }
@@ -168,15 +168,12 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Keeps `bytes` in the deposit store as `<hex digest>.tar` (a name already there is kept: it
-/// holds a bundle of the same manifest). A bundle that cannot be kept is not loaded: the lake
-/// must be able to name every bundle that decided something.
-fn deposit(
-    store: &crate::evidence_store::EvidenceStore,
-    digest: &str,
-    bytes: &[u8],
-) -> Result<(), String> {
-    let name = format!("{}.tar", digest.trim_start_matches("sha256:"));
+/// Keeps `bytes` in the deposit store as `<sha256 of the bundle file>.tar`: every distinct file
+/// has its own name (a manifest re-signed with another key is another file), and a name already
+/// there must hold these bytes. A bundle that cannot be kept is not loaded: the lake must be
+/// able to name every bundle that decided something.
+fn deposit(store: &crate::evidence_store::EvidenceStore, bytes: &[u8]) -> Result<(), String> {
+    let name = format!("{}.tar", policy_engine::bundle::sha256_hex(bytes));
     store.put(&name, bytes).map_err(|e| {
         format!(
             "the bundle cannot be kept in the deposit store `{}` (policy.deposit_dir): {e}",

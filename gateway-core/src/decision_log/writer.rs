@@ -322,7 +322,7 @@ impl Writer {
         let Some(note) = checkpoint.sign(&self.key) else {
             return;
         };
-        let name = decision_record::checkpoint::file_name(size);
+        let name = decision_record::checkpoint::file_name(&self.key.verifying_key(), size);
         match cp.store.put(&name, note.as_bytes()) {
             Ok(()) => self.checkpointed = size,
             Err(e) => tracing::error!(
