@@ -208,6 +208,15 @@ impl Report {
             .sum()
     }
 
+    /// `counts` for people: `2 digests verified, 4 logs verified, ...`.
+    pub fn describe(counts: &BTreeMap<String, u64>) -> String {
+        counts
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn counts(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for f in &self.files {
@@ -318,14 +327,6 @@ fn verify_signature(
         })
 }
 
-/// Whether a delivery key's `YYYY/MM/DD` is inside the run's window (every key is, without one).
-fn in_window(key: &str, filter: &Filter) -> bool {
-    match crate::source::layout_date(key) {
-        Some(d) => filter.since.is_none_or(|s| d >= s) && filter.until.is_none_or(|u| d <= u),
-        None => true,
-    }
-}
-
 /// Checks every digest under `spec` and every log file of `logs` (the ingest's listing, made
 /// with `filter`): within `--since`/`--until` only, digests of a day either side read too so a
 /// chain is followed across the window's edge.
@@ -414,7 +415,7 @@ pub fn check(
         let parsed = d.parsed.as_ref().ok();
         let end = parsed.map(|p| p.digest_end_time.clone());
         let account = parsed.and_then(|p| p.aws_account_id.clone());
-        if in_window(&d.key, filter) {
+        if filter.outside_window(&d.key).is_none() {
             report.files.push(FileCheck {
                 kind: "digest",
                 file: d.obj.uri.clone(),
@@ -431,7 +432,7 @@ pub fn check(
             let Some(lkey) = delivery_key(&log.s3_object).map(str::to_string) else {
                 continue;
             };
-            if !in_window(&lkey, filter) {
+            if filter.outside_window(&lkey).is_some() {
                 continue;
             }
             let copies = present.get(&lkey).map(Vec::as_slice).unwrap_or_default();

@@ -93,7 +93,7 @@ impl Filter {
     }
 
     /// Why a key's delivery date (`YYYY/MM/DD`) is not read: outside `--since`/`--until`.
-    fn outside_window(&self, key: &str) -> Option<&'static str> {
+    pub fn outside_window(&self, key: &str) -> Option<&'static str> {
         if self.since.is_none() && self.until.is_none() {
             return None;
         }

@@ -153,8 +153,10 @@ fn read_checkpoint(
             at.display()
         ))
     };
+    // A store (a directory or s3://): its newest checkpoint of these keys.
     let location = at.to_string_lossy();
-    if location.starts_with("s3://") {
+    let s3 = location.starts_with("s3://");
+    if s3 || at.is_dir() {
         let rt = super::gateway::runtime()?;
         let store = {
             let _in_runtime = rt.enter();
@@ -164,21 +166,12 @@ fn read_checkpoint(
         return match store.newest(keys) {
             Ok(Some((name, cp))) => Ok((PathBuf::from(name), cp)),
             Ok(None) => Err(CliError::input(miette::miette!(
-                "no checkpoint (checkpoint-<size>) under `{location}`"
+                help = "point --checkpoints at the gateway's `records.checkpoint_dir`",
+                "no checkpoint (checkpoint-<key>-<size>) of the given keys in `{location}`"
             ))),
             Err(e) => Err(CliError::failed(miette::miette!(
                 help = "pass the public key of the gateway's records signing key with --pubkey",
-                "the checkpoint under `{location}` cannot be trusted: {e}"
-            ))),
-        };
-    }
-    if at.is_dir() {
-        return match decision_record::checkpoint::newest(at, keys).map_err(untrusted)? {
-            Some(found) => Ok(found),
-            None => Err(CliError::input(miette::miette!(
-                help = "point --checkpoints at the gateway's `records.checkpoint_dir`",
-                "no checkpoint (checkpoint-<size>) in `{}`",
-                at.display()
+                "the checkpoint in `{location}` cannot be trusted: {e}"
             ))),
         };
     }

@@ -378,11 +378,7 @@ fn ingest_into_lake(
         if !s.integrity.is_empty() {
             outln!(
                 "    simulated CloudTrail checked against its signed digests: {}",
-                s.integrity
-                    .iter()
-                    .map(|(k, n)| format!("{n} {k}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                audit_ingest::integrity::Report::describe(&s.integrity)
             );
         }
         let skipped = s.sources.iter().filter(|x| x.skipped.is_some()).count();

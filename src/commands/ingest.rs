@@ -381,11 +381,7 @@ fn report(s: IngestSummary, common: &IngestCommon) -> CliResult {
             if !s.integrity.is_empty() {
                 outln!(
                     "  integrity (see the `cloudtrail_files` table): {}",
-                    s.integrity
-                        .iter()
-                        .map(|(k, n)| format!("{n} {k}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    audit_ingest::integrity::Report::describe(&s.integrity)
                 );
             }
             let by_reason = s.quarantined_by_reason();

@@ -67,11 +67,20 @@ impl PolicyState {
     pub fn reload(&self) -> Result<String, BundleError> {
         // One reload at a time, so an older candidate never replaces a newer one.
         let _guard = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let result = self.candidate();
+        // A bundle already deciding was kept when it was loaded: only a new one is deposited.
+        let result = self.candidate().and_then(|(engine, bytes)| {
+            let unchanged = self
+                .current()
+                .is_some_and(|c| c.digest() == engine.digest());
+            match &self.deposit {
+                Some(store) if !unchanged => deposit(store, &bytes)?,
+                _ => {}
+            }
+            Ok((engine, unchanged))
+        });
         match result {
-            Ok(engine) => {
+            Ok((engine, unchanged)) => {
                 let digest = engine.digest().to_string();
-                let unchanged = self.current().is_some_and(|c| c.digest() == digest);
                 if !unchanged {
                     self.metrics.bundle_loaded(
                         &digest,
@@ -90,9 +99,10 @@ impl PolicyState {
         }
     }
 
-    fn candidate(&self) -> Result<PolicyEngine, String> {
-        // Read once: what is verified is what is deposited, whatever the file becomes later.
-        let bytes = read_bounded(&self.bundle)?;
+    /// The bundle file as a verified, validated engine fitting the probes, with the bytes it was
+    /// made from (read once: what is verified is what is deposited, whatever the file becomes).
+    fn candidate(&self) -> Result<(PolicyEngine, Vec<u8>), String> {
+        let bytes = policy_engine::bundle::read_file(&self.bundle).map_err(|e| e.to_string())?;
         let verified = policy_engine::bundle::verify(&bytes, &self.key)
             .map_err(|e| format!("`{}`: {e}", self.bundle.display()))?;
         let engine = PolicyEngine::from_bundle(verified).map_err(|problems| {
@@ -106,10 +116,7 @@ impl PolicyState {
             )
         })?;
         self.probe(&engine)?;
-        if let Some(store) = &self.deposit {
-            deposit(store, &bytes)?;
-        }
-        Ok(engine)
+        Ok((engine, bytes))
     }
 
     /// Checks one synthetic request per catalogue model, so a bundle whose schema does not
@@ -148,24 +155,6 @@ impl PolicyState {
         }
         Ok(())
     }
-}
-
-/// Reads the bundle file, refusing one over the size a bundle may have before reading it.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let max = policy_engine::bundle::MAX_BUNDLE_BYTES;
-    let file = std::fs::File::open(path).map_err(|e| format!("`{}`: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("`{}`: {e}", path.display()))?;
-    if bytes.len() as u64 > max {
-        return Err(format!(
-            "`{}`: the bundle is over the {max}-byte limit",
-            path.display()
-        ));
-    }
-    Ok(bytes)
 }
 
 /// Keeps `bytes` in the deposit store as `<sha256 of the bundle file>.tar`: every distinct file

@@ -312,26 +312,36 @@ pub(crate) fn pack(members: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u8>,
     })
 }
 
-/// Reads a bundle file (bounded by [`MAX_BUNDLE_BYTES`]) and verifies it.
-pub fn verify_file(path: &Path, key: &VerifyingKey) -> Result<VerifiedBundle, crate::PolicyError> {
-    let meta = std::fs::metadata(path).map_err(|source| crate::PolicyError::Read {
+/// Reads a bundle file's bytes, refusing one over [`MAX_BUNDLE_BYTES`] (checked while reading,
+/// so a file that grows after its size was read is refused too).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, crate::PolicyError> {
+    use std::io::Read;
+    let read_error = |source| crate::PolicyError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    if meta.len() > MAX_BUNDLE_BYTES {
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(read_error)?
+        .take(MAX_BUNDLE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_BUNDLE_BYTES {
         return Err(crate::PolicyError::Input(format!(
             "`{}`: {}",
             path.display(),
             BundleError::TooLarge {
-                size: meta.len(),
+                size: bytes.len() as u64,
                 max: MAX_BUNDLE_BYTES
             }
         )));
     }
-    let bytes = std::fs::read(path).map_err(|source| crate::PolicyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    Ok(bytes)
+}
+
+/// Reads a bundle file (bounded by [`MAX_BUNDLE_BYTES`]) and verifies it.
+pub fn verify_file(path: &Path, key: &VerifyingKey) -> Result<VerifiedBundle, crate::PolicyError> {
+    let bytes = read_file(path)?;
     verify(&bytes, key).map_err(|e| crate::PolicyError::Bundle {
         path: path.to_path_buf(),
         source: Box::new(e),
