@@ -63,6 +63,12 @@ pub enum Command {
         after_help = "Examples:\n  cairn report --list\n  cairn report access --from 2026-11-01 --to 2026-11-30 --out access.html\n  cairn report denials --format md\n  cairn report all --out report.html\n  cairn report detections --show-sql"
     )]
     Report(ReportArgs),
+    /// Run Sigma detection rules over the lake's CloudTrail (SigmaHQ's CloudTrail rules and
+    /// Cairn's own are built in; bring yours with --rules).
+    #[command(
+        after_help = "Examples:\n  cairn detect --lake lake\n  cairn detect --list\n  cairn detect --show-sql aws_cloudtrail_disable_logging\n  cairn detect --rules my-rules/ --rules builtin --format sarif --out detect.sarif\n  cairn detect --from 2026-11-01 --to 2026-11-30 --format md\n  cairn detect --engine athena --workgroup primary --output s3://results/detect/\n\nA rule runs when its logsource is `product: aws, service: cloudtrail`; --list says why any other does not. Field mapping: docs/detections.md."
+    )]
+    Detect(DetectArgs),
     /// Amazon Athena helpers.
     #[command(subcommand)]
     Athena(AthenaCommand),
@@ -634,12 +640,8 @@ pub struct ReportArgs {
     pub list: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// First day of the period (YYYY-MM-DD).
-    #[arg(long, value_name = "DATE")]
-    pub from: Option<String>,
-    /// Last day of the period (YYYY-MM-DD).
-    #[arg(long, value_name = "DATE")]
-    pub to: Option<String>,
+    #[command(flatten)]
+    pub period: PeriodArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "html")]
     pub format: ReportFormat,
@@ -656,6 +658,59 @@ pub struct ReportArgs {
     /// Print each query's run time and what it scanned on stderr.
     #[arg(long)]
     pub timings: bool,
+}
+
+/// The days a report or detection run covers.
+#[derive(Debug, Args)]
+pub struct PeriodArgs {
+    /// First day of the period (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Last day of the period (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// Sigma rules: a file or a directory (searched for *.yml and *.yaml), repeatable; `builtin`
+    /// is the built-in set, which is what runs when none is given.
+    #[arg(long, value_name = "PATH")]
+    pub rules: Vec<String>,
+    /// Run only these rules (by name, id or file name; repeatable).
+    #[arg(long, value_name = "RULE")]
+    pub rule: Vec<String>,
+    /// List the rules: name, level, id, title, and why a rule does not compile.
+    #[arg(long)]
+    pub list: bool,
+    /// Print one rule's SQL (by name, id or file name) for the period, and exit.
+    #[arg(long, value_name = "RULE")]
+    pub show_sql: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub period: PeriodArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: DetectFormat,
+    /// Write the results to a file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 1 when any rule has a hit (for CI and schedulers).
+    #[arg(long)]
+    pub fail_on_hits: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DetectFormat {
+    /// Each rule with hits, its metadata and its hits as a table.
+    Table,
+    /// One JSON document: rules run, rules not compiled, and every hit with its rule.
+    Json,
+    /// Markdown for a ticket or a pull-request comment.
+    Md,
+    /// SARIF 2.1.0: one result per hit, placed at the rule's file.
+    Sarif,
 }
 
 #[derive(Debug, Subcommand)]

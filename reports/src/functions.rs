@@ -1,6 +1,6 @@
 //! JSON functions under Trino's (and so Athena's) names, so the same SQL runs on DataFusion and
 //! on Athena: `json_extract_scalar`, `json_extract`, `json_array_length`, `json_array_contains`,
-//! `json_size`. Paths are the JSONPath subset Trino documents: `$`, `.key`, `["key"]`, `[n]`.
+//! `json_size`, `json_format`. Paths are the JSONPath subset Trino documents: `$`, `.key`, `["key"]`, `[n]`.
 //!
 //! One Cairn function has no Trino twin: `json_string_array(json)` turns a JSON array of strings
 //! into a list for `unnest`; the Athena form of the same step is
@@ -72,6 +72,9 @@ enum Kind {
     ArrayContains,
     Size,
     StringArray,
+    /// Trino's `json_format(json)`: the JSON's text. Here JSON already is text, so the
+    /// value is returned as it is.
+    Format,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -131,7 +134,7 @@ impl ScalarUDFImpl for JsonFn {
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
         Ok(match self.kind {
-            Kind::ExtractScalar | Kind::Extract => DataType::Utf8,
+            Kind::ExtractScalar | Kind::Extract | Kind::Format => DataType::Utf8,
             Kind::ArrayLength | Kind::Size => DataType::Int64,
             Kind::ArrayContains => DataType::Boolean,
             Kind::StringArray => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
@@ -170,6 +173,7 @@ impl ScalarUDFImpl for JsonFn {
             serde_json::from_str::<Value>(json.value(i)).ok()
         };
         let out: ArrayRef = match self.kind {
+            Kind::Format => Arc::new(json.clone()),
             Kind::ExtractScalar | Kind::Extract => {
                 let mut b = StringBuilder::with_capacity(rows, rows * 8);
                 for i in 0..rows {
@@ -252,6 +256,7 @@ pub fn udfs() -> Vec<ScalarUDF> {
         JsonFn::new(Kind::ArrayContains, "json_array_contains", 2),
         JsonFn::new(Kind::Size, "json_size", 2),
         JsonFn::new(Kind::StringArray, "json_string_array", 1),
+        JsonFn::new(Kind::Format, "json_format", 1),
     ]
     .into_iter()
     .map(ScalarUDF::new_from_impl)

@@ -6,6 +6,8 @@
 //! - [`spec`]: report definitions (built-in `access`, `denials`, `spend`, `reconcile`,
 //!   `detections`); [`run_report`] runs one on an [`Engine`]; [`render::render`] makes HTML,
 //!   Markdown or JSON.
+//! - [`sigma`]: Sigma rules compiled to SQL over `cloudtrail` (the `detections` report and
+//!   `cairn detect`).
 //! - [`athena`]: DDL for Athena and the same SQL run through it.
 //!
 //! Architecture invariant: reports only read the lake.
@@ -17,6 +19,7 @@ pub mod functions;
 pub mod output;
 pub mod query;
 pub mod render;
+pub mod sigma;
 pub mod spec;
 
 pub use error::{ReportError, offset_of, sql_error};

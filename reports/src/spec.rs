@@ -78,9 +78,34 @@ pub fn evidence() -> Result<ReportSpec, ReportError> {
     parse("evidence", include_str!("builtin/evidence.toml"))
 }
 
-/// The built-in reports, in presentation order.
+/// The built-in reports, in presentation order. The `detections` report is its SQL-only
+/// detections (`builtin/detections.toml`) followed by every built-in Sigma rule that compiles.
 pub fn builtin() -> Result<Vec<ReportSpec>, ReportError> {
-    BUILTIN.iter().map(|(n, t)| parse(n, t)).collect()
+    let mut out: Vec<ReportSpec> = BUILTIN
+        .iter()
+        .map(|(n, t)| parse(n, t))
+        .collect::<Result<_, _>>()?;
+    if let Some(det) = out.iter_mut().find(|s| s.name == "detections") {
+        with_rules(det, &crate::sigma::builtin()?);
+    }
+    Ok(out)
+}
+
+/// Appends the rules that compile to a detections report, and says how many did not.
+pub fn with_rules(det: &mut ReportSpec, rules: &[crate::sigma::Rule]) {
+    det.queries
+        .extend(rules.iter().filter_map(crate::sigma::Rule::query));
+    let skipped = rules.iter().filter(|r| r.sql.is_none()).count();
+    det.description = format!(
+        "{} {} Sigma rules ran{}.",
+        det.description.trim_end_matches('.'),
+        rules.len() - skipped,
+        if skipped > 0 {
+            format!("; {skipped} do not compile (`cairn detect --list` says why)")
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// All report names: built-in, then any extra ones in `dir`.
@@ -157,15 +182,46 @@ impl Default for Period {
     }
 }
 
-/// Replaces `:from` and `:to` with `DATE 'YYYY-MM-DD'` literals (both engines accept them).
+/// Replaces the parameters `:from` and `:to` with `DATE 'YYYY-MM-DD'` literals (both engines
+/// accept them). Only parameters are replaced: text inside quotes (a Sigma rule's
+/// `'arn:aws:...:token'`) and longer names (`:tomorrow`) stay as they are.
 pub fn bind(sql: &str, period: &Period) -> String {
-    sql.replace(
-        ":from",
-        &format!("DATE '{}'", period.from.format("%Y-%m-%d")),
-    )
-    .replace(":to", &format!("DATE '{}'", period.to.format("%Y-%m-%d")))
-    .trim()
-    .to_string()
+    let from = format!("DATE '{}'", period.from.format("%Y-%m-%d"));
+    let to = format!("DATE '{}'", period.to.format("%Y-%m-%d"));
+    let mut out = String::with_capacity(sql.len() + 32);
+    let mut quoted: Option<char> = None;
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        if let Some(q) = quoted {
+            if c == q {
+                quoted = None;
+            }
+        } else if c == '\'' || c == '"' {
+            quoted = Some(c);
+        } else if c == ':' {
+            let word = |p: &str| {
+                rest.strip_prefix(p).is_some_and(|after| {
+                    !after
+                        .chars()
+                        .next()
+                        .is_some_and(|n| n.is_ascii_alphanumeric() || n == '_')
+                })
+            };
+            if word(":from") {
+                out.push_str(&from);
+                rest = &rest[5..];
+                continue;
+            }
+            if word(":to") {
+                out.push_str(&to);
+                rest = &rest[3..];
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.trim().to_string()
 }
 
 #[cfg(test)]
@@ -228,6 +284,13 @@ mod tests {
         assert_eq!(
             bind("x BETWEEN :from AND :to", &p),
             "x BETWEEN DATE '2026-11-01' AND DATE '2026-11-30'"
+        );
+        assert_eq!(
+            bind(
+                "a = ':to' AND b >= :from AND c = :tomorrow AND \"d:to\" = 1",
+                &p
+            ),
+            "a = ':to' AND b >= DATE '2026-11-01' AND c = :tomorrow AND \"d:to\" = 1"
         );
     }
 }

@@ -282,7 +282,18 @@ fn write_reports(lake_dir: &Path, out: &Path) -> Result<String, CliError> {
         .filter(|r| r.spec.name == "detections")
         .flat_map(|r| &r.sections)
         .filter(|s| s.output.rows() > 0)
-        .map(|s| format!("{} ({})", s.spec.title, s.output.rows()))
+        .map(|s| {
+            // A Sigma rule's section names the rule's id first in its source.
+            let id = s
+                .spec
+                .source
+                .as_deref()
+                .and_then(|src| src.strip_prefix("Sigma "))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(|id| format!(" [{id}]"))
+                .unwrap_or_default();
+            format!("{}{id} ({})", s.spec.title, s.output.rows())
+        })
         .collect();
     // The reconcile's summary: CloudTrail's Bedrock calls, matched to decisions or not.
     let reconciled = runs
@@ -303,7 +314,15 @@ fn write_reports(lake_dir: &Path, out: &Path) -> Result<String, CliError> {
     Ok(if hits.is_empty() {
         "detections: no hits".to_string()
     } else {
-        format!("detections with hits: {}", hits.join("; "))
+        format!(
+            "detections with hits ({} Sigma rules and SQL detections ran; details: cairn detect --lake {}): {}",
+            runs.iter()
+                .filter(|r| r.spec.name == "detections")
+                .map(|r| r.sections.len())
+                .sum::<usize>(),
+            lake,
+            hits.join("; ")
+        )
     })
 }
 

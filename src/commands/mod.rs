@@ -4,6 +4,7 @@ mod audit;
 mod completions;
 mod demo;
 mod demo_aws;
+mod detect;
 mod gateway;
 mod ingest;
 mod keys;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Ingest(cmd) => ingest::run(cmd),
         Command::Query(args) => query::query(&args),
         Command::Report(args) => query::report(&args),
+        Command::Detect(args) => detect::run(&args),
         Command::Athena(cmd) => query::athena(cmd),
         Command::Demo(args) => demo::run(&args),
         Command::Completions { shell } => completions::completions(shell),

@@ -7,11 +7,12 @@ use reports::spec::{self, Period};
 use reports::{Engine, output, render};
 
 use crate::cli::{
-    AthenaCommand, EngineArgs, EngineKind, QueryArgs, QueryFormat, ReportArgs, ReportFormat,
+    AthenaCommand, EngineArgs, EngineKind, PeriodArgs, QueryArgs, QueryFormat, ReportArgs,
+    ReportFormat,
 };
 use crate::exit::{CliError, CliResult, Outcome};
 
-async fn engine(args: &EngineArgs) -> Result<Engine, CliError> {
+pub(super) async fn engine(args: &EngineArgs) -> Result<Engine, CliError> {
     Ok(match args.engine {
         EngineKind::Local => Engine::Local(reports::catalog::open(&args.lake).await?),
         EngineKind::Athena => Engine::Athena(
@@ -25,7 +26,7 @@ async fn engine(args: &EngineArgs) -> Result<Engine, CliError> {
     })
 }
 
-fn sink(out: &Option<std::path::PathBuf>) -> Result<Box<dyn Write>, CliError> {
+pub(super) fn sink(out: &Option<std::path::PathBuf>) -> Result<Box<dyn Write>, CliError> {
     Ok(match out {
         Some(p) => Box::new(std::fs::File::create(p).map_err(|source| {
             CliError::input(policy_engine::PolicyError::Write {
@@ -37,7 +38,7 @@ fn sink(out: &Option<std::path::PathBuf>) -> Result<Box<dyn Write>, CliError> {
     })
 }
 
-fn finish(result: std::io::Result<()>) -> Result<(), CliError> {
+pub(super) fn finish(result: std::io::Result<()>) -> Result<(), CliError> {
     match result {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => {
@@ -127,16 +128,8 @@ pub(super) fn date(flag: &str, v: &Option<String>) -> Result<Option<NaiveDate>, 
         .transpose()
 }
 
-pub fn report(args: &ReportArgs) -> CliResult {
-    let templates = args.templates.as_deref();
-    if args.list {
-        for s in spec::list(templates)? {
-            outln!("{:<12} {}", s.name, s.description);
-        }
-        outln!("{:<12} every report above in one file", "all");
-        return Ok(Outcome::Success);
-    }
-    let specs = spec::find_many(&args.names, templates)?;
+/// The period `--from`/`--to` say, by default everything.
+pub(super) fn period(args: &PeriodArgs) -> Result<Period, CliError> {
     let mut period = Period::default();
     if let Some(f) = date("from", &args.from)? {
         period.from = f;
@@ -152,6 +145,20 @@ pub fn report(args: &ReportArgs) -> CliResult {
             period.to
         )));
     }
+    Ok(period)
+}
+
+pub fn report(args: &ReportArgs) -> CliResult {
+    let templates = args.templates.as_deref();
+    if args.list {
+        for s in spec::list(templates)? {
+            outln!("{:<12} {}", s.name, s.description);
+        }
+        outln!("{:<12} every report above in one file", "all");
+        return Ok(Outcome::Success);
+    }
+    let specs = spec::find_many(&args.names, templates)?;
+    let period = period(&args.period)?;
     let rt = super::gateway::runtime()?;
     let runs = rt.block_on(async {
         let engine = engine(&args.engine).await?;

@@ -41,3 +41,11 @@ def test_the_demo_runs_the_chain_on_embedded_defaults(tmp_path):
     assert len(prov) == 2 and all(r["policy_id"] == "users-invoke-models" and r["policy_text"] for r in prov), prov
     assert all(r["source_commit"] != "(bundle not in the lake)" for r in prov), prov
     assert sections["bundles_missing"] == []
+    # Detections are Sigma rules: the demo names the SigmaHQ ids that fired, and `cairn detect`
+    # on the demo's lake reports them with their authors.
+    assert "[59b70e4d-dd17-44a9-b740-acf07ae3eb6a]" in line("detections with hits"), out
+    det = json.loads(run(["detect", "--lake", "demo/lake", "--format", "json"], cwd=tmp_path).stdout)
+    fired = {r["rule"]["id"]: r["rule"] for r in det["results"] if r["hits"]}
+    assert {"4db60cc0-36fb-42b7-9b58-a5b53019fb74", "77caf516-34e5-4df9-b4db-20744fea0a60",
+            "59b70e4d-dd17-44a9-b740-acf07ae3eb6a"} <= set(fired), sorted(fired)
+    assert fired["59b70e4d-dd17-44a9-b740-acf07ae3eb6a"]["author"]

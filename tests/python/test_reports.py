@@ -149,11 +149,12 @@ def test_reconcile_finds_the_call_that_bypassed_the_gateway(lake):
 
 
 POSITIVES = {
-    "cloudtrail_tampering": ["aws.defense-evasion.cloudtrail-delete.json", "aws.defense-evasion.cloudtrail-stop.json",
-                             "aws.defense-evasion.cloudtrail-event-selectors.json"],
-    "console_login_without_mfa": ["aws.initial-access.console-login-without-mfa.json"],
-    "access_key_for_another_user": ["aws.persistence.iam-backdoor-user.json"],
-    "bedrock_guardrail_deleted": ["aws.defense-evasion.bedrock-guardrail-delete.json"],
+    "aws_cloudtrail_disable_logging": ["aws.defense-evasion.cloudtrail-delete.json",
+                                       "aws.defense-evasion.cloudtrail-stop.json"],
+    "cairn_cloudtrail_event_selectors_changed": ["aws.defense-evasion.cloudtrail-event-selectors.json"],
+    "aws_cloudtrail_console_login_success_without_mfa": ["aws.initial-access.console-login-without-mfa.json"],
+    "cairn_iam_access_key_for_another_user": ["aws.persistence.iam-backdoor-user.json"],
+    "aws_cloudtrail_bedrock_guardrail_deleted": ["aws.defense-evasion.bedrock-guardrail-delete.json"],
     "instance_credentials_outside_aws": ["aws.credential-access.ec2-steal-instance-credentials.json"],
 }
 
@@ -181,10 +182,10 @@ def built_positives():
     near["requestParameters"] = {"userName": "admin"}
     near["responseElements"]["accessKey"]["userName"] = "admin"
     return {
-        "root_account_use": [ct.identity_variants()["root"]],
-        "guardduty_detector_deleted": [gd],
-        "bedrock_invocation_logging_disabled": [log],
-        "access_key_for_another_user": [near],
+        "aws_root_account_usage": [ct.identity_variants()["root"]],
+        "aws_cloudtrail_guardduty_detector_deleted_or_updated": [gd],
+        "cairn_bedrock_invocation_logging_changed": [log],
+        "cairn_iam_access_key_for_another_user": [near],
     }
 
 
@@ -207,7 +208,7 @@ def detection_hits(d, lake_name):
 def test_detections_fire_on_positives_and_stay_silent_on_clean_data(tmp_path):
     built = built_positives()
     names = set(POSITIVES) | set(built)
-    assert len(names) == 8
+    assert len(names) == 9
     # Clean: every sample file that is not a positive of any detection.
     positive_files = {f for fs in POSITIVES.values() for f in fs} | {"aws.persistence.iam-create-admin-user.json"}
     clean = tmp_path / "clean"
@@ -218,8 +219,10 @@ def test_detections_fire_on_positives_and_stay_silent_on_clean_data(tmp_path):
     (clean / "own-key.json").write_text(json.dumps(own_access_key()))
     run(["ingest", "cloudtrail", "clean", "--lake", "clean-lake"], cwd=tmp_path)
     hits = detection_hits(tmp_path, "clean-lake")
-    assert set(hits) == names
-    assert all(v == 0 for v in hits.values()), hits
+    # The report holds every built-in Sigma rule beside the SQL detections; these must be
+    # silent on everything that is not their positive (other rules may fire on the samples).
+    assert names <= set(hits) and len(hits) >= 60
+    assert all(hits[n] == 0 for n in names), {n: hits[n] for n in names}
     for name in names:
         src = tmp_path / f"pos-{name}"
         src.mkdir()
