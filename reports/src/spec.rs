@@ -184,7 +184,7 @@ impl Default for Period {
 
 /// Replaces the parameters `:from` and `:to` with `DATE 'YYYY-MM-DD'` literals (both engines
 /// accept them). Only parameters are replaced: text inside quotes (a Sigma rule's
-/// `'arn:aws:...:token'`) and longer names (`:tomorrow`) stay as they are.
+/// `'arn:aws:...:token'`), comments and longer names (`:tomorrow`) stay as they are.
 pub fn bind(sql: &str, period: &Period) -> String {
     let from = format!("DATE '{}'", period.from.format("%Y-%m-%d"));
     let to = format!("DATE '{}'", period.to.format("%Y-%m-%d"));
@@ -196,6 +196,16 @@ pub fn bind(sql: &str, period: &Period) -> String {
             if c == q {
                 quoted = None;
             }
+        } else if rest.starts_with("--") || rest.starts_with("/*") {
+            // A comment runs to the end of its line or to `*/`; it is copied as it is.
+            let end = if rest.starts_with("--") {
+                rest.find('\n').unwrap_or(rest.len())
+            } else {
+                rest[2..].find("*/").map(|e| e + 4).unwrap_or(rest.len())
+            };
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
         } else if c == '\'' || c == '"' {
             quoted = Some(c);
         } else if c == ':' {
@@ -291,6 +301,10 @@ mod tests {
                 &p
             ),
             "a = ':to' AND b >= DATE '2026-11-01' AND c = :tomorrow AND \"d:to\" = 1"
+        );
+        assert_eq!(
+            bind("-- don't\nx = :from /* it's :to */ AND y = :to", &p),
+            "-- don't\nx = DATE '2026-11-01' /* it's :to */ AND y = DATE '2026-11-30'"
         );
     }
 }

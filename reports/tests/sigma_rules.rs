@@ -278,9 +278,11 @@ fn constructs() -> Vec<Construct> {
         ),
         (
             "windash",
-            "    sel:\n        userAgent|windash|contains: ' -enc '\n    condition: sel",
+            "    sel:\n        userAgent|windash|contains:\n            - ' -enc '\n            - ' /c '\n    condition: sel",
             vec![
                 (json!({"userAgent": "ps -enc abc"}), true),
+                (json!({"userAgent": "cmd -c x"}), true),
+                (json!({"userAgent": "cmd - c x"}), false),
                 (json!({"userAgent": "ps /enc abc"}), true),
                 (json!({"userAgent": "ps \u{2013}enc abc"}), true),
                 (json!({"userAgent": "ps enc abc"}), false),
@@ -343,6 +345,22 @@ fn constructs() -> Vec<Construct> {
                 ),
                 (
                     json!({"eventSource": "iam.amazonaws.com", "eventName": "DeleteUser"}),
+                    false,
+                ),
+            ],
+        ),
+        (
+            "neq over a list, and JSON null is absent",
+            "    sel:\n        eventName: Q1\n        awsRegion|neq:\n            - us-east-1\n            - eu-west-1\n    nul:\n        requestParameters.bucketName: null\n    condition: sel and nul",
+            vec![
+                (json!({"eventName": "Q1", "awsRegion": "ap-south-1"}), true),
+                (json!({"eventName": "Q1", "awsRegion": "eu-west-1"}), false),
+                (
+                    json!({"eventName": "Q1", "awsRegion": "ap-south-1", "requestParameters": {"bucketName": null}}),
+                    true,
+                ),
+                (
+                    json!({"eventName": "Q1", "awsRegion": "ap-south-1", "requestParameters": {"bucketName": "b"}}),
                     false,
                 ),
             ],
@@ -450,6 +468,38 @@ fn what_does_not_compile_is_refused_by_name() {
         (
             "    sel:\n        eventTime: '2026'\n    condition: sel",
             "timestamp",
+        ),
+        (
+            "    sel:\n        eventName|contains|startswith: x\n    condition: sel",
+            "do not combine",
+        ),
+        (
+            "    sel:\n        eventName|re|contains: x\n    condition: sel",
+            "do not combine",
+        ),
+        (
+            "    sel:\n        eventName|i: x\n    condition: sel",
+            "do not combine",
+        ),
+        (
+            "    sel:\n        eventName|base64|wide: x\n    condition: sel",
+            "do not combine",
+        ),
+        (
+            "    sel:\n        eventName|re: '(?=a)b'\n    condition: sel",
+            "lookaround",
+        ),
+        (
+            "    keywords:\n        '|re': 'x.*'\n    condition: keywords",
+            "keyword",
+        ),
+        (
+            "    sel:\n        eventName|neq: null\n    condition: sel",
+            "exists",
+        ),
+        (
+            "    sel:\n        requestParameters.items[0]: x\n    condition: sel",
+            "JSON path",
         ),
     ] {
         let r = one(&rule_yaml(det));

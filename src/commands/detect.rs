@@ -71,7 +71,7 @@ pub fn run(args: &DetectArgs) -> CliResult {
             "-- {} ({}): {}\n{};",
             rule.name,
             rule.id.as_deref().unwrap_or("no id"),
-            rule.title,
+            rule.title.replace(['\n', '\r'], " "),
             bind(sql, &period)
         );
         return Ok(Outcome::Success);
@@ -80,35 +80,50 @@ pub fn run(args: &DetectArgs) -> CliResult {
     let ran = rt.block_on(async {
         let engine = super::query::engine(&args.engine).await?;
         let mut ran = Vec::new();
+        let mut failed = Vec::new();
+        // One rule that fails (a throttled Athena query, a pattern the data trips) does not
+        // take the others' results with it: it is reported, and the run exits 2 at the end.
         for rule in rules.iter().filter(|r| r.sql.is_some()) {
             let sql = bind(rule.sql.as_deref().unwrap_or(""), &period);
-            let out = engine.query(&sql).await.map_err(|e| {
-                CliError::input(miette::miette!(
-                    "rule `{}` ({}): {e}",
-                    rule.name,
-                    rule.origin
-                ))
-            })?;
-            let rows = output::to_json_rows(&out.batches)?;
-            ran.push(Ran {
-                rule,
-                sql,
-                out,
-                rows,
-            });
+            match engine.query(&sql).await {
+                Ok(out) => {
+                    let rows = output::to_json_rows(&out.batches)?;
+                    ran.push(Ran {
+                        rule,
+                        sql,
+                        out,
+                        rows,
+                    });
+                }
+                Err(e) => failed.push((rule, e.to_string())),
+            }
         }
-        Ok::<_, CliError>((ran, engine_name(&engine)))
+        Ok::<_, CliError>((ran, failed, engine_name(&engine)))
     })?;
-    let (ran, engine) = ran;
+    let (ran, failed, engine) = ran;
     let skipped: Vec<&Rule> = rules.iter().filter(|r| r.sql.is_none()).collect();
     let mut out = super::query::sink(&args.out)?;
     let written = match args.format {
-        DetectFormat::Json => writeln!(out, "{}", json_doc(&ran, &skipped, &period, &engine)),
+        DetectFormat::Json => writeln!(
+            out,
+            "{}",
+            json_doc(&ran, &skipped, &failed, &period, &engine)
+        ),
         DetectFormat::Sarif => writeln!(out, "{}", sarif(&ran)),
         DetectFormat::Md => write!(out, "{}", markdown(&ran, &skipped, &period)),
         DetectFormat::Table => table(&ran, &skipped, &mut out),
     };
     super::query::finish(written.and_then(|()| out.flush()))?;
+    if !failed.is_empty() {
+        for (rule, e) in &failed {
+            eprintln!("rule `{}` ({}) failed: {e}", rule.name, rule.origin);
+        }
+        return Err(CliError::input(miette::miette!(
+            help = "the other rules' results are above; `--rule NAME` runs one again",
+            "{} rule(s) could not run",
+            failed.len()
+        )));
+    }
     let hits: usize = ran.iter().map(|r| r.rows.len()).sum();
     Ok(if args.fail_on_hits && hits > 0 {
         Outcome::CheckFailed
@@ -167,7 +182,13 @@ fn meta(rule: &Rule) -> Value {
     })
 }
 
-fn json_doc(ran: &[Ran<'_>], skipped: &[&Rule], period: &Period, engine: &str) -> String {
+fn json_doc(
+    ran: &[Ran<'_>],
+    skipped: &[&Rule],
+    failed: &[(&Rule, String)],
+    period: &Period,
+    engine: &str,
+) -> String {
     let doc = json!({
         "engine": engine,
         "period": {"from": period.from.to_string(), "to": period.to.to_string()},
@@ -178,6 +199,9 @@ fn json_doc(ran: &[Ran<'_>], skipped: &[&Rule], period: &Period, engine: &str) -
             "rule": meta(r.rule),
             "sql": r.sql,
             "hits": r.rows,
+        })).collect::<Vec<_>>(),
+        "failed": failed.iter().map(|(r, e)| json!({
+            "name": r.name, "id": r.id, "origin": r.origin, "error": e,
         })).collect::<Vec<_>>(),
         "not_compiled": skipped.iter().map(|r| json!({
             "name": r.name, "id": r.id, "title": r.title, "origin": r.origin, "reason": r.unsupported,

@@ -285,11 +285,75 @@ fn mods(list: &[Modifier]) -> Result<Mods, Refusal> {
             }
         }
     }
+    check(list, &m)?;
     Ok(m)
+}
+
+/// Refuses combinations whose meaning Sigma does not define (as pySigma and rsigma do), so no
+/// modifier is silently dropped.
+fn check(list: &[Modifier], m: &Mods) -> Result<(), Refusal> {
+    let shapes = list
+        .iter()
+        .filter(|x| {
+            matches!(
+                x,
+                Modifier::Contains | Modifier::StartsWith | Modifier::EndsWith
+            )
+        })
+        .count();
+    let kinds = [
+        m.re,
+        m.cidr,
+        m.exists,
+        m.compare.is_some(),
+        m.part.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    let base64s = list
+        .iter()
+        .filter(|x| matches!(x, Modifier::Base64 | Modifier::Base64Offset))
+        .count();
+    // `wide` and its kin encode the text that base64 then encodes: they come first.
+    let wide_after_base64 = list
+        .iter()
+        .skip_while(|x| !matches!(x, Modifier::Base64 | Modifier::Base64Offset))
+        .any(|x| matches!(x, Modifier::Wide | Modifier::Utf16 | Modifier::Utf16be));
+    let bad = shapes > 1
+        || kinds > 1
+        || (kinds == 1 && (shapes > 0 || m.windash || !m.encodings.is_empty()))
+        || (m.fieldref && (kinds > 0 || m.windash || !m.encodings.is_empty()))
+        || (!m.re_flags.is_empty() && !m.re)
+        || base64s > 1
+        || wide_after_base64
+        || (m.neq && (kinds > 0 || !m.encodings.is_empty()));
+    if bad {
+        let names: Vec<String> = list
+            .iter()
+            .map(|x| format!("{x:?}").to_lowercase())
+            .collect();
+        return Err(format!(
+            "the modifiers `{}` do not combine (Sigma gives that combination no meaning)",
+            names.join("|")
+        ));
+    }
+    Ok(())
 }
 
 fn item(it: &DetectionItem) -> Result<String, Refusal> {
     let Some(name) = &it.field.name else {
+        if let Some(other) = it
+            .field
+            .modifiers
+            .iter()
+            .find(|x| !matches!(x, Modifier::All | Modifier::Cased))
+        {
+            return Err(format!(
+                "a keyword (a value without a field) takes only `all` and `cased`, not `{}`",
+                format!("{other:?}").to_lowercase()
+            ));
+        }
         let parts = it
             .values
             .iter()
@@ -306,12 +370,23 @@ fn item(it: &DetectionItem) -> Result<String, Refusal> {
     };
     let field = fields::resolve(name)?;
     let m = mods(&it.field.modifiers)?;
+    if m.neq && it.values.iter().any(|v| matches!(v, SigmaValue::Null)) {
+        return Err(format!(
+            "`{name}|neq: null`: write `{name}|exists: true` instead"
+        ));
+    }
     let parts = it
         .values
         .iter()
         .map(|v| value(&field, name, &m, v))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(join(parts, if m.all { "AND" } else { "OR" }))
+    let matched = join(parts, if m.all { "AND" } else { "OR" });
+    // `neq` holds for a present field that equals none of the values.
+    Ok(if m.neq {
+        format!("(NOT {matched} AND {} IS NOT NULL)", field.presence)
+    } else {
+        matched
+    })
 }
 
 fn text_of(v: &SigmaValue) -> Option<SigmaString> {
@@ -324,13 +399,20 @@ fn text_of(v: &SigmaValue) -> Option<SigmaString> {
     })
 }
 
+/// A number as a SQL literal both engines read (plain notation, below 10^15).
 fn number(v: &SigmaValue) -> Option<String> {
     match v {
         SigmaValue::Integer(n) => Some(n.to_string()),
-        SigmaValue::Float(f) if f.is_finite() => Some(f.to_string()),
+        SigmaValue::Float(f) if f.is_finite() && f.abs() < 1e15 => Some(f.to_string()),
         SigmaValue::String(s) => s
             .as_plain()
-            .filter(|t| t.trim().parse::<f64>().is_ok_and(f64::is_finite))
+            .filter(|t| {
+                let t = t.trim();
+                t.chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+                    && t.parse::<f64>()
+                        .is_ok_and(|f| f.is_finite() && f.abs() < 1e15)
+            })
             .map(|t| t.trim().to_string()),
         _ => None,
     }
@@ -382,6 +464,11 @@ fn value(field: &Field, name: &str, m: &Mods, v: &SigmaValue) -> Result<String, 
             _ => return Err(format!("`{name}|fieldref` takes a field name, not `{v}`")),
         };
         let rhs = fields::resolve(&other)?;
+        if rhs.kind == Kind::Time {
+            return Err(format!(
+                "`{name}|fieldref: {other}`: `{other}` is a timestamp"
+            ));
+        }
         return Ok(fieldref(field, &rhs, m));
     }
     let s = text_of(v).ok_or_else(|| format!("`{name}`: no value"))?;
@@ -391,10 +478,19 @@ fn value(field: &Field, name: &str, m: &Mods, v: &SigmaValue) -> Result<String, 
         } else {
             format!("(?{})", m.re_flags)
         };
+        let pattern = format!("{flags}{}", s.original);
+        // DataFusion's engine (Rust's `regex`) has no lookaround or backreferences, which
+        // Athena's has: a pattern only one engine reads is refused, not run on one.
+        regex::Regex::new(&pattern).map_err(|e| {
+            format!(
+                "`{name}|re`: the pattern is not one both engines read (no lookaround or backreferences): {}",
+                e.to_string().lines().last().unwrap_or("")
+            )
+        })?;
         return Ok(atom(&format!(
             "regexp_like({}, {})",
             field.text,
-            quote(&format!("{flags}{}", s.original))
+            quote(&pattern)
         )));
     }
     if m.cidr {
@@ -406,10 +502,10 @@ fn value(field: &Field, name: &str, m: &Mods, v: &SigmaValue) -> Result<String, 
         return Ok(join(alts, "OR"));
     }
     let shape = m.shape.unwrap_or(Shape::Exact);
-    let target = if shape == Shape::Exact {
-        &field.scalar
-    } else {
+    let target = if shape == Shape::Contains {
         &field.text
+    } else {
+        &field.scalar
     };
     let variants = variants(&s, m).map_err(|e| format!("`{name}`: {e}"))?;
     let alts: Vec<String> = variants
@@ -422,40 +518,17 @@ fn value(field: &Field, name: &str, m: &Mods, v: &SigmaValue) -> Result<String, 
             ))
         })
         .collect();
-    let matched = join(alts, "OR");
-    Ok(if m.neq {
-        format!("(NOT {matched} AND {} IS NOT NULL)", field.presence)
-    } else {
-        matched
-    })
+    Ok(join(alts, "OR"))
 }
 
 /// The spellings a value stands for after `windash` and the encodings.
 fn variants(s: &SigmaString, m: &Mods) -> Result<Vec<SigmaString>, Refusal> {
     let mut out = vec![s.clone()];
     if m.windash {
-        let dashes = s.original.matches('-').count();
-        if dashes > MAX_WINDASH_DASHES {
-            return Err(format!(
-                "`windash` on a value with {dashes} dashes (at most {MAX_WINDASH_DASHES} are expanded)"
-            ));
-        }
-        let mut spelled = vec![String::new()];
-        for c in s.original.chars() {
-            spelled = if c == '-' {
-                spelled
-                    .iter()
-                    .flat_map(|p| {
-                        ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}']
-                            .iter()
-                            .map(move |d| format!("{p}{d}"))
-                    })
-                    .collect()
-            } else {
-                spelled.into_iter().map(|p| format!("{p}{c}")).collect()
-            };
-        }
-        out = spelled.iter().map(|t| SigmaString::new(t)).collect();
+        out = windash(&s.original)?
+            .iter()
+            .map(|t| SigmaString::new(t))
+            .collect();
     }
     if !m.encodings.is_empty() {
         let mut encoded = Vec::new();
@@ -468,6 +541,42 @@ fn variants(s: &SigmaString, m: &Mods) -> Result<Vec<SigmaString>, Refusal> {
         out = encoded.iter().map(|t| SigmaString::from_raw(t)).collect();
     }
     Ok(out)
+}
+
+/// pySigma's `windash`: each `-` or `/` that starts a word (`\B[-/]\b`) in every spelling
+/// Windows accepts for an option's dash, all combinations.
+fn windash(text: &str) -> Result<Vec<String>, Refusal> {
+    let chars: Vec<char> = text.chars().collect();
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let at: Vec<usize> = (0..chars.len())
+        .filter(|&i| {
+            matches!(chars[i], '-' | '/')
+                && (i == 0 || !word(chars[i - 1]))
+                && chars.get(i + 1).is_some_and(|c| word(*c))
+        })
+        .collect();
+    if at.len() > MAX_WINDASH_DASHES {
+        return Err(format!(
+            "`windash` on a value with {} option dashes (at most {MAX_WINDASH_DASHES} are expanded)",
+            at.len()
+        ));
+    }
+    let mut spelled = vec![String::new()];
+    for (i, c) in chars.iter().enumerate() {
+        spelled = if at.contains(&i) {
+            spelled
+                .iter()
+                .flat_map(|p| {
+                    ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}']
+                        .iter()
+                        .map(move |d| format!("{p}{d}"))
+                })
+                .collect()
+        } else {
+            spelled.into_iter().map(|p| format!("{p}{c}")).collect()
+        };
+    }
+    Ok(spelled)
 }
 
 /// `wide`/`utf16*` then `base64` or `base64offset`, as pySigma applies them.
@@ -516,10 +625,15 @@ fn encode(plain: &str, encodings: &[Modifier]) -> Result<Vec<String>, Refusal> {
 }
 
 fn fieldref(a: &Field, b: &Field, m: &Mods) -> String {
-    let (x, y) = if m.cased {
-        (a.text.clone(), b.scalar.clone())
+    let lhs = if m.shape == Some(Shape::Contains) {
+        &a.text
     } else {
-        (format!("lower({})", a.text), format!("lower({})", b.scalar))
+        &a.scalar
+    };
+    let (x, y) = if m.cased {
+        (lhs.clone(), b.scalar.clone())
+    } else {
+        (format!("lower({lhs})"), format!("lower({})", b.scalar))
     };
     let test = match m.shape.unwrap_or(Shape::Exact) {
         Shape::Exact => format!("{x} = {y}"),
@@ -527,15 +641,12 @@ fn fieldref(a: &Field, b: &Field, m: &Mods) -> String {
         Shape::StartsWith => format!("strpos({x}, {y}) = 1"),
         Shape::EndsWith => format!("strpos(reverse({x}), reverse({y})) = 1"),
     };
-    let test = atom(&test);
-    if m.neq { format!("(NOT {test})") } else { test }
+    atom(&test)
 }
 
 /// An IPv4 network as the wildcard strings of its addresses (whole octets as `*`).
 fn cidr(net: &str) -> Result<Vec<String>, String> {
-    let (addr, len) = net
-        .split_once('/')
-        .ok_or_else(|| format!("`{net}` is not a network (ADDRESS/LENGTH)"))?;
+    let (addr, len) = net.split_once('/').unwrap_or((net, "32"));
     let ip: std::net::Ipv4Addr = addr.parse().map_err(|_| {
         format!("`{addr}` is not an IPv4 address (IPv6 networks are not supported yet)")
     })?;
@@ -602,6 +713,18 @@ mod tests {
             like("x", &wrap(&SigmaString::new("O'Hara"), Shape::Exact), true),
             "x = 'O''Hara'"
         );
+    }
+
+    #[test]
+    fn windash_spells_option_dashes_as_pysigma_does() {
+        let v = windash(" -enc x-y /c").unwrap();
+        assert_eq!(v.len(), 25, "{v:?}");
+        assert!(v.contains(&" /enc x-y -c".to_string()));
+        assert!(
+            v.iter().all(|s| s.contains("x-y")),
+            "a dash inside a word stays"
+        );
+        assert_eq!(windash("a - b").unwrap(), ["a - b"]);
     }
 
     #[test]

@@ -202,14 +202,22 @@ pub fn resolve(name: &str) -> Result<Field, String> {
             });
         }
         if let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) {
+            // Both engines' JSON paths read `["key"]` with `\"` and `\\` differently, and a
+            // Sigma path's `[..]` is an array position: such keys are refused, not guessed.
+            if rest.contains(['"', '\\', '[', ']']) || rest.split('.').any(str::is_empty) {
+                return Err(format!(
+                    "field `{name}`: a key with `\"`, `\\`, `[`, `]` or an empty part has no JSON path both engines read"
+                ));
+            }
             let path = quote(&json_path(rest));
             let scalar = format!("json_extract_scalar({col}, {path})");
-            let whole = format!("json_format(json_extract({col}, {path}))");
+            // JSON `null` is absent, as in Sigma: `json_extract` gives the text `null` for it.
+            let whole = format!("nullif(json_format(json_extract({col}, {path})), 'null')");
             return Ok(Field {
                 kind: Kind::Text,
                 text: format!("coalesce({scalar}, {whole})"),
                 scalar,
-                presence: format!("json_extract({col}, {path})"),
+                presence: whole,
             });
         }
     }
@@ -236,6 +244,8 @@ mod tests {
         assert!(f.text.starts_with("coalesce("));
         let odd = resolve("requestParameters.a-b.c").expect("quoted");
         assert!(odd.scalar.contains(r#"$["a-b"].c"#), "{}", odd.scalar);
+        assert!(resolve(r#"requestParameters.a"b"#).is_err());
+        assert!(resolve(r"requestParameters.items\[0\]").is_err());
         assert_eq!(resolve("readOnly").map(|f| f.kind).ok(), Some(Kind::Bool));
         let e = resolve("status").expect_err("unknown");
         assert!(e.contains("`status`"), "{e}");

@@ -233,8 +233,14 @@ fn rule_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReportError> {
     })?;
     for e in entries.flatten() {
         let p = e.path();
+        // Hidden directories (`.git`, `.github`) hold other YAML; a linked directory could
+        // loop.
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        let linked = e.file_type().is_ok_and(|t| t.is_symlink());
         if p.is_dir() {
-            rule_files(&p, out)?;
+            if !hidden && !linked {
+                rule_files(&p, out)?;
+            }
         } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
             out.push(p);
         }
