@@ -92,7 +92,7 @@ def duck(lake: Path):
     con = duckdb.connect()
     con.execute(f"SET threads = {os.cpu_count() or 2}")
     con.execute(DUCK_MACROS)
-    for t in ["cloudtrail", "decisions", "outcomes", "genai_spans", "_quarantine"]:
+    for t in ["cloudtrail", "decisions", "outcomes", "genai_spans", "bundles", "policies", "cloudtrail_files", "_quarantine"]:
         if any((lake / t).rglob("*.parquet")):
             con.execute(f"CREATE VIEW \"{t}\" AS SELECT * FROM read_parquet('{lake}/{t}/*/*.parquet', hive_partitioning = true, hive_types = {{'date': DATE}})")
     return con
@@ -105,6 +105,9 @@ def main():
     a.add_argument("--data", default=str(Path.home() / ".cache" / "cairn" / "bench-data"))
     args = a.parse_args()
     lake = generate(args.ct_rows, args.decisions, Path(args.data))
+    # The generator writes the files of the first layout; compact brings them to the current
+    # one (and finds nothing to do on later runs).
+    run(["ingest", "compact", "--lake", str(lake)])
     size = sum(f.stat().st_size for f in lake.rglob("*.parquet")) / 1e6
     print(f"lake: {lake} ({size:.0f} MB of Parquet); {os.cpu_count()} cores")
     shown = run(["report", "all", "--lake", str(lake), "--show-sql"]).stdout
@@ -122,7 +125,13 @@ def main():
             if rep != report:
                 continue
             t1 = time.perf_counter()
-            con.execute(sql).fetchall()
+            try:
+                con.execute(sql).fetchall()
+            except duckdb.CatalogException as e:
+                # A table the generated lake has no files for (bundles, policies): DuckDB
+                # cannot read an empty glob, so the query has no peer here.
+                print(f"  {rep + '/' + name:<42} {ours.get(name, float('nan')):9.3f}   (no DuckDB peer: {str(e).splitlines()[0]})")
+                continue
             theirs = time.perf_counter() - t1
             theirs_total += theirs
             print(f"  {rep + '/' + name:<42} {ours.get(name, float('nan')):9.3f} {theirs:9.3f} {ours.get(name, 0) / max(theirs, 1e-9):7.2f}")

@@ -699,6 +699,9 @@ pub struct DetectArgs {
     /// Exit 1 when any rule has a hit (for CI and schedulers).
     #[arg(long)]
     pub fail_on_hits: bool,
+    /// Show at most this many hits per rule (every hit is counted); 0 shows them all.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub max_hits: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

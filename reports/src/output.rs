@@ -144,6 +144,24 @@ fn cell(s: &str) -> String {
         .replace('\n', "<br>")
 }
 
+/// The first `n` rows of batches (all of them when `n` is 0).
+pub fn head(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
+    if n == 0 {
+        return batches.to_vec();
+    }
+    let mut out = Vec::new();
+    let mut left = n;
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(b.num_rows());
+        out.push(b.slice(0, take));
+        left -= take;
+    }
+    out
+}
+
 /// Rows as JSON objects (column name to value; timestamps as RFC 3339 text).
 pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>, ReportError> {
     let mut buf = Vec::new();

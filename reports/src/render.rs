@@ -74,11 +74,14 @@ fn numeric(t: &DataType) -> bool {
     )
 }
 
-/// Every row as display strings.
-fn display_rows(out: &QueryOutput) -> Result<Vec<Vec<String>>, ReportError> {
+/// The first `limit` rows (every row for `None`) as display strings.
+fn display_rows(out: &QueryOutput, limit: Option<usize>) -> Result<Vec<Vec<String>>, ReportError> {
     let opts = FormatOptions::default().with_null("");
     let mut rows = Vec::new();
     for b in &out.batches {
+        if limit.is_some_and(|l| rows.len() >= l) {
+            break;
+        }
         let fmts: Vec<ArrayFormatter<'_>> = b
             .columns()
             .iter()
@@ -86,6 +89,9 @@ fn display_rows(out: &QueryOutput) -> Result<Vec<Vec<String>>, ReportError> {
             .collect::<Result<_, _>>()
             .map_err(|e| ReportError::Execution(e.to_string()))?;
         for i in 0..b.num_rows() {
+            if limit.is_some_and(|l| rows.len() >= l) {
+                break;
+            }
             rows.push(
                 fmts.iter()
                     .zip(b.columns())
@@ -284,8 +290,11 @@ fn sections_context(
 ) -> Result<Vec<Value>, ReportError> {
     let mut sections = Vec::new();
     for s in &run.sections {
-        let all = display_rows(&s.output)?;
-        let row_count = all.len();
+        // A chart and the JSON use every row; a table shows at most MAX_ROWS, so only those
+        // are formatted (a detection can hit millions of events).
+        let limit = (s.spec.chart.is_none() && format != Format::Json).then_some(MAX_ROWS);
+        let all = display_rows(&s.output, limit)?;
+        let row_count = s.output.rows();
         // The chart uses every row; the table shows at most MAX_ROWS.
         let chart = match (&s.spec.chart, format) {
             (Some(c), Format::Html) => bar_chart(c, &s.output.schema, &all),
@@ -343,7 +352,7 @@ fn evidence_context(
     let sections = sections_context(run, format, shown)?;
     let chain = run.sections.iter().find(|s| s.spec.name == "chain");
     let row = match chain {
-        Some(s) => display_rows(&s.output)?.into_iter().next(),
+        Some(s) => display_rows(&s.output, Some(1))?.into_iter().next(),
         None => None,
     };
     let figure = |name: &str| -> i64 {

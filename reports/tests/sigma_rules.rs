@@ -494,6 +494,10 @@ fn what_does_not_compile_is_refused_by_name() {
             "keyword",
         ),
         (
+            "    sel:\n        eventName|wide|utf16be|base64: x\n    condition: sel",
+            "do not combine",
+        ),
+        (
             "    sel:\n        eventName|neq: null\n    condition: sel",
             "exists",
         ),

@@ -15,6 +15,8 @@ struct Ran<'a> {
     rule: &'a Rule,
     sql: String,
     out: reports::query::QueryOutput,
+    /// Every hit's count, and the first `--max-hits` of them as JSON objects.
+    total: usize,
     rows: Vec<Value>,
 }
 
@@ -85,15 +87,32 @@ pub fn run(args: &DetectArgs) -> CliResult {
         // take the others' results with it: it is reported, and the run exits 2 at the end.
         for rule in rules.iter().filter(|r| r.sql.is_some()) {
             let sql = bind(rule.sql.as_deref().unwrap_or(""), &period);
-            match engine.query(&sql).await {
-                Ok(out) => {
-                    let rows = output::to_json_rows(&out.batches)?;
-                    ran.push(Ran {
-                        rule,
-                        sql,
-                        out,
-                        rows,
-                    });
+            let result = match engine.query(&sql).await {
+                Ok(mut out) => {
+                    // Hits past the cap are counted, not converted: a rule that fires on
+                    // millions of events must not cost minutes of formatting.
+                    let total = out.rows();
+                    out.batches = output::head(&out.batches, args.max_hits);
+                    output::to_json_rows(&out.batches).map(|rows| (out, total, rows))
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok((out, total, rows)) => ran.push(Ran {
+                    rule,
+                    sql,
+                    out,
+                    total,
+                    rows,
+                }),
+                // The first rule failing is most likely the engine or the lake (credentials,
+                // workgroup, no table): say so once instead of once per rule.
+                Err(e) if ran.is_empty() && failed.is_empty() => {
+                    return Err(CliError::input(miette::miette!(
+                        "rule `{}` ({}), the first to run, failed: {e}",
+                        rule.name,
+                        rule.origin
+                    )));
                 }
                 Err(e) => failed.push((rule, e.to_string())),
             }
@@ -109,9 +128,9 @@ pub fn run(args: &DetectArgs) -> CliResult {
             "{}",
             json_doc(&ran, &skipped, &failed, &period, &engine)
         ),
-        DetectFormat::Sarif => writeln!(out, "{}", sarif(&ran)),
-        DetectFormat::Md => write!(out, "{}", markdown(&ran, &skipped, &period)),
-        DetectFormat::Table => table(&ran, &skipped, &mut out),
+        DetectFormat::Sarif => writeln!(out, "{}", sarif(&ran, &failed)),
+        DetectFormat::Md => write!(out, "{}", markdown(&ran, &skipped, &failed, &period)),
+        DetectFormat::Table => table(&ran, &skipped, &failed, &mut out),
     };
     super::query::finish(written.and_then(|()| out.flush()))?;
     if !failed.is_empty() {
@@ -119,12 +138,12 @@ pub fn run(args: &DetectArgs) -> CliResult {
             eprintln!("rule `{}` ({}) failed: {e}", rule.name, rule.origin);
         }
         return Err(CliError::input(miette::miette!(
-            help = "the other rules' results are above; `--rule NAME` runs one again",
+            help = "the other rules' results were written; `--rule NAME` runs one again",
             "{} rule(s) could not run",
             failed.len()
         )));
     }
-    let hits: usize = ran.iter().map(|r| r.rows.len()).sum();
+    let hits: usize = ran.iter().map(|r| r.total).sum();
     Ok(if args.fail_on_hits && hits > 0 {
         Outcome::CheckFailed
     } else {
@@ -193,15 +212,18 @@ fn json_doc(
         "engine": engine,
         "period": {"from": period.from.to_string(), "to": period.to.to_string()},
         "rules_run": ran.len(),
-        "rules_with_hits": ran.iter().filter(|r| !r.rows.is_empty()).count(),
-        "hits": ran.iter().map(|r| r.rows.len()).sum::<usize>(),
+        "rules_with_hits": ran.iter().filter(|r| r.total > 0).count(),
+        "hits": ran.iter().map(|r| r.total).sum::<usize>(),
         "results": ran.iter().map(|r| json!({
             "rule": meta(r.rule),
             "sql": r.sql,
+            "hit_count": r.total,
+            "truncated": r.rows.len() < r.total,
             "hits": r.rows,
         })).collect::<Vec<_>>(),
+        "rules_failed": failed.len(),
         "failed": failed.iter().map(|(r, e)| json!({
-            "name": r.name, "id": r.id, "origin": r.origin, "error": e,
+            "name": r.name, "id": r.id, "title": r.title, "level": r.level, "origin": r.origin, "error": e,
         })).collect::<Vec<_>>(),
         "not_compiled": skipped.iter().map(|r| json!({
             "name": r.name, "id": r.id, "title": r.title, "origin": r.origin, "reason": r.unsupported,
@@ -231,9 +253,27 @@ fn header(rule: &Rule, hits: usize) -> String {
     )
 }
 
-fn table(ran: &[Ran<'_>], skipped: &[&Rule], out: &mut dyn Write) -> std::io::Result<()> {
-    for r in ran.iter().filter(|r| !r.rows.is_empty()) {
-        writeln!(out, "{}", header(r.rule, r.rows.len()))?;
+/// The line that says which rules could not run, if any.
+fn failures(failed: &[(&Rule, String)]) -> String {
+    if failed.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = failed.iter().map(|(r, _)| r.name.as_str()).collect();
+    format!(
+        "; {} rule(s) FAILED to run: {} (the results are incomplete)",
+        failed.len(),
+        names.join(", ")
+    )
+}
+
+fn table(
+    ran: &[Ran<'_>],
+    skipped: &[&Rule],
+    failed: &[(&Rule, String)],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    for r in ran.iter().filter(|r| r.total > 0) {
+        writeln!(out, "{}", header(r.rule, r.total))?;
         output::write(
             output::Format::Table,
             &r.out.schema,
@@ -241,14 +281,22 @@ fn table(ran: &[Ran<'_>], skipped: &[&Rule], out: &mut dyn Write) -> std::io::Re
             &mut *out,
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if r.rows.len() < r.total {
+            writeln!(
+                out,
+                "({} more; --max-hits 0 shows every hit)",
+                r.total - r.rows.len()
+            )?;
+        }
         writeln!(out)?;
     }
-    let with = ran.iter().filter(|r| !r.rows.is_empty()).count();
-    let hits: usize = ran.iter().map(|r| r.rows.len()).sum();
+    let with = ran.iter().filter(|r| r.total > 0).count();
+    let hits: usize = ran.iter().map(|r| r.total).sum();
     writeln!(
         out,
-        "{} rule(s) ran: {with} with hits, {hits} hit(s){}",
+        "{} rule(s) ran: {with} with hits, {hits} hit(s){}{}",
         ran.len(),
+        failures(failed),
         if skipped.is_empty() {
             String::new()
         } else {
@@ -269,27 +317,33 @@ fn md_cell(v: &Value) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-fn markdown(ran: &[Ran<'_>], skipped: &[&Rule], period: &Period) -> String {
+fn markdown(
+    ran: &[Ran<'_>],
+    skipped: &[&Rule],
+    failed: &[(&Rule, String)],
+    period: &Period,
+) -> String {
     let mut s = format!(
         "## Detections, {} to {}\n\n| Rule | Level | Hits | Id |\n|---|---|---|---|\n",
         period.from, period.to
     );
-    for r in ran.iter().filter(|r| !r.rows.is_empty()) {
+    for r in ran.iter().filter(|r| r.total > 0) {
         s.push_str(&format!(
             "| {} | {} | {} | `{}` |\n",
             md_cell(&json!(r.rule.title)),
             r.rule.level.as_deref().unwrap_or("-"),
-            r.rows.len(),
+            r.total,
             r.rule.id.as_deref().unwrap_or(&r.rule.name)
         ));
     }
-    let with = ran.iter().filter(|r| !r.rows.is_empty()).count();
+    let with = ran.iter().filter(|r| r.total > 0).count();
     s.push_str(&format!(
-        "\n{} rule(s) ran, {with} with hits; {} do not compile.\n",
+        "\n{} rule(s) ran, {with} with hits; {} do not compile{}.\n",
         ran.len(),
-        skipped.len()
+        skipped.len(),
+        failures(failed)
     ));
-    for r in ran.iter().filter(|r| !r.rows.is_empty()) {
+    for r in ran.iter().filter(|r| r.total > 0) {
         s.push_str(&format!(
             "\n### {}\n\n`{}` · {} · by {} · {}\n\n",
             md_cell(&json!(r.rule.title)),
@@ -338,7 +392,7 @@ fn rule_uri(rule: &Rule) -> String {
     }
 }
 
-fn sarif(ran: &[Ran<'_>]) -> String {
+fn sarif(ran: &[Ran<'_>], failed: &[(&Rule, String)]) -> String {
     let rules: Vec<Value> = ran
         .iter()
         .map(|r| {
@@ -398,6 +452,14 @@ fn sarif(ran: &[Ran<'_>]) -> String {
                 "rules": rules,
             }},
             "results": results,
+            // A consumer (code scanning) must not read a partial run as a complete one.
+            "invocations": [{
+                "executionSuccessful": failed.is_empty(),
+                "toolExecutionNotifications": failed.iter().map(|(r, e)| json!({
+                    "level": "error",
+                    "message": {"text": format!("rule `{}` ({}) failed: {e}", r.name, r.origin)},
+                })).collect::<Vec<_>>(),
+            }],
         }],
     }))
     .unwrap_or_default()

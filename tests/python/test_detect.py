@@ -96,6 +96,12 @@ def test_list_show_sql_markdown_and_errors(lake):
     # By id too, and one rule at a time.
     one = json.loads(detect(lake, "--rule", "4db60cc0-36fb-42b7-9b58-a5b53019fb74", "--format", "json").stdout)
     assert one["rules_run"] == 1 and len(one["results"][0]["hits"]) >= 2
+    # Every hit is counted; only --max-hits of them are formatted.
+    capped = json.loads(detect(lake, "--rule", "4db60cc0-36fb-42b7-9b58-a5b53019fb74", "--max-hits", "1",
+                               "--format", "json").stdout)["results"][0]
+    assert capped["hit_count"] >= 2 and len(capped["hits"]) == 1 and capped["truncated"]
+    table = detect(lake, "--rule", "4db60cc0-36fb-42b7-9b58-a5b53019fb74", "--max-hits", "1").stdout
+    assert f"{capped['hit_count'] - 1} more; --max-hits 0 shows every hit" in table
     md = detect(lake, "--format", "md").stdout
     assert md.startswith("## Detections") and "| Rule | Level | Hits | Id |" in md and "<details><summary>SQL</summary>" in md
     bad = detect(lake, "--show-sql", "aws_cloudtrail_disable_loging", check=False)

@@ -145,12 +145,19 @@ fn keyword(v: &SigmaValue, modifiers: &[Modifier]) -> Result<String, Refusal> {
         SigmaValue::Bool(b) => SigmaString::new(&b.to_string()),
         SigmaValue::Null => return Err("a null keyword matches nothing".into()),
     };
-    let cased = modifiers.contains(&Modifier::Cased);
-    Ok(atom(&like(
-        &keyword_text(),
-        &wrap(&s, Shape::Contains),
-        cased,
-    )))
+    let m = mods(modifiers)?;
+    let variants = variants(&s, &m)?;
+    let alts = variants
+        .iter()
+        .map(|s| {
+            atom(&like(
+                &keyword_text(),
+                &wrap(s, Shape::Contains),
+                m.cased || !m.encodings.is_empty(),
+            ))
+        })
+        .collect();
+    Ok(join(alts, "OR"))
 }
 
 /// An atom made two-valued.
@@ -320,6 +327,10 @@ fn check(list: &[Modifier], m: &Mods) -> Result<(), Refusal> {
         .iter()
         .skip_while(|x| !matches!(x, Modifier::Base64 | Modifier::Base64Offset))
         .any(|x| matches!(x, Modifier::Wide | Modifier::Utf16 | Modifier::Utf16be));
+    let widths = list
+        .iter()
+        .filter(|x| matches!(x, Modifier::Wide | Modifier::Utf16 | Modifier::Utf16be))
+        .count();
     let bad = shapes > 1
         || kinds > 1
         || (kinds == 1 && (shapes > 0 || m.windash || !m.encodings.is_empty()))
@@ -327,7 +338,8 @@ fn check(list: &[Modifier], m: &Mods) -> Result<(), Refusal> {
         || (!m.re_flags.is_empty() && !m.re)
         || base64s > 1
         || wide_after_base64
-        || (m.neq && (kinds > 0 || !m.encodings.is_empty()));
+        || widths > 1
+        || (m.neq && m.exists);
     if bad {
         let names: Vec<String> = list
             .iter()
@@ -343,14 +355,23 @@ fn check(list: &[Modifier], m: &Mods) -> Result<(), Refusal> {
 
 fn item(it: &DetectionItem) -> Result<String, Refusal> {
     let Some(name) = &it.field.name else {
-        if let Some(other) = it
-            .field
-            .modifiers
-            .iter()
-            .find(|x| !matches!(x, Modifier::All | Modifier::Cased))
-        {
+        // A keyword is a substring anywhere: what needs a field, or another shape, is refused.
+        if let Some(other) = it.field.modifiers.iter().find(|x| {
+            !matches!(
+                x,
+                Modifier::All
+                    | Modifier::Cased
+                    | Modifier::Contains
+                    | Modifier::WindAsh
+                    | Modifier::Base64
+                    | Modifier::Base64Offset
+                    | Modifier::Wide
+                    | Modifier::Utf16
+                    | Modifier::Utf16be
+            )
+        }) {
             return Err(format!(
-                "a keyword (a value without a field) takes only `all` and `cased`, not `{}`",
+                "a keyword (a value without a field) cannot take `{}`",
                 format!("{other:?}").to_lowercase()
             ));
         }

@@ -181,7 +181,10 @@ pub fn resolve(name: &str) -> Result<Field, String> {
         });
     }
     if let Some((_, col, path)) = ARRAY_PATHS.iter().find(|(n, _, _)| *n == name) {
-        let text = format!("json_format(json_extract({col}, {}))", quote(path));
+        let text = format!(
+            "nullif(json_format(json_extract({col}, {})), 'null')",
+            quote(path)
+        );
         return Ok(Field {
             kind: Kind::Text,
             scalar: text.clone(),

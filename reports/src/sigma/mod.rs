@@ -241,7 +241,7 @@ fn rule_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReportError> {
             if !hidden && !linked {
                 rule_files(&p, out)?;
             }
-        } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+        } else if !hidden && p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
             out.push(p);
         }
     }
