@@ -37,6 +37,9 @@ pub struct QuerySpec {
     pub severity: Option<String>,
     #[serde(default)]
     pub source: Option<String>,
+    /// The Sigma rule a detection was compiled from (its `id`).
+    #[serde(default)]
+    pub rule_id: Option<String>,
     #[serde(default)]
     pub chart: Option<ChartSpec>,
     pub sql: String,

@@ -283,13 +283,10 @@ fn write_reports(lake_dir: &Path, out: &Path) -> Result<String, CliError> {
         .flat_map(|r| &r.sections)
         .filter(|s| s.output.rows() > 0)
         .map(|s| {
-            // A Sigma rule's section names the rule's id first in its source.
             let id = s
                 .spec
-                .source
+                .rule_id
                 .as_deref()
-                .and_then(|src| src.strip_prefix("Sigma "))
-                .and_then(|rest| rest.split_whitespace().next())
                 .map(|id| format!(" [{id}]"))
                 .unwrap_or_default();
             format!("{}{id} ({})", s.spec.title, s.output.rows())

@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
+use reports::output;
 use reports::sigma::{self, Rule};
 use reports::spec::{Period, bind};
-use reports::{Engine, output};
 use serde_json::{Value, json};
 
 use crate::cli::{DetectArgs, DetectFormat};
@@ -117,7 +117,7 @@ pub fn run(args: &DetectArgs) -> CliResult {
                 Err(e) => failed.push((rule, e.to_string())),
             }
         }
-        Ok::<_, CliError>((ran, failed, engine_name(&engine)))
+        Ok::<_, CliError>((ran, failed, engine.name()))
     })?;
     let (ran, failed, engine) = ran;
     let skipped: Vec<&Rule> = rules.iter().filter(|r| r.sql.is_none()).collect();
@@ -149,10 +149,6 @@ pub fn run(args: &DetectArgs) -> CliResult {
     } else {
         Outcome::Success
     })
-}
-
-fn engine_name(e: &Engine) -> String {
-    e.name()
 }
 
 fn list(rules: &[Rule], args: &DetectArgs) -> CliResult {

@@ -156,7 +156,8 @@ fn json_path(rest: &str) -> String {
             out.push('.');
             out.push_str(key);
         } else {
-            out.push_str(&format!("[\"{}\"]", key.replace('"', "\\\"")));
+            // `resolve` refuses keys holding `"` or `\\`, so the key is quoted as it is.
+            out.push_str(&format!("[\"{key}\"]"));
         }
     }
     out

@@ -69,6 +69,7 @@ impl Rule {
                 self.id.as_deref().unwrap_or("(no id)"),
                 self.origin
             )),
+            rule_id: self.id.clone(),
             chart: None,
             sql,
             athena_sql: None,
