@@ -2,6 +2,7 @@
 and helpers to run commands."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,12 @@ REPO = Path(os.environ.get("CAIRN_REPO", Path(__file__).resolve().parents[2]))
 BIN = os.environ.get("CAIRN_BIN") or str(
     Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug" / "cairn"
 )
+
+
+def flat(text):
+    """miette's wrapped lines as one: it wraps at 80 columns when not on a terminal, so where a
+    message breaks depends on the length of the paths in it (a temp dir's, say)."""
+    return re.sub(r"\s*\n\s*│?\s*", " ", text)
 
 
 def run(args, cwd, check=True, env=None, timeout=120, input=None):

@@ -1,15 +1,9 @@
 """Configuration problems all at once, each located in the file with the nearest known key;
 `cairn gateway check` resolves a configuration and verifies its bundle without serving."""
 
-import re
 
-from conftest import run
+from conftest import flat, run
 from gateway_harness import base_config, make_signed_bundle
-
-
-def flat(text):
-    """miette's wrapped lines as one (it wraps at the terminal's width)."""
-    return re.sub(r"\s*\n\s*│?\s*", " ", text)
 
 
 def config_with(workdir, server_lines, second_model):
