@@ -86,7 +86,10 @@ def main(argv):
     options = []
     for arg in argv:
         if arg == "--version":
-            print(f"This is cvc5 version {cvc5.Solver().getVersion()} (PyPI bindings, cvc5-stdin)")
+            version = cvc5.Solver().getVersion()
+            if isinstance(version, bytes):
+                version = version.decode()
+            print(f"This is cvc5 version {version} (PyPI bindings, cvc5-stdin)")
             return 0
         if arg in ("--lang", "smt", "smt2", "--lang=smt", "--lang=smt2", "--incremental"):
             continue

@@ -9,6 +9,9 @@
 #     (only when missing; needs root or sudo)
 #   - a Python venv with tests/python/requirements.txt (pinned): the OpenAI SDK, DuckDB,
 #     pyarrow, SeaweedFS, moto, botocore, opentelemetry-proto, the MCP SDK, ...
+#   - cvc5 (PyPI's `cvc5` bindings, in that venv) with scripts/cvc5-stdin.py installed as
+#     $VENV/bin/cvc5 and exported as CVC5: the SMT solver `cairn policy diff` and `analyze` prove
+#     with (also with --rust: the Rust tests prove too)
 #   - the npm MCP reference servers (server-everything, server-filesystem) under
 #     ~/.cache/cairn/npm, pinned
 # Build output goes to $CARGO_TARGET_DIR (default ./target; .ci/run points it at a cache outside
@@ -42,18 +45,21 @@ if [[ $ONLY_RUST -eq 0 && ${#need_apt[@]} -gt 0 ]]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if [[ $ONLY_RUST -eq 0 ]]; then
-  phase "Python venv at $VENV"
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    python3 -m venv "$VENV"
-  fi
-  stamp="$VENV/.requirements.sha256"
-  want=$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)
-  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
-    echo "$want" > "$stamp"
-  fi
+phase "Python venv at $VENV"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  python3 -m venv "$VENV"
 fi
+stamp="$VENV/.requirements.sha256"
+want=$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
+  echo "$want" > "$stamp"
+fi
+# The solver executable: the shim, run by the venv's Python (which has the cvc5 package).
+{ echo "#!$VENV/bin/python"; tail -n +2 scripts/cvc5-stdin.py; } > "$VENV/bin/cvc5.tmp"
+chmod +x "$VENV/bin/cvc5.tmp"
+mv "$VENV/bin/cvc5.tmp" "$VENV/bin/cvc5"
+export CVC5="$VENV/bin/cvc5"
 
 if [[ $ONLY_RUST -eq 0 ]]; then
   # The MCP reference servers the gateway's tests run as upstreams, pinned, in the cache.

@@ -143,11 +143,61 @@ pub enum PolicyCommand {
         after_help = "Example:\n  cairn policy verify bundle.tar --pubkey .cairn/keys/signing.pub"
     )]
     Verify(VerifyArgs),
-    /// Replay recorded decisions under base policies and these ones; show what would change.
+    /// Prove what a change can do to access (per request environment, with a concrete request
+    /// Cedar confirms) and replay recorded decisions to show what it does to real traffic.
     #[command(
-        after_help = "Examples:\n  cairn policy diff --base git:origin/main --records .cairn/records\n  cairn policy diff --base deployed.tar --base-pubkey signing.pub --records /var/lib/cairn/records --fail-on-change\n  cairn policy diff --base ../old-policies --records records/ --format json"
+        after_help = "Examples:\n  cairn policy diff --base git:origin/main --fail-on widen\n  cairn policy diff --base git:origin/main --records .cairn/records --format markdown > comment.md\n  cairn policy diff --base deployed.tar --base-pubkey signing.pub --records /var/lib/cairn/records --fail-on change\n  cairn policy diff --base ../old-policies --format sarif > diff.sarif\n\nExit codes: 0 no change of the --fail-on kind; 1 such a change, proven or replayed; 2 bad usage\nor input, or a proof that could not complete (no solver with --prove, a timeout, an\nunsupported feature)."
     )]
     Diff(DiffArgs),
+    /// Prove each policy does something: dead, always-erroring, shadowed and redundant
+    /// policies, never-firing forbids, permits that allow a whole environment.
+    #[command(
+        after_help = "Examples:\n  cairn policy analyze\n  cairn policy analyze --policies policies/ --format sarif > analyze.sarif\n  cairn policy analyze --deny-warnings\n\nNeeds cvc5 >= 1.3 ($CVC5, --solver, or cvc5 on PATH); `cairn policy validate` runs the same\nanalysis as warnings when a solver is found."
+    )]
+    Analyze(AnalyzeArgs),
+}
+
+/// Finding the solver and caching its answers.
+#[derive(Debug, Args, Clone)]
+pub struct ProofArgs {
+    /// The cvc5 executable (≥ 1.3); default `$CVC5`, then `cvc5` on PATH.
+    #[arg(long, value_name = "FILE")]
+    pub solver: Option<PathBuf>,
+    /// Where solver answers are cached by content hash.
+    #[arg(long, value_name = "DIR", default_value = ".cairn/cache/proof")]
+    pub cache_dir: PathBuf,
+    /// Prove everything again: neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Which changes fail `policy diff` (exit 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Something denied before is allowed now.
+    Widen,
+    /// Something allowed before is denied now.
+    Narrow,
+    /// Any change: either direction, or (replayed) decided by other policies.
+    Change,
+}
+
+/// Output of `policy diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// For people.
+    Human,
+    /// For a pull-request comment: a table per environment, counterexamples in collapsible
+    /// blocks, the replayed decisions that flip.
+    Markdown,
+    /// One JSON document.
+    Json,
+    /// GitHub Actions annotations.
+    Github,
+    /// SARIF 2.1.0, each finding at the policy that causes it.
+    Sarif,
+    /// JUnit XML.
+    Junit,
 }
 
 #[derive(Debug, Args)]
@@ -164,20 +214,54 @@ pub struct DiffArgs {
     pub base_pubkey: Option<PathBuf>,
     /// Decision records to replay (a gateway's records directory).
     #[arg(long, value_name = "DIR")]
-    pub records: PathBuf,
+    pub records: Option<PathBuf>,
     /// Verify the records' chain and signatures with this key before replaying them.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "records")]
     pub pubkey: Option<PathBuf>,
-    /// Output format; in `github`, `sarif` and `junit` each group of changed decisions is one
-    /// finding, located at the policy that now determines it.
+    /// Output format.
     #[arg(long, value_enum, default_value = "human")]
-    pub format: CheckFormat,
+    pub format: DiffFormat,
     /// Groups of changed decisions to list; 0 lists all.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
-    /// Exit 1 when any decision changes (for CI).
-    #[arg(long)]
+    /// Exit 1 when a change of this kind is found, by proof or by replay.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub fail_on: Option<FailOn>,
+    /// The same as `--fail-on change`.
+    #[arg(long, conflicts_with = "fail_on")]
     pub fail_on_change: bool,
+    /// Require the proof: a missing solver is an error (exit 2) instead of a one-line notice.
+    #[arg(long, conflicts_with = "no_prove")]
+    pub prove: bool,
+    /// Replay only; do not prove.
+    #[arg(long, requires = "records")]
+    pub no_prove: bool,
+    #[command(flatten)]
+    pub proof: ProofArgs,
+}
+
+impl DiffArgs {
+    pub fn fail_on(&self) -> Option<FailOn> {
+        if self.fail_on_change {
+            Some(FailOn::Change)
+        } else {
+            self.fail_on
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub paths: PolicyPaths,
+    /// Exit 1 when anything is found.
+    #[arg(long)]
+    pub deny_warnings: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: CheckFormat,
+    #[command(flatten)]
+    pub proof: ProofArgs,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +278,11 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: CheckFormat,
+    /// Skip the proof-based analysis (`cairn policy analyze`) that runs when a solver is found.
+    #[arg(long)]
+    pub no_analyze: bool,
+    #[command(flatten)]
+    pub proof: ProofArgs,
 }
 
 #[derive(Debug, Args)]

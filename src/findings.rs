@@ -144,6 +144,28 @@ pub fn describe(rule: &str) -> String {
             "Recorded requests whose decision depends on arguments the records keep only as hashes."
         }
         "cairn::diff::error" => "Recorded requests the new policies cannot decide.",
+        "cairn::proof::deny-to-allow" => {
+            "Proven: some request the base policies deny is allowed by the new ones (a counterexample Cedar confirms)."
+        }
+        "cairn::proof::allow-to-deny" => {
+            "Proven: some request the base policies allow is denied by the new ones (a counterexample Cedar confirms)."
+        }
+        "cairn::analyze::dead" => "A policy that no request of the schema can match.",
+        "cairn::analyze::always-errors" => {
+            "A policy whose condition errors on every request its scope admits."
+        }
+        "cairn::analyze::matches-all" => {
+            "A policy that matches every request of a request environment."
+        }
+        "cairn::analyze::shadowed" => {
+            "A permit that a forbid always overrides: it never allows anything."
+        }
+        "cairn::analyze::redundant" => {
+            "A permit other permits already cover: removing it changes no decision."
+        }
+        "cairn::analyze::forbid-never-fires" => {
+            "A forbid that denies only what no permit allows: removing it changes no decision."
+        }
         _ => "",
     };
     if !known.is_empty() {

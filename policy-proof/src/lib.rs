@@ -10,12 +10,17 @@
 //! reported: a witness the authorizer disagrees with is an error, never a
 //! finding, so a solver or encoding bug cannot produce a false report.
 
+mod analyze;
+mod cache;
+mod prover;
 mod solver;
 mod witness;
 
 use cedar_policy::{PolicySet, RequestEnv, Schema};
-use cedar_policy_symcc::{CedarSymCompiler, CompiledPolicySet};
 
+pub use analyze::{ALLOW_ANNOTATION, Issue, PolicyIssue};
+pub use cache::Cache;
+pub use prover::Prover;
 pub use solver::{SolverCommand, SolverSource};
 pub use witness::Witness;
 
@@ -49,10 +54,12 @@ pub enum ProofError {
     },
     #[error("cannot build an async runtime for the solver: {0}")]
     Runtime(String),
+    #[error("policy `{policy}` cannot be rewritten for analysis: {reason}")]
+    Rewrite { policy: String, reason: String },
 }
 
 /// How head's decisions relate to base's in one environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Same decision for every request.
@@ -66,7 +73,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn of(widened: bool, narrowed: bool) -> Self {
+    pub(crate) fn of(widened: bool, narrowed: bool) -> Self {
         match (widened, narrowed) {
             (false, false) => Self::Equivalent,
             (true, false) => Self::Widens,
@@ -77,7 +84,7 @@ impl Verdict {
 }
 
 /// One request environment of the schema.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct EnvName {
     pub principal_type: String,
     pub action: String,
@@ -95,7 +102,7 @@ impl std::fmt::Display for EnvName {
 }
 
 impl EnvName {
-    fn of(env: &RequestEnv) -> Self {
+    pub(crate) fn of(env: &RequestEnv) -> Self {
         Self {
             principal_type: env.principal().to_string(),
             action: env.action().to_string(),
@@ -105,7 +112,7 @@ impl EnvName {
 }
 
 /// The proven relation in one environment, with a checked witness per change.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EnvComparison {
     pub env: EnvName,
     pub verdict: Verdict,
@@ -115,10 +122,12 @@ pub struct EnvComparison {
     pub allow_to_deny: Option<Witness>,
 }
 
-/// Every environment of the schema, in the schema's order.
+/// Every environment of the schema, ordered by principal type, action and resource type.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Comparison {
     pub environments: Vec<EnvComparison>,
+    /// Environments answered from the cache rather than the solver.
+    pub cached: usize,
 }
 
 impl Comparison {
@@ -135,7 +144,7 @@ impl Comparison {
     }
 }
 
-/// Prove how `head` relates to `base` in every environment of `schema`.
+/// Prove how `head` relates to `base` in every environment of `schema`, without a cache.
 ///
 /// Both sets must validate against `schema` (strict mode): symbolic
 /// compilation is defined for well-typed policies only.
@@ -145,60 +154,5 @@ pub fn compare(
     schema: &Schema,
     solver: &SolverCommand,
 ) -> Result<Comparison, ProofError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ProofError::Runtime(e.to_string()))?;
-    runtime.block_on(compare_async(base, head, schema, solver))
-}
-
-async fn compare_async(
-    base: &PolicySet,
-    head: &PolicySet,
-    schema: &Schema,
-    solver: &SolverCommand,
-) -> Result<Comparison, ProofError> {
-    let mut compiler = CedarSymCompiler::new(solver.spawn()?).map_err(|e| ProofError::Solve {
-        env: "startup".into(),
-        reason: e.to_string(),
-    })?;
-    let mut environments = Vec::new();
-    for req_env in schema.request_envs() {
-        let env = EnvName::of(&req_env);
-        let compile = |side: &'static str, set: &PolicySet| {
-            CompiledPolicySet::compile(set, &req_env, schema).map_err(|e| ProofError::Compile {
-                side,
-                env: env.to_string(),
-                reason: e.to_string(),
-            })
-        };
-        let base_c = compile("base", base)?;
-        let head_c = compile("head", head)?;
-        let solve_err = |e: cedar_policy_symcc::err::Error| ProofError::Solve {
-            env: env.to_string(),
-            reason: e.to_string(),
-        };
-        // head ⊆ base fails exactly when head allows something base does not.
-        let widened = compiler
-            .check_implies_with_counterexample_opt(&head_c, &base_c)
-            .await
-            .map_err(solve_err)?;
-        let narrowed = compiler
-            .check_implies_with_counterexample_opt(&base_c, &head_c)
-            .await
-            .map_err(solve_err)?;
-        let deny_to_allow = widened
-            .map(|w| Witness::checked(w, base, head, witness::Direction::DenyToAllow, &env))
-            .transpose()?;
-        let allow_to_deny = narrowed
-            .map(|w| Witness::checked(w, base, head, witness::Direction::AllowToDeny, &env))
-            .transpose()?;
-        environments.push(EnvComparison {
-            verdict: Verdict::of(deny_to_allow.is_some(), allow_to_deny.is_some()),
-            env,
-            deny_to_allow,
-            allow_to_deny,
-        });
-    }
-    Ok(Comparison { environments })
+    Prover::new(solver, None)?.compare(base, head, schema)
 }

@@ -12,7 +12,7 @@ pub(crate) enum Direction {
 
 /// A concrete request whose decision differs between base and head, with
 /// the entities it needs and the policies that decide it on each side.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Witness {
     pub principal: String,
     pub action: String,
@@ -20,8 +20,8 @@ pub struct Witness {
     pub context: serde_json::Value,
     /// Cedar's entities JSON: every entity the request reads.
     pub entities: serde_json::Value,
-    pub base_decision: &'static str,
-    pub head_decision: &'static str,
+    pub base_decision: String,
+    pub head_decision: String,
     /// Policies that determined base's decision (empty: the default deny).
     pub base_reasons: Vec<String>,
     pub head_reasons: Vec<String>,
@@ -66,12 +66,10 @@ impl Witness {
                 head: name(head_r.decision()),
             });
         }
-        let context = request
-            .context()
-            .map(|c| c.to_json_value())
-            .transpose()
-            .map_err(|e| witness_err(env_name, e))?
-            .unwrap_or_else(|| serde_json::json!({}));
+        let context = match request.context() {
+            Some(c) => c.to_json_value().map_err(|e| witness_err(env_name, e))?,
+            None => serde_json::json!({}),
+        };
         let entities = entities
             .to_json_value()
             .map_err(|e| witness_err(env_name, e))?;
@@ -81,8 +79,8 @@ impl Witness {
             resource: uid(request.resource()),
             context,
             entities,
-            base_decision: name(base_r.decision()),
-            head_decision: name(head_r.decision()),
+            base_decision: name(base_r.decision()).to_owned(),
+            head_decision: name(head_r.decision()).to_owned(),
             base_reasons: reasons(&base_r),
             head_reasons: reasons(&head_r),
         })

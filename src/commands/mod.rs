@@ -10,6 +10,7 @@ mod ingest;
 mod keys;
 mod policy;
 mod policy_diff;
+mod policy_proof;
 mod query;
 
 use crate::cli::{Cli, Command};

@@ -26,6 +26,7 @@ pub fn run(cmd: PolicyCommand) -> CliResult {
         PolicyCommand::Bundle(a) => bundle_cmd(&a),
         PolicyCommand::Verify(a) => verify(&a),
         PolicyCommand::Diff(a) => super::policy_diff::run(&a),
+        PolicyCommand::Analyze(a) => super::policy_proof::analyze(&a),
     }
 }
 
@@ -82,7 +83,14 @@ pub fn sort_problems(problems: &mut [Problem]) {
 
 fn validate(args: &ValidateArgs) -> CliResult {
     let sources = PolicySources::discover(&args.paths.policies, args.paths.schema.as_deref())?;
-    let (loaded, problems) = check_all(&sources, args.tests.as_deref())?;
+    let (loaded, mut problems) = check_all(&sources, args.tests.as_deref())?;
+    if !args.no_analyze
+        && !loaded.has_errors()
+        && let Some(found) = super::policy_proof::analysis(&args.proof, &loaded)?
+    {
+        problems.extend(found);
+        sort_problems(&mut problems);
+    }
     let (errors, warnings) = policy_engine::summary(&problems);
     match args.format {
         CheckFormat::Human => {
@@ -301,10 +309,13 @@ enum Gate {
 }
 
 /// Loads, validates and runs the tests; prints the problems when there are errors.
+/// With a machine `format`, policies that do not validate still give a document on stdout
+/// reporting why, so a pipeline reading it sees the failure.
 fn run_tests(
     paths: &crate::cli::PolicyPaths,
     tests: Option<&Path>,
     gate: Gate,
+    format: CheckFormat,
 ) -> Result<Result<(LoadedPolicies, TestRun, PolicySources), Outcome>, CliError> {
     let sources = PolicySources::discover(&paths.policies, paths.schema.as_deref())?;
     let (loaded, problems) = match gate {
@@ -316,7 +327,11 @@ fn run_tests(
         }
     };
     if problems.iter().any(Problem::is_error) {
-        eprint_problems(&problems);
+        if format == CheckFormat::Human {
+            eprint_problems(&problems);
+        } else {
+            super::policy_proof::emit(format, &problems, "cairn policy test");
+        }
         eprintln!("the policies have errors; fix them first (see `cairn policy validate`)");
         return Ok(Err(Outcome::CheckFailed));
     }
@@ -335,7 +350,12 @@ fn run_tests(
 }
 
 fn test(args: &TestArgs) -> CliResult {
-    let (_loaded, run, _) = match run_tests(&args.paths, args.tests.as_deref(), Gate::Policies)? {
+    let (_loaded, run, _) = match run_tests(
+        &args.paths,
+        args.tests.as_deref(),
+        Gate::Policies,
+        args.format,
+    )? {
         Ok(r) => r,
         Err(outcome) => return Ok(outcome),
     };
@@ -625,7 +645,8 @@ pub fn build_bundle(
         created,
         source_repository,
     } = provenance;
-    let (loaded, run, sources) = match run_tests(paths, tests, Gate::Validate)? {
+    let (loaded, run, sources) = match run_tests(paths, tests, Gate::Validate, CheckFormat::Human)?
+    {
         Ok(r) => r,
         Err(o) => return Ok(Err(o)),
     };

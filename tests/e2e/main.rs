@@ -9,4 +9,5 @@ mod fuzz_replay;
 mod harness;
 mod lake;
 mod policy;
+mod policy_proof;
 mod records;

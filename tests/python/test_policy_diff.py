@@ -49,7 +49,7 @@ def test_a_new_forbid_shows_the_decisions_it_would_change(tmp_path):
                "--format", "json"], cwd=tmp_path)
     report = json.loads(out.stdout)
     changed = [c for c in report["changes"] if c["base"]["decision"] != c["head"]["decision"]]
-    assert report["summary"].get("allow→deny") == len(expected)
+    assert report["summary"].get("allow_to_deny") == len(expected)
     assert sorted(c["id"] for c in changed) == sorted(expected)
     assert all(c["head"]["reasons"] == ["no-sonnet-for-engineering"] for c in changed)
     assert all(c["base"]["decision"] == "allow" for c in changed)
@@ -71,7 +71,13 @@ def test_a_new_forbid_shows_the_decisions_it_would_change(tmp_path):
     everything = sarif["runs"][0]["results"]
     assert everything and all(r["level"] == "warning" for r in everything)
     results = [r for r in everything if r["ruleId"] == "cairn::diff::allow-to-deny"]
-    assert {r["ruleId"] for r in everything} <= {"cairn::diff::allow-to-deny", "cairn::diff::reasons"}
+    assert {r["ruleId"] for r in everything} <= {"cairn::diff::allow-to-deny", "cairn::diff::reasons",
+                                                 "cairn::proof::allow-to-deny"}
+    # The proof finds the narrowing too, with a request Cedar confirms, at the same forbid.
+    proven = [r for r in everything if r["ruleId"] == "cairn::proof::allow-to-deny"]
+    # (in both environments whose principals can be in engineering: users and service accounts)
+    assert len(proven) == 2 and all(r["message"]["text"].startswith("narrows ") for r in proven)
+    assert all(r["locations"][0]["physicalLocation"]["region"]["startLine"] == forbid_line for r in proven)
     loc = results[0]["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"]["uri"].endswith("review.cedar")
     assert loc["region"]["startLine"] == forbid_line and loc["region"]["endLine"] > forbid_line
@@ -108,7 +114,7 @@ def test_base_from_a_signed_bundle_and_from_git(tmp_path):
     out = run(["policy", "diff", "--base", "git:HEAD", "--records", str(d / "records"), "--format", "json"],
               cwd=repo)
     report = json.loads(out.stdout)
-    assert report["summary"].get("allow→deny") == len(allowed_sonnet_for_engineering(d / "records"))
+    assert report["summary"].get("allow_to_deny") == len(allowed_sonnet_for_engineering(d / "records"))
     bad = run(["policy", "diff", "--base", "git:no-such-ref", "--records", str(d / "records")], cwd=repo,
               check=False)
     assert bad.returncode == 2 and "git archive" in bad.stderr
@@ -152,7 +158,7 @@ def test_tool_decisions_replay_and_argument_dependence_is_shown_not_guessed(tmp_
         assert c["base"]["decision"] == "allow"
         assert c["head"] == {"decision": "depends", "reasons": ["no-incident-searches"]}
     assert report["summary"].get("arguments") == len(searches)
-    assert "allow→deny" not in report["summary"] and "deny→allow" not in report["summary"]
+    assert "allow_to_deny" not in report["summary"] and "deny_to_allow" not in report["summary"]
     human = run(["policy", "diff", "--policies", str(head), "--base", str(d / "policies"),
                  "--records", str(d / "records")], cwd=tmp_path)
     assert "depends on the arguments (read by no-incident-searches)" in human.stdout
