@@ -2,7 +2,9 @@
 //! environment, and reported at the policy.
 
 use cedar_policy::{Effect, Policy, PolicySet, RequestEnv, Schema};
-use cedar_policy_symcc::CompiledPolicy;
+use std::collections::BTreeMap;
+
+use cedar_policy_symcc::{CompiledPolicy, CompiledPolicySet};
 use serde_json::{Value, json};
 
 use crate::prover::{canonical, compile_set, may_apply, sorted_envs};
@@ -136,6 +138,20 @@ fn negated_condition(policy: &Policy) -> Result<Value, ProofError> {
     Ok(json!({ "!": { "arg": conj } }))
 }
 
+/// The policies of `set` that `keep` selects, as a set of their own.
+fn subset(
+    set: &PolicySet,
+    about: &Policy,
+    keep: impl Fn(&Policy) -> bool,
+) -> Result<PolicySet, ProofError> {
+    PolicySet::from_policies(set.policies().filter(|q| keep(q)).cloned()).map_err(|e| {
+        ProofError::Rewrite {
+            policy: about.id().to_string(),
+            reason: e.to_string(),
+        }
+    })
+}
+
 impl Prover {
     /// Every issue of every policy of `set` (validated against `schema`),
     /// ordered by policy id.
@@ -148,6 +164,7 @@ impl Prover {
         let mut policies: Vec<&Policy> = set.policies().collect();
         policies.sort_by_key(|p| p.id().to_string());
         let mut issues = Vec::new();
+        let mut compiled_all = BTreeMap::new();
         for policy in policies {
             let applies: Vec<&RequestEnv> = envs
                 .iter()
@@ -172,7 +189,7 @@ impl Prover {
                 issues.extend(hit);
                 continue;
             }
-            let found = self.analyze_policy(policy, set, schema, &applies)?;
+            let found = self.analyze_policy(policy, set, schema, &applies, &mut compiled_all)?;
             if let (Some(c), Some(k)) = (&self.cache, &key) {
                 c.put(k, &found);
             }
@@ -187,6 +204,7 @@ impl Prover {
         set: &PolicySet,
         schema: &Schema,
         applies: &[&RequestEnv],
+        compiled_all: &mut BTreeMap<EnvName, CompiledPolicySet>,
     ) -> Result<Vec<PolicyIssue>, ProofError> {
         let id = policy.id().to_string();
         let permit = policy.effect() == Effect::Permit;
@@ -232,32 +250,30 @@ impl Prover {
         if !everything.is_empty() {
             found.push(issue(Issue::MatchesAll, everything));
         }
-        let others = PolicySet::from_policies(
-            set.policies()
-                .filter(|p| p.id() != policy.id())
-                .cloned()
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|e| ProofError::Rewrite {
-            policy: id.clone(),
-            reason: e.to_string(),
-        })?;
-        let alone =
-            PolicySet::from_policies([policy.clone()]).map_err(|e| ProofError::Rewrite {
-                policy: id.clone(),
-                reason: e.to_string(),
-            })?;
+        let alone = subset(set, policy, |q| q.id() == policy.id())?;
         let (mut no_effect, mut never_allows) = (true, true);
         for (req_env, env) in &matching {
-            let all = compile_set("analyzed", set, req_env, schema, env)?;
+            // Only the policies that may apply to the environment's action: the others are
+            // false in it, and leaving them out keeps every query small.
+            if !compiled_all.contains_key(env) {
+                let applying = subset(set, policy, |q| may_apply(q, req_env.action()))?;
+                let c = compile_set("analyzed", &applying, req_env, schema, env)?;
+                compiled_all.insert(env.clone(), c);
+            }
+            let others = subset(set, policy, |q| {
+                q.id() != policy.id() && may_apply(q, req_env.action())
+            })?;
             let without = compile_set("analyzed", &others, req_env, schema, env)?;
-            if !ask!(self, env, check_equivalent_opt(&all, &without))? {
+            let Some(all) = compiled_all.get(env) else {
+                continue;
+            };
+            if !ask!(self, env, check_equivalent_opt(all, &without))? {
                 no_effect = false;
                 break;
             }
             if permit && never_allows {
                 let just = compile_set("analyzed", &alone, req_env, schema, env)?;
-                never_allows = ask!(self, env, check_disjoint_opt(&just, &all))?;
+                never_allows = ask!(self, env, check_disjoint_opt(&just, all))?;
             }
         }
         if no_effect {

@@ -94,6 +94,9 @@ pub fn run(args: &DemoArgs) -> CliResult {
             .as_ref()
             .map_or_else(String::new, |p| p.display().to_string())
     );
+    for line in super::policy_proof::demo_lines(&loaded, &dir.join(".cairn/cache/proof"))? {
+        outln!("    {line}");
+    }
 
     step(2, "generating (or reusing) the dev signing key");
     let (private, public) = dev_key(dir)?;

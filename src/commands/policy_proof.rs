@@ -190,3 +190,74 @@ pub fn emit(format: CheckFormat, problems: &[Problem], suite: &str) {
         }
     }
 }
+
+/// What `cairn demo` shows of the proof: the analysis of its policies, and the widening a
+/// proposed unconstrained permit would bring, caught with a request Cedar confirms. Lines to
+/// print; without a solver, one line saying so.
+pub fn demo_lines(loaded: &LoadedPolicies, cache_dir: &std::path::Path) -> Result<Vec<String>, CliError> {
+    let args = ProofArgs {
+        solver: None,
+        cache_dir: cache_dir.to_path_buf(),
+        no_cache: false,
+    };
+    let Some(schema) = &loaded.schema else {
+        return Ok(Vec::new());
+    };
+    let solver = match solver(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(vec![format!("proof skipped: {e}")]);
+        }
+    };
+    let mut prover = prover(&args, &solver, loaded)?;
+    let issues = prover
+        .analyze(&loaded.policy_set, schema)
+        .map_err(proof_failed)?;
+    let open = issues.iter().filter(|i| !i.acknowledged).count();
+    let mut lines = vec![format!(
+        "proved with cvc5 {}: {} finding(s) from `cairn policy analyze` ({} acknowledged by @{})",
+        solver.version,
+        open,
+        issues.len() - open,
+        policy_proof::ALLOW_ANNOTATION
+    )];
+    // The change under review: the demo's policies plus one unconstrained permit.
+    let mut files = loaded.files.clone();
+    files.push(policy_engine::SourceFile::new(
+        std::path::Path::new("proposed.cedar"),
+        "@id(\"temp-debug-access\")\npermit (principal, action, resource);\n",
+    ));
+    let mut proposed = load::parse(loaded.schema_file.clone(), files);
+    load::validate(&mut proposed);
+    if proposed.has_errors() {
+        eprint_problems(&proposed.problems);
+        return Err(CliError::failed(miette::miette!(
+            "the demo's proposed change does not validate"
+        )));
+    }
+    let comparison = prover
+        .compare(&loaded.policy_set, &proposed.policy_set, schema)
+        .map_err(proof_failed)?;
+    let widened: Vec<_> = comparison
+        .environments
+        .iter()
+        .filter_map(|e| e.deny_to_allow.as_ref().map(|w| (e, w)))
+        .collect();
+    lines.push(format!(
+        "a proposed `permit (principal, action, resource);` would widen access in {} of {} request environments; `cairn policy diff --fail-on widen` stops it",
+        widened.len(),
+        comparison.environments.len()
+    ));
+    if let Some((e, w)) = widened.first() {
+        lines.push(format!(
+            "  e.g. {}: {} doing {} on {} is {} now and allowed by `{}` after (Cedar confirms both)",
+            e.env,
+            w.principal,
+            w.action,
+            w.resource,
+            w.base_decision,
+            w.head_reasons.join(", ")
+        ));
+    }
+    Ok(lines)
+}
