@@ -194,7 +194,10 @@ pub fn emit(format: CheckFormat, problems: &[Problem], suite: &str) {
 /// What `cairn demo` shows of the proof: the analysis of its policies, and the widening a
 /// proposed unconstrained permit would bring, caught with a request Cedar confirms. Lines to
 /// print; without a solver, one line saying so.
-pub fn demo_lines(loaded: &LoadedPolicies, cache_dir: &std::path::Path) -> Result<Vec<String>, CliError> {
+pub fn demo_lines(
+    loaded: &LoadedPolicies,
+    cache_dir: &std::path::Path,
+) -> Result<Vec<String>, CliError> {
     let args = ProofArgs {
         solver: None,
         cache_dir: cache_dir.to_path_buf(),
